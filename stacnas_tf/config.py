@@ -1,0 +1,99 @@
+"""Search configurations: one frozen dataclass and named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from stacnas_tf import data
+from stacnas_tf import search_space
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines the result of a StacNAS search.
+
+    Defaults follow the paper / DARTS for the optimizers; the network and data
+    sizes default to the small embedded job (see `PRESETS`).
+    """
+
+    dataset: str = "fashion_mnist"
+    image_size: int | None = None  # resize images to this square size; None keeps them
+    num_train_examples: int | None = None  # use the first N training examples; None: all
+    stage1_cells: int = 14
+    stage2_cells: int = 20
+    stage1_epochs: int = 100
+    stage2_epochs: int = 100
+    batch_size: int = 64
+    channels: int = 16
+    seed: int = 0
+    per_cell_logits: bool = False
+    groups: tuple[tuple[str, ...], ...] = search_space.PAPER_GROUPS
+    # Weights: SGD, cosine-annealed learning rate, L2 decay, global-norm clipping.
+    weight_lr: float = 0.025
+    weight_lr_min: float = 0.001
+    weight_momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip_norm: float = 5.0
+    # Architecture logits: Adam, L2 decay.
+    arch_lr: float = 3e-4
+    arch_beta_1: float = 0.5
+    arch_beta_2: float = 0.999
+    arch_epsilon: float = 1e-8
+    arch_weight_decay: float = 1e-3
+
+    def __post_init__(self):
+        object.__setattr__(self, "groups", tuple(tuple(g) for g in self.groups))
+        data.check_dataset_name(self.dataset)
+        for name in ("stage1_cells", "stage2_cells", "stage1_epochs", "stage2_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name}: expected a positive integer, got {value!r}.")
+        if self.channels < 2 or self.channels % 2:
+            raise ValueError(f"--channels: expected an even number >= 2, got {self.channels}.")
+        if self.image_size is not None and (self.image_size < 4 or self.image_size % 4):
+            raise ValueError(
+                f"--image_size: expected a multiple of 4 (two reductions halve it), got {self.image_size}."
+            )
+        if self.num_train_examples is not None and self.num_train_examples < self.batch_size:
+            raise ValueError(
+                f"--num_train_examples: expected at least one batch ({self.batch_size}), "
+                f"got {self.num_train_examples}."
+            )
+        for name in ("weight_lr", "arch_lr", "grad_clip_norm"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name}: expected a positive number, got {getattr(self, name)}.")
+        search_space.SearchSpace(groups=self.groups)
+
+    @property
+    def space(self) -> search_space.SearchSpace:
+        return search_space.SearchSpace(groups=self.groups)
+
+    def to_dict(self) -> dict:
+        value = dataclasses.asdict(self)
+        value["groups"] = [list(g) for g in self.groups]
+        return value
+
+    @classmethod
+    def from_dict(cls, value: dict) -> "SearchConfig":
+        return cls(**value)
+
+    def replace(self, **changes) -> "SearchConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    # The embedded default: a real two-stage search on Fashion-MNIST, minutes on 2 CPU cores.
+    "default": SearchConfig(
+        dataset="fashion_mnist", image_size=16, num_train_examples=4096,
+        stage1_cells=5, stage2_cells=5, stage1_epochs=4, stage2_epochs=4,
+        batch_size=64, channels=8,
+    ),
+    # A few seconds of training: checks that everything runs.
+    "smoke": SearchConfig(
+        dataset="digits", stage1_cells=3, stage2_cells=3, stage1_epochs=1, stage2_epochs=1,
+        batch_size=32, channels=4, num_train_examples=128,
+    ),
+    # The paper's CIFAR setting: 14 cells in stage 1, 20 in stage 2, 100 epochs each.
+    "paper_cifar10": SearchConfig(dataset="cifar10"),
+    "paper_cifar100": SearchConfig(dataset="cifar100"),
+}

@@ -1,0 +1,324 @@
+"""Image datasets as tf.data pipelines.
+
+Sources (`--dataset`):
+  * `cifar10`, `cifar100`, `imagenet2012`: tensorflow-datasets, read from a
+    prepared `data_dir`, or built from the official archives placed in
+    `manual_dir`. Nothing is ever downloaded: a missing dataset is an error
+    that names the file to put where.
+  * `fashion_mnist`: the IDX files of Debian's `dataset-fashion-mnist`.
+  * `digits`: scikit-learn's bundled 8x8 digits (read without importing sklearn).
+  * `folder:PATH`: one sub-folder of images per class (PATH/train and
+    PATH/test are used when present).
+
+Every source yields (uint8 HWC image, int64 label). Training pipelines are
+deterministic functions of (seed, epoch): the shuffle order and the
+augmentation of each position are seeded by both, so a resumed run sees the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.util
+import os
+
+import numpy as np
+import tensorflow as tf
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
+DATASETS = TFDS_DATASETS + ("fashion_mnist", "digits", "folder:PATH")
+
+# DARTS's CIFAR statistics and the usual ImageNet ones.
+_STATS = {
+    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
+    "cifar100": ((0.5070751, 0.48654887, 0.44091785), (0.26733428, 0.25643846, 0.27615047)),
+    "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+# What tfds's manual build expects in manual_dir.
+_MANUAL_FILES = {
+    "cifar10": ("cifar-10-binary.tar.gz",),
+    "cifar100": ("cifar-100-binary.tar.gz",),
+    "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
+}
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A dataset split: its examples and what a model needs to know of them."""
+
+    name: str
+    split: str
+    dataset: tf.data.Dataset  # (uint8 [H, W, C] image, int64 label)
+    num_examples: int
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def check_dataset_name(name: str, flag: str = "--dataset") -> None:
+    if name in TFDS_DATASETS or name in ("fashion_mnist", "digits"):
+        return
+    if name.startswith("folder:") and len(name) > len("folder:"):
+        return
+    raise ValueError(f"{flag}: unknown dataset {name!r}; expected one of {list(DATASETS)}.")
+
+
+def load(name: str, split: str = "train", data_dir: str | None = None,
+         manual_dir: str | None = None, image_size: int | None = None) -> Source:
+    """Loads split `split` ("train" or "test") of dataset `name`."""
+    check_dataset_name(name)
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}.")
+    if name == "fashion_mnist":
+        return _in_memory(name, split, *_read_fashion_mnist(data_dir or FASHION_MNIST_DIR, split))
+    if name == "digits":
+        return _in_memory(name, split, *_read_digits(data_dir, split))
+    if name.startswith("folder:"):
+        return _folder(name, name[len("folder:"):], split, image_size)
+    return _tfds(name, split, data_dir, manual_dir)
+
+
+# --- in-memory sources --------------------------------------------------------------
+
+
+def _in_memory(name, split, images: np.ndarray, labels: np.ndarray) -> Source:
+    mean, std = _statistics(images)
+    return Source(
+        name=name, split=split,
+        dataset=tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))),
+        num_examples=len(images), num_classes=int(labels.max()) + 1,
+        image_shape=tuple(images.shape[1:]), mean=mean, std=std,
+    )
+
+
+def _statistics(images: np.ndarray):
+    pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return tuple(pixels.mean(0).tolist()), tuple(np.maximum(pixels.std(0), 1e-3).tolist())
+
+
+def _read_idx(path: str) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(f"fashion_mnist: {path} is not an IDX file of unsigned bytes.")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(f"fashion_mnist: {path} is truncated (expected shape {shape}).")
+    return array.reshape(shape)
+
+
+def _read_fashion_mnist(directory: str, split: str):
+    prefix = "train" if split == "train" else "t10k"
+    paths = [os.path.join(directory, f"{prefix}-{kind}-idx{n}-ubyte.gz")
+             for kind, n in (("images", 3), ("labels", 1))]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"fashion_mnist: missing {path}. Install Debian's `dataset-fashion-mnist` "
+                f"(apt-get install dataset-fashion-mnist) or pass --data_dir=DIR holding the "
+                f"four *-ubyte.gz files."
+            )
+    images, labels = (_read_idx(p) for p in paths)
+    return images[..., None], labels
+
+
+def digits_path() -> str:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("digits: scikit-learn is not installed (pip install scikit-learn).")
+    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+
+
+def _read_digits(data_dir, split):
+    path = os.path.join(data_dir, "digits.csv.gz") if data_dir else digits_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"digits: missing {path} (scikit-learn's bundled digits.csv.gz).")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    images = np.round(table[:, :64] * (255.0 / 16.0)).astype(np.uint8).reshape(-1, 8, 8, 1)
+    labels = table[:, 64].astype(np.int64)
+    # digits has no official split: a fixed 80/20 permutation.
+    order = np.random.RandomState(0).permutation(len(images))
+    cut = int(0.8 * len(images))
+    chosen = order[:cut] if split == "train" else order[cut:]
+    return images[chosen], labels[chosen]
+
+
+# --- folders of images ----------------------------------------------------------------
+
+
+def _folder(name, root, split, image_size) -> Source:
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--dataset={name}: folder {root} does not exist.")
+    for candidate in ((split,) if split == "train" else ("test", "val", "validation")):
+        if os.path.isdir(os.path.join(root, candidate)):
+            root = os.path.join(root, candidate)
+            break
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    files, labels = [], []
+    for label, cls in enumerate(classes):
+        for file in sorted(os.listdir(os.path.join(root, cls))):
+            if file.lower().endswith(_IMAGE_EXTENSIONS):
+                files.append(os.path.join(root, cls, file))
+                labels.append(label)
+    if len(classes) < 2 or not files:
+        raise ValueError(
+            f"--dataset={name}: expected one sub-folder of images per class (at least 2) in "
+            f"{root}; found {len(classes)} classes and {len(files)} images."
+        )
+    first = tf.io.decode_image(tf.io.read_file(files[0]), expand_animations=False)
+    channels = int(first.shape[-1])
+    size = (image_size, image_size) if image_size else tuple(int(d) for d in first.shape[:2])
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        image = tf.image.resize(image, size, antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        image.set_shape(size + (channels,))
+        return image, label
+
+    dataset = tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, np.int64))).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE)
+    sample = np.stack([image.numpy() for image, _ in dataset.take(256)])
+    mean, std = _statistics(sample)
+    return Source(name=name, split=split, dataset=dataset, num_examples=len(files),
+                  num_classes=len(classes), image_shape=size + (channels,), mean=mean, std=std)
+
+
+# --- tensorflow-datasets -----------------------------------------------------------------
+
+
+def _tfds(name, split, data_dir, manual_dir) -> Source:
+    import tensorflow_datasets as tfds  # imported here: slow, and only these sources need it
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        needed = _MANUAL_FILES[name]
+        missing = [f for f in needed if not (manual_dir and os.path.isfile(os.path.join(manual_dir, f)))]
+        if missing:
+            raise FileNotFoundError(
+                f"{name}: not prepared in --data_dir={builder.data_dir_root} and cannot be "
+                f"downloaded here. Put {', '.join(missing)} in a folder and pass it as "
+                f"--manual_dir (or point --data_dir at a prepared tensorflow-datasets folder)."
+            )
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        )
+    tfds_split = {"train": "train", "test": "validation" if name == "imagenet2012" else "test"}[split]
+    dataset = builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+    info = builder.info
+    mean, std = _STATS[name]
+    shape = info.features["image"].shape
+    if name == "imagenet2012":
+        shape = (None, None, 3)
+    return Source(
+        name=name, split=split, dataset=dataset.map(lambda x, y: (x, tf.cast(y, tf.int64))),
+        num_examples=info.splits[tfds_split].num_examples,
+        num_classes=info.features["label"].num_classes,
+        image_shape=tuple(shape), mean=mean, std=std,
+    )
+
+
+# --- pipelines ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Training augmentation: DARTS's pad-and-crop and horizontal flip."""
+
+    crop_padding: int = 0
+    flip: bool = False
+
+
+def default_augment(name: str) -> Augment:
+    if name in ("cifar10", "cifar100"):
+        return Augment(crop_padding=4, flip=True)
+    if name == "imagenet2012":
+        return Augment(flip=True)
+    return Augment()
+
+
+def _preprocess(image, source: Source, image_size):
+    image = tf.cast(image, tf.float32) / 255.0
+    if image_size and (source.image_shape[0] != image_size or source.image_shape[1] != image_size):
+        if source.name == "imagenet2012":
+            image = _center_crop(image)
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    mean = tf.constant(source.mean, tf.float32)
+    std = tf.constant(source.std, tf.float32)
+    return (image - mean) / std
+
+
+def _center_crop(image):
+    shape = tf.shape(image)
+    side = tf.minimum(shape[0], shape[1])
+    return tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
+
+
+def _augment(image, seed, augment: Augment):
+    if augment.crop_padding:
+        pad = augment.crop_padding
+        shape = tf.shape(image)
+        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        image = tf.image.stateless_random_crop(padded, shape, seed=seed)
+    if augment.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+    return image
+
+
+def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
+                   initial_epoch: int = 0, augment: Augment | None = None,
+                   image_size: int | None = None, num_examples: int | None = None,
+                   shuffle_buffer: int = 20000) -> tf.data.Dataset:
+    """Batches for epochs [initial_epoch, epochs), deterministic in (seed, epoch).
+
+    Every epoch reshuffles with a seed derived from (seed, epoch) and seeds the
+    augmentation of each position likewise, so starting at `initial_epoch`
+    gives exactly the batches an uninterrupted run would. Incomplete final
+    batches are dropped (each replica of a strategy gets equal shares).
+    """
+    augment = augment or Augment()
+    base = source.dataset
+    if num_examples:
+        base = base.take(num_examples)
+    buffer = min(shuffle_buffer, num_examples or source.num_examples)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
+        data = base.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).enumerate()
+
+        def transform(position, example):
+            image, label = example
+            image = _preprocess(image, source, image_size)
+            image = _augment(image, tf.stack([epoch_seed, position]), augment)
+            return image, label
+
+        return data.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
+            batch_size, drop_remainder=True)
+
+    return (tf.data.Dataset.range(initial_epoch, epochs)
+            .flat_map(one_epoch)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def eval_pipeline(source: Source, batch_size: int, image_size: int | None = None,
+                  num_examples: int | None = None) -> tf.data.Dataset:
+    base = source.dataset.take(num_examples) if num_examples else source.dataset
+    return (base.map(lambda x, y: (_preprocess(x, source, image_size), y),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def steps_per_epoch(source: Source, batch_size: int, num_examples: int | None = None) -> int:
+    count = min(num_examples or source.num_examples, source.num_examples)
+    steps = count // batch_size
+    if steps < 1:
+        raise ValueError(
+            f"--batch_size={batch_size} is larger than the {count} training examples of {source.name}."
+        )
+    return steps

@@ -1,0 +1,52 @@
+"""Atomic file writes and output-folder checks.
+
+Everything the library writes goes to a temporary file in the destination
+folder first and is renamed into place, so an interrupted run never leaves a
+half-written genotype, history or config under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+
+def write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, value) -> None:
+    write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
+    """Creates `path` if needed and checks that files can be written in it."""
+    if not path:
+        raise ValueError(f"{flag}: expected a folder path, got an empty value.")
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag}: {path} exists and is not a folder.")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag}: cannot write in {path} ({e.strerror or e}).") from e
+    return path

@@ -1,0 +1,340 @@
+"""Genotypes: the discrete cells a search ends with.
+
+A genotype lists, for each intermediate node of the normal and the reduction
+cell, its two incoming edges as (op, input) pairs; input 0 and 1 are the
+outputs of the previous-but-one and previous cell, input 2 + i is node i.
+Optionally every cell of a network has its own genotype (`cells`).
+
+The JSON form is versioned; the DARTS textual form
+`Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)`
+is read too, so genotypes published by DARTS-family papers can be used.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+from stacnas_tf import search_space
+
+FORMAT = "stacnas_tf.genotype"
+VERSION = 1
+
+Edge = tuple[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class CellGenotype:
+    """One cell: two (op, input) edges per node, and the nodes concatenated."""
+
+    edges: tuple[Edge, ...]
+    concat: tuple[int, ...]
+    reduction: bool = False
+
+    def __post_init__(self):
+        edges = tuple((str(op), int(index)) for op, index in self.edges)
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "concat", tuple(int(i) for i in self.concat))
+        if not edges or len(edges) % 2:
+            raise ValueError(f"genotype: expected 2 edges per node, got {len(edges)} edges.")
+        search_space.check_ops([op for op, _ in edges], "genotype")
+        for position, (op, index) in enumerate(edges):
+            node = position // 2
+            if op == search_space.NONE:
+                raise ValueError("genotype: `none` cannot be a chosen op.")
+            if not 0 <= index < node + 2:
+                raise ValueError(
+                    f"genotype: edge {position} ({op!r}, {index}) of node {node} has input "
+                    f"index {index}; expected 0..{node + 1}."
+                )
+        if not self.concat or any(not 0 <= i < self.num_nodes + 2 for i in self.concat):
+            raise ValueError(
+                f"genotype: concat {list(self.concat)} must name states 0..{self.num_nodes + 1}."
+            )
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.edges) // 2
+
+    def to_dict(self) -> dict:
+        return {
+            "reduction": self.reduction,
+            "edges": [{"op": op, "input": index} for op, index in self.edges],
+            "concat": list(self.concat),
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict) -> "CellGenotype":
+        return cls(
+            edges=tuple((e["op"], e["input"]) for e in value["edges"]),
+            concat=tuple(value["concat"]),
+            reduction=bool(value.get("reduction", False)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Genotype:
+    """A searched architecture: a normal and a reduction cell, and optionally
+    one cell genotype per cell of the network (the enlarged space)."""
+
+    normal: CellGenotype
+    reduce: CellGenotype
+    cells: tuple[CellGenotype, ...] | None = None
+
+    @classmethod
+    def from_edges(cls, normal, normal_concat, reduce, reduce_concat, cells=None) -> "Genotype":
+        return cls(
+            normal=CellGenotype(tuple(normal), tuple(normal_concat), reduction=False),
+            reduce=CellGenotype(tuple(reduce), tuple(reduce_concat), reduction=True),
+            cells=cells,
+        )
+
+    def cell(self, index: int, reduction: bool) -> CellGenotype:
+        """The genotype of cell `index` of a network."""
+        if self.cells is not None:
+            if index >= len(self.cells):
+                raise ValueError(
+                    f"genotype has {len(self.cells)} per-cell genotypes; cell {index} requested."
+                )
+            return self.cells[index]
+        return self.reduce if reduction else self.normal
+
+    # --- JSON ------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "normal": self.normal.to_dict()["edges"],
+            "normal_concat": list(self.normal.concat),
+            "reduce": self.reduce.to_dict()["edges"],
+            "reduce_concat": list(self.reduce.concat),
+            "cells": None if self.cells is None else [c.to_dict() for c in self.cells],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, value: dict, source: str = "genotype") -> "Genotype":
+        if not isinstance(value, dict) or value.get("format") != FORMAT:
+            raise ValueError(f"{source}: not a genotype JSON (expected \"format\": \"{FORMAT}\").")
+        version = value.get("version")
+        if not isinstance(version, int) or version > VERSION:
+            raise ValueError(
+                f"{source}: genotype version {version!r} is not supported; this stacnas_tf reads "
+                f"versions up to {VERSION}."
+            )
+        try:
+            cells = value.get("cells")
+            return cls.from_edges(
+                [(e["op"], e["input"]) for e in value["normal"]], value["normal_concat"],
+                [(e["op"], e["input"]) for e in value["reduce"]], value["reduce_concat"],
+                cells=None if cells is None else tuple(CellGenotype.from_dict(c) for c in cells),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{source}: malformed genotype JSON ({e!r}).") from e
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "genotype") -> "Genotype":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source}: not valid JSON ({e}).") from e
+        return cls.from_dict(value, source)
+
+    # --- DARTS text --------------------------------------------------------------
+
+    def to_darts(self) -> str:
+        def edges(cell):
+            return "[" + ", ".join(f"({op!r}, {index})" for op, index in cell.edges) + "]"
+
+        return (
+            f"Genotype(normal={edges(self.normal)}, normal_concat={list(self.normal.concat)}, "
+            f"reduce={edges(self.reduce)}, reduce_concat={list(self.reduce.concat)})"
+        )
+
+    @classmethod
+    def from_darts(cls, text: str, source: str = "genotype") -> "Genotype":
+        fields = ("normal", "normal_concat", "reduce", "reduce_concat")
+        try:
+            call = ast.parse(text.strip(), mode="eval").body
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Genotype"):
+                raise ValueError("expected Genotype(...)")
+            values = dict(zip(fields, call.args))
+            values.update({kw.arg: kw.value for kw in call.keywords})
+            if set(values) != set(fields):
+                raise ValueError(f"expected the fields {list(fields)}, got {sorted(values)}")
+            parsed = {name: _literal(node) for name, node in values.items()}
+        except (SyntaxError, ValueError, TypeError) as e:
+            raise ValueError(f"{source}: not a DARTS genotype text ({e}).") from e
+        try:
+            return cls.from_edges(**parsed)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: {e}") from e
+
+    # --- pictures ----------------------------------------------------------------
+
+    def to_graph(self) -> dict:
+        """Picture-ready form: nodes and labelled edges of each cell."""
+        graph = {"format": "stacnas_tf.genotype_graph", "version": VERSION,
+                 "normal": _cell_graph(self.normal), "reduce": _cell_graph(self.reduce)}
+        if self.cells is not None:
+            graph["cells"] = [_cell_graph(c) for c in self.cells]
+        return graph
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text of the normal and reduction cells."""
+        lines = ["digraph genotype {", "  rankdir=LR;"]
+        for name, cell in (("normal", self.normal), ("reduce", self.reduce)):
+            graph = _cell_graph(cell)
+            lines.append(f"  subgraph cluster_{name} {{")
+            lines.append(f'    label="{name}";')
+            for node in graph["nodes"]:
+                shape = "box" if node["kind"] != "intermediate" else "ellipse"
+                lines.append(f'    "{name}_{node["id"]}" [label="{node["id"]}", shape={shape}];')
+            for edge in graph["edges"]:
+                label = "" if edge["op"] == "concat" else f' [label="{edge["op"]}"]'
+                lines.append(f'    "{name}_{edge["source"]}" -> "{name}_{edge["target"]}"{label};')
+            lines.append("  }")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _literal(node):
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "range":
+        return list(range(*[ast.literal_eval(a) for a in node.args]))
+    return ast.literal_eval(node)
+
+
+def _cell_graph(cell: CellGenotype) -> dict:
+    def name(index):
+        return {0: "c_{k-2}", 1: "c_{k-1}"}.get(index, str(index - 2))
+
+    nodes = [{"id": "c_{k-2}", "kind": "input"}, {"id": "c_{k-1}", "kind": "input"}]
+    nodes += [{"id": str(i), "kind": "intermediate"} for i in range(cell.num_nodes)]
+    nodes.append({"id": "c_{k}", "kind": "output"})
+    edges = [
+        {"source": name(index), "target": str(position // 2), "op": op}
+        for position, (op, index) in enumerate(cell.edges)
+    ]
+    edges += [{"source": name(i), "target": "c_{k}", "op": "concat"} for i in cell.concat]
+    return {"reduction": cell.reduction, "nodes": nodes, "edges": edges}
+
+
+# --- derivation ------------------------------------------------------------------
+
+
+def derive_cell(
+    candidates: search_space.CellCandidates,
+    weights: Sequence[Sequence[float]],
+    num_nodes: int = 4,
+    reduction: bool = False,
+) -> CellGenotype:
+    """DARTS's discretisation of one cell from its softmaxed logits.
+
+    For each node keep the 2 incoming edges with the largest non-`none` weight
+    and, on each, the strongest non-`none` op. Ties go to the earlier edge and
+    the earlier candidate.
+    """
+    edges = []
+    start = 0
+    for node in range(num_nodes):
+        end = start + node + 2
+
+        def best(e):
+            options = [(w, k) for k, (op, w) in enumerate(zip(candidates[e], weights[e]))
+                       if op != search_space.NONE]
+            weight, k = max(options, key=lambda wk: (wk[0], -wk[1]))
+            return weight, candidates[e][k]
+
+        strengths = [(best(e), e) for e in range(start, end)]
+        # sorted() is stable: equal strengths keep the lower input first.
+        chosen = sorted(strengths, key=lambda item: -item[0][0])[:2]
+        edges += [(op, e - start) for (_, op), e in chosen]
+        start = end
+    return CellGenotype(tuple(edges), tuple(range(2, 2 + num_nodes)), reduction=reduction)
+
+
+def strongest_ops(candidates: search_space.CellCandidates, weights) -> list[str]:
+    """The strongest non-`none` op of every edge (ties: earlier candidate)."""
+    winners = []
+    for edge, w in zip(candidates, weights):
+        options = [(w[k], -k, op) for k, op in enumerate(edge) if op != search_space.NONE]
+        winners.append(max(options)[2])
+    return winners
+
+
+def derive_genotype(stage_space: search_space.StageSpace, weights, num_cells: int,
+                    num_nodes: int = 4) -> Genotype:
+    """Genotype from the softmaxed logits of every logit set of a supernet."""
+    reductions = search_space.reduction_positions(num_cells)
+    if not stage_space.per_cell:
+        normal = derive_cell(stage_space.cells[0], weights[0], num_nodes, reduction=False)
+        reduce = derive_cell(stage_space.cells[1], weights[1], num_nodes, reduction=True)
+        return Genotype(normal=normal, reduce=reduce)
+    cells = tuple(
+        derive_cell(stage_space.cells[k], weights[k], num_nodes, reduction=k in reductions)
+        for k in range(num_cells)
+    )
+    normal = next(c for c in cells if not c.reduction)
+    reduce = next(c for c in cells if c.reduction)
+    return Genotype(normal=normal, reduce=reduce, cells=cells)
+
+
+# --- published genotypes ----------------------------------------------------------
+
+PUBLISHED = {
+    # Liu et al., DARTS (first order), from the DARTS code's genotypes.py.
+    "DARTS_V1": Genotype.from_edges(
+        [("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
+         ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
+        [2, 3, 4, 5],
+        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
+         ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+        [2, 3, 4, 5],
+    ),
+    # Liu et al., DARTS (second order).
+    "DARTS_V2": Genotype.from_edges(
+        [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+         ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+        [2, 3, 4, 5],
+        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+         ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+        [2, 3, 4, 5],
+    ),
+    # StacNAS, CIFAR-10 cells read from the paper's figures 3 and 4.
+    "STACNAS_CIFAR10": Genotype.from_edges(
+        [("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 2), ("skip_connect", 0),
+         ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 2), ("sep_conv_3x3", 0)],
+        [2, 3, 4, 5],
+        [("skip_connect", 1), ("max_pool_3x3", 0), ("dil_conv_5x5", 2), ("avg_pool_3x3", 0),
+         ("dil_conv_5x5", 3), ("avg_pool_3x3", 0), ("dil_conv_5x5", 3), ("sep_conv_5x5", 0)],
+        [2, 3, 4, 5],
+    ),
+}
+
+
+def resolve(spec: str, flag: str = "--genotype") -> Genotype:
+    """A genotype from a published name, a JSON or DARTS-text file, or DARTS text."""
+    spec = spec.strip()
+    if spec in PUBLISHED:
+        return PUBLISHED[spec]
+    if spec.startswith("Genotype("):
+        return Genotype.from_darts(spec, source=flag)
+    if os.path.isfile(spec):
+        with open(spec) as f:
+            text = f.read()
+        source = f"{flag} file {spec}"
+        if text.lstrip().startswith("Genotype("):
+            return Genotype.from_darts(text, source=source)
+        return Genotype.from_json(text, source=source)
+    raise ValueError(
+        f"{flag}: {spec!r} is neither a published genotype ({', '.join(sorted(PUBLISHED))}), "
+        "an existing genotype file (JSON or DARTS text) nor DARTS text 'Genotype(...)'."
+    )

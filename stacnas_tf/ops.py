@@ -1,0 +1,275 @@
+"""The DARTS primitives as Keras layers (NHWC), and the name -> layer table.
+
+Padding follows DARTS (PyTorch) exactly: symmetric, `kernel_size // 2` (times
+the dilation). TensorFlow's 'same' padding is symmetric only at stride 1, so
+stride-2 ops are written so that their windows sit where DARTS puts them:
+  * pools run at stride 1 and are subsampled (windows centred on even pixels);
+  * strided depthwise convs pad explicitly and use 'valid';
+  * a dilation-2, stride-2 conv reads only even pixels, so the input is
+    subsampled first and an undilated conv runs on it: equal, and 4x cheaper.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from stacnas_tf import search_space
+
+_SERIALIZE_PACKAGE = "stacnas_tf"
+
+
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class BatchNorm(keras.layers.Layer):
+    """Batch normalization over the channel axis, computed by TF's fused kernel.
+
+    Matches PyTorch's `BatchNorm2d(momentum=0.1, eps=1e-5)`: moving statistics
+    decay by `momentum` (Keras convention, 0.9) and the moving variance uses
+    the unbiased batch variance. With `affine=False` there is no scale/offset,
+    as in the DARTS search network. `training=None` means inference.
+    """
+
+    def __init__(self, affine=True, momentum=0.9, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.affine = affine
+        self.momentum = momentum
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if self.affine:
+            self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+            self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        # "mean" aggregation lets every replica of a MirroredStrategy update them.
+        self.moving_mean = self.add_weight(
+            shape=(channels,), initializer="zeros", trainable=False, aggregation="mean",
+            autocast=False, name="moving_mean",
+        )
+        self.moving_variance = self.add_weight(
+            shape=(channels,), initializer="ones", trainable=False, aggregation="mean",
+            autocast=False, name="moving_variance",
+        )
+
+    def call(self, inputs, training=None):
+        channels = inputs.shape[-1]
+        if self.affine:
+            scale, offset = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        else:
+            scale, offset = tf.ones([channels], tf.float32), tf.zeros([channels], tf.float32)
+        if training:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, scale, offset, epsilon=self.epsilon, is_training=True
+            )
+            decay = 1.0 - self.momentum
+            self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
+            self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
+            return outputs
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance,
+            epsilon=self.epsilon, is_training=False,
+        )
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"affine": self.affine, "momentum": self.momentum, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class ReLUConvBN(keras.layers.Layer):
+    """ReLU -> k x k convolution (no bias, stride 1) -> BatchNorm."""
+
+    def __init__(self, filters, kernel_size=1, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.affine = affine
+        self.conv = keras.layers.Conv2D(
+            filters, kernel_size, padding="same", use_bias=False, name="conv"
+        )
+        self.bn = BatchNorm(affine=affine, name="bn")
+
+    def call(self, inputs, training=None):
+        return self.bn(self.conv(tf.nn.relu(inputs)), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "kernel_size": self.kernel_size, "affine": self.affine})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class FactorizedReduce(keras.layers.Layer):
+    """Halves the resolution: ReLU, two 1x1 stride-2 convs on pixel grids offset
+    by one, concatenated (each gives half of `filters`), then BatchNorm."""
+
+    def __init__(self, filters, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        if filters % 2:
+            raise ValueError(f"FactorizedReduce: filters must be even, got {filters}.")
+        self.filters = filters
+        self.affine = affine
+        self.conv_even = keras.layers.Conv2D(filters // 2, 1, use_bias=False, name="conv_even")
+        self.conv_odd = keras.layers.Conv2D(filters // 2, 1, use_bias=False, name="conv_odd")
+        self.bn = BatchNorm(affine=affine, name="bn")
+
+    def call(self, inputs, training=None):
+        x = tf.nn.relu(inputs)
+        # A strided 1x1 conv is a 1x1 conv on the subsampled grid.
+        even = self.conv_even(x[:, ::2, ::2, :])
+        odd = self.conv_odd(x[:, 1::2, 1::2, :])
+        return self.bn(tf.concat([even, odd], axis=-1), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "affine": self.affine})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class Pool(keras.layers.Layer):
+    """3x3 max or average pooling (padding 1, padding not counted in averages),
+    optionally followed by a BatchNorm without affine parameters (search only)."""
+
+    def __init__(self, kind, stride=1, batch_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("max", "avg"):
+            raise ValueError(f"Pool: kind must be 'max' or 'avg', got {kind!r}.")
+        self.kind = kind
+        self.stride = stride
+        self.batch_norm = batch_norm
+        self.bn = BatchNorm(affine=False, name="bn") if batch_norm else None
+
+    def call(self, inputs, training=None):
+        # TF's stride-1 'SAME' pools pad symmetrically and ignore the padding,
+        # which is DARTS's (-inf / count_include_pad=False) behaviour.
+        pool = tf.nn.max_pool2d if self.kind == "max" else tf.nn.avg_pool2d
+        x = pool(inputs, ksize=3, strides=1, padding="SAME")
+        if self.stride == 2:
+            x = x[:, ::2, ::2, :]
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kind": self.kind, "stride": self.stride, "batch_norm": self.batch_norm})
+        return config
+
+
+def _depthwise(kernel_size, stride, dilation, name):
+    """A depthwise conv placed as in DARTS; returns (pre-transform, layer)."""
+    if stride == 1:
+        return None, keras.layers.DepthwiseConv2D(
+            kernel_size, padding="same", dilation_rate=dilation, use_bias=False, name=name
+        )
+    if dilation == stride:
+        return "subsample", keras.layers.DepthwiseConv2D(
+            kernel_size, padding="same", use_bias=False, name=name
+        )
+    if dilation != 1:
+        raise ValueError(f"stride {stride} with dilation {dilation} is not supported.")
+    pad = kernel_size // 2
+    return keras.layers.ZeroPadding2D(pad, name=f"{name}_pad"), keras.layers.DepthwiseConv2D(
+        kernel_size, strides=stride, padding="valid", use_bias=False, name=name
+    )
+
+
+def _apply_depthwise(pre, layer, x, stride):
+    if pre == "subsample":
+        x = x[:, ::stride, ::stride, :]
+    elif pre is not None:
+        x = pre(x)
+    return layer(x)
+
+
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class DilConv(keras.layers.Layer):
+    """ReLU -> dilated depthwise k x k (stride s) -> pointwise 1x1 -> BatchNorm."""
+
+    def __init__(self, filters, kernel_size, stride=1, dilation=2, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.dilation = dilation
+        self.affine = affine
+        self.pre, self.depthwise = _depthwise(kernel_size, stride, dilation, "depthwise")
+        self.pointwise = keras.layers.Conv2D(filters, 1, use_bias=False, name="pointwise")
+        self.bn = BatchNorm(affine=affine, name="bn")
+
+    def call(self, inputs, training=None):
+        x = _apply_depthwise(self.pre, self.depthwise, tf.nn.relu(inputs), self.stride)
+        return self.bn(self.pointwise(x), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
+            "dilation": self.dilation, "affine": self.affine,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class SepConv(keras.layers.Layer):
+    """Two stacked DilConv blocks of dilation 1: the first has the stride and
+    keeps the input width, the second maps to `filters` (DARTS's SepConv)."""
+
+    def __init__(self, filters, kernel_size, stride=1, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.affine = affine
+        self.pre1, self.depthwise1 = _depthwise(kernel_size, stride, 1, "depthwise1")
+        self.bn1 = BatchNorm(affine=affine, name="bn1")
+        self.depthwise2 = keras.layers.DepthwiseConv2D(
+            kernel_size, padding="same", use_bias=False, name="depthwise2"
+        )
+        self.pointwise2 = keras.layers.Conv2D(filters, 1, use_bias=False, name="pointwise2")
+        self.bn2 = BatchNorm(affine=affine, name="bn2")
+
+    def build(self, input_shape):
+        # The first pointwise conv keeps the input width, known only here.
+        self.pointwise1 = keras.layers.Conv2D(input_shape[-1], 1, use_bias=False, name="pointwise1")
+
+    def call(self, inputs, training=None):
+        x = _apply_depthwise(self.pre1, self.depthwise1, tf.nn.relu(inputs), self.stride)
+        x = self.bn1(self.pointwise1(x), training=training)
+        x = self.depthwise2(tf.nn.relu(x))
+        return self.bn2(self.pointwise2(x), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters, "kernel_size": self.kernel_size, "stride": self.stride,
+            "affine": self.affine,
+        })
+        return config
+
+
+def make_op(name: str, filters: int, stride: int, affine: bool, search: bool, layer_name: str):
+    """Builds primitive `name` mapping `filters` channels to `filters` channels.
+
+    `search=True` adds the BatchNorm after pools that the DARTS search network
+    has. `none` has no layer (callers skip it: its output is zero).
+    """
+    if name == search_space.NONE:
+        return None
+    if name == search_space.SKIP:
+        if stride == 1:
+            return keras.layers.Identity(name=layer_name)
+        return FactorizedReduce(filters, affine=affine, name=layer_name)
+    if name in ("max_pool_3x3", "avg_pool_3x3"):
+        return Pool(name[:3], stride=stride, batch_norm=search, name=layer_name)
+    if name in ("sep_conv_3x3", "sep_conv_5x5"):
+        return SepConv(filters, int(name[-1]), stride=stride, affine=affine, name=layer_name)
+    if name in ("dil_conv_3x3", "dil_conv_5x5"):
+        return DilConv(filters, int(name[-1]), stride=stride, dilation=2, affine=affine, name=layer_name)
+    search_space.check_ops([name], "make_op")
+    raise AssertionError(name)

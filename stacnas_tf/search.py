@@ -1,0 +1,278 @@
+"""The StacNAS search: stage 1 (groups), stage 2 (ops in the winning groups),
+then the genotype (Algorithm 1, stages 1-2).
+
+Output folder:
+  config.json                     the run's SearchConfig
+  stage{1,2}/history.json         per epoch: loss, accuracy, lr, logits, softmax
+  stage{1,2}/result.json          final logits and softmax per edge, winners,
+                                  activated groups (stage 1)
+  stage{1,2}/checkpoints/         weights, logits, both optimizers, epoch
+  tensorboard/stage{1,2}/         Keras and architecture summaries
+  genotype.json                   the final genotype (versioned JSON)
+  genotype_graph.json, .dot, .txt picture-ready graph, Graphviz, DARTS text
+
+Rerunning on the same folder resumes from the last completed epoch; a folder
+made with another configuration is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from stacnas_tf import config as config_lib
+from stacnas_tf import data
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import search_space
+from stacnas_tf import supernet
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    stage: int
+    num_cells: int
+    space: search_space.StageSpace
+    weights: list  # per logit set: [edges][candidates] softmax weights
+    result: dict  # what result.json holds
+
+
+def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> None:
+    """Writes config.json, or checks that the folder's config equals `config`."""
+    path = os.path.join(output_dir, "config.json")
+    wanted = config.to_dict()
+    if not os.path.exists(path):
+        files.write_json(path, wanted)
+        return
+    try:
+        saved = files.read_json(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--output_dir: {path} is unreadable ({e}); use another folder.") from e
+    differences = [
+        f"{key}={saved.get(key)!r} there, {wanted.get(key)!r} now"
+        for key in sorted(set(saved) | set(wanted))
+        if saved.get(key) != wanted.get(key)
+    ]
+    if differences:
+        raise ValueError(
+            f"--output_dir={output_dir} holds a search with another configuration "
+            f"({'; '.join(differences)}). Rerun with the same flags to resume it, or choose "
+            "another --output_dir."
+        )
+
+
+def _lr_schedule(config, steps_per_epoch, epochs):
+    # Cosine annealing from weight_lr to weight_lr_min over the stage, as DARTS.
+    return keras.optimizers.schedules.CosineDecay(
+        config.weight_lr, decay_steps=steps_per_epoch * epochs,
+        alpha=config.weight_lr_min / config.weight_lr,
+    )
+
+
+def _logits_json(model: supernet.SearchNetwork) -> dict:
+    names = model.stage_space.set_names(model.num_cells)
+    endpoints = search_space.edge_endpoints(model.search_cells[0].num_nodes)
+    return {
+        name: [
+            {"edge": f"{source}->{node}", "candidates": list(edge), "logits": logits, "weights": weights}
+            for (source, node), (edge, logits, weights) in zip(endpoints, values)
+        ]
+        for name, values in zip(names, model.logit_values())
+    }
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Records history and architecture summaries, then checkpoints, each epoch."""
+
+    def __init__(self, stage_dir, manager, epoch_variable, history, schedule, writer):
+        super().__init__()
+        self.stage_dir = stage_dir
+        self.manager = manager
+        self.epoch_variable = epoch_variable
+        self.history_entries = history
+        self.schedule = schedule
+        self.writer = writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        model = self.model
+        logits = _logits_json(model)
+        lr = float(self.schedule(model.optimizer.iterations))
+        self.history_entries.append({
+            "epoch": epoch + 1,
+            "loss": float(logs.get("loss", np.nan)),
+            "accuracy": float(logs.get("accuracy", np.nan)),
+            "lr": lr,
+            "logits": {name: [e["logits"] for e in edges] for name, edges in logits.items()},
+            "weights": {name: [e["weights"] for e in edges] for name, edges in logits.items()},
+        })
+        with self.writer.as_default(step=epoch + 1):
+            for name, edges in logits.items():
+                for e in edges:
+                    for op, weight in zip(e["candidates"], e["weights"]):
+                        tf.summary.scalar(f"alpha/{name}/{e['edge']}/{op}", weight)
+            tf.summary.scalar("lr", lr)
+        self.writer.flush()
+        # History first: a crash before the checkpoint only repeats this epoch.
+        files.write_json(os.path.join(self.stage_dir, "history.json"), self.history_entries)
+        self.epoch_variable.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, epochs: int,
+              config: config_lib.SearchConfig, source: data.Source, output_dir: str,
+              strategy: tf.distribute.Strategy, verbose) -> StageResult:
+    """Trains one supernet to the end of its epochs (resuming if checkpointed)."""
+    stage_dir = os.path.join(output_dir, f"stage{stage}")
+    os.makedirs(stage_dir, exist_ok=True)
+    steps = data.steps_per_epoch(source, config.batch_size, config.num_train_examples)
+    image_shape = _input_shape(source, config)
+    keras.utils.set_random_seed(config.seed * 10 + stage)
+    with strategy.scope():
+        model = supernet.SearchNetwork(
+            stage_space, source.num_classes, channels=config.channels, num_cells=num_cells,
+            weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
+            grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
+            name=f"stage{stage}_supernet",
+        )
+        model(tf.zeros((1,) + image_shape), training=False)
+        schedule = _lr_schedule(config, steps, epochs)
+        weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.weight_momentum)
+        architecture_optimizer = keras.optimizers.Adam(
+            config.arch_lr, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
+            epsilon=config.arch_epsilon,
+        )
+        model.compile(weight_optimizer, architecture_optimizer)
+        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
+        checkpoint = tf.train.Checkpoint(
+            model=model, weight_optimizer=weight_optimizer,
+            architecture_optimizer=architecture_optimizer, completed_epochs=epoch_variable,
+        )
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(stage_dir, "checkpoints"), max_to_keep=2)
+    history_path = os.path.join(stage_dir, "history.json")
+    history = []
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        history = files.read_json(history_path)[: int(epoch_variable.numpy())] if os.path.exists(history_path) else []
+        logging.info("stage %d: resuming after epoch %d", stage, int(epoch_variable.numpy()))
+    initial_epoch = int(epoch_variable.numpy())
+    if initial_epoch < epochs:
+        dataset = data.train_pipeline(
+            source, config.batch_size, config.seed, epochs, initial_epoch,
+            augment=data.default_augment(source.name), image_size=config.image_size,
+            num_examples=config.num_train_examples,
+        )
+        log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
+        writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
+        callbacks = [
+            _EpochEnd(stage_dir, manager, epoch_variable, history, schedule, writer),
+            keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
+        ]
+        if verbose:
+            print(f"StacNAS stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
+                  f"({model.count_params():,} parameters)", flush=True)
+        model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  callbacks=callbacks, verbose=verbose, shuffle=False)
+    logits = _logits_json(model)
+    weights = [[e["weights"] for e in edges] for edges in logits.values()]
+    result = {
+        "stage": stage, "num_cells": num_cells, "epochs": epochs,
+        "space": stage_space.to_dict(), "logits": logits,
+        "final_loss": history[-1]["loss"] if history else None,
+        "final_accuracy": history[-1]["accuracy"] if history else None,
+    }
+    del model, checkpoint, manager
+    gc.collect()
+    return StageResult(stage, num_cells, stage_space, weights, result)
+
+
+def _input_shape(source: data.Source, config: config_lib.SearchConfig):
+    height, width, channels = source.image_shape
+    if config.image_size:
+        height = width = config.image_size
+    if height is None or width is None:
+        raise ValueError(f"--image_size: {source.name} has images of varying size; set a size.")
+    if height % 4 or width % 4:
+        raise ValueError(
+            f"--image_size: {source.name} images are {height}x{width}; the two reduction cells "
+            "need sides divisible by 4. Pass --image_size."
+        )
+    return (height, width, channels)
+
+
+def _winners(stage: StageResult) -> list[list[str]]:
+    return [genotype_lib.strongest_ops(cell, weights)
+            for cell, weights in zip(stage.space.cells, stage.weights)]
+
+
+def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str | None = None,
+               manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
+               verbose="auto") -> genotype_lib.Genotype:
+    """Runs (or resumes) a two-stage StacNAS search and returns its genotype.
+
+    The caller opens the distribution strategy; the default strategy is used
+    when none is given.
+    """
+    output_dir = files.prepare_output_dir(output_dir)
+    genotype_path = os.path.join(output_dir, "genotype.json")
+    check_config_matches(output_dir, config)
+    if os.path.exists(genotype_path):
+        with open(genotype_path) as f:
+            return genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+    strategy = strategy or tf.distribute.get_strategy()
+    source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                       image_size=config.image_size)
+    _input_shape(source, config)
+    space = config.space
+
+    stage1 = _load_or_run(
+        1, search_space.stage1_space(space, config.stage1_cells, config.per_cell_logits),
+        config.stage1_cells, config.stage1_epochs, config, source, output_dir, strategy, verbose,
+        extra=lambda s: _activation(space, s),
+    )
+    winners = _winners(stage1)
+    stage2_space = search_space.stage2_space(
+        space, winners, config.stage2_cells, config.stage1_cells, config.per_cell_logits)
+    stage2 = _load_or_run(
+        2, stage2_space, config.stage2_cells, config.stage2_epochs, config, source, output_dir,
+        strategy, verbose, extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))},
+    )
+    genotype = genotype_lib.derive_genotype(stage2.space, stage2.weights, config.stage2_cells,
+                                            space.num_nodes)
+    files.write_json(os.path.join(output_dir, "genotype_graph.json"), genotype.to_graph())
+    files.write_text(os.path.join(output_dir, "genotype.dot"), genotype.to_dot())
+    files.write_text(os.path.join(output_dir, "genotype.txt"), genotype.to_darts() + "\n")
+    files.write_text(genotype_path, genotype.to_json() + "\n")  # last: marks the search done
+    return genotype
+
+
+def _activation(space: search_space.SearchSpace, stage: StageResult) -> dict:
+    names = list(stage.result["logits"])
+    winners = _winners(stage)
+    return {
+        "winners": dict(zip(names, winners)),
+        "activated_groups": {
+            name: [list(space.group_of(op)) for op in ops] for name, ops in zip(names, winners)
+        },
+    }
+
+
+def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_dir, strategy,
+                 verbose, extra) -> StageResult:
+    path = os.path.join(output_dir, f"stage{stage}", "result.json")
+    if os.path.exists(path):
+        result = files.read_json(path)
+        space = search_space.StageSpace.from_dict(result["space"])
+        weights = [[e["weights"] for e in edges] for edges in result["logits"].values()]
+        return StageResult(stage, num_cells, space, weights, result)
+    outcome = run_stage(stage, stage_space, num_cells, epochs, config, source, output_dir,
+                        strategy, verbose)
+    outcome.result.update(extra(outcome))
+    files.write_json(path, outcome.result)
+    return outcome

@@ -1,0 +1,238 @@
+"""The search network (supernet) and its one-level training step."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stacnas_tf import cells as cells_lib
+from stacnas_tf import ops as ops_lib
+from stacnas_tf import search_space
+
+# Logit given to padding entries of the logit matrices (edges with fewer
+# candidates than the widest edge): exp() of it is exactly zero.
+_MASKED_LOGIT = -1e9
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class ArchitectureLogits(keras.layers.Layer):
+    """Holds the architecture logits alpha: one [num_edges, width] matrix per
+    logit set (normal/reduce, or one per cell), `width` being the largest
+    candidate count. Entries past an edge's candidate count are padding.
+
+    These are the only variables of this layer, so the supernet tells them
+    apart from the weights by construction.
+    """
+
+    def __init__(self, candidate_counts, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate_counts = [list(map(int, counts)) for counts in candidate_counts]
+        self.seed = seed
+        self.width = max(max(counts) for counts in self.candidate_counts)
+        self._masks = [
+            np.arange(self.width)[None, :] < np.asarray(counts)[:, None]
+            for counts in self.candidate_counts
+        ]
+        # DARTS initialises alpha as 1e-3 * N(0, 1).
+        initializer = keras.initializers.RandomNormal(stddev=1e-3, seed=seed)
+        self.logits = [
+            self.add_weight(
+                shape=(len(counts), self.width),
+                initializer=initializer,
+                name=f"alpha_{index}",
+            )
+            for index, counts in enumerate(self.candidate_counts)
+        ]
+        self.built = True
+
+    def probabilities(self):
+        """Softmax of each logit matrix over the candidates of each edge."""
+        return [
+            tf.nn.softmax(tf.where(mask, tf.convert_to_tensor(logits), _MASKED_LOGIT), axis=-1)
+            for logits, mask in zip(self.logits, self._masks)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"candidate_counts": self.candidate_counts, "seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class SearchNetwork(keras.Model):
+    """The DARTS/StacNAS supernet, trained with one-level optimization.
+
+    stem (3x3 conv to stem_multiplier * channels, BatchNorm) -> `num_cells`
+    SearchCells (reduction cells at 1/3 and 2/3 of the depth double the
+    channels) -> global average pooling -> linear classifier.
+
+    `train_step` makes one forward/backward pass on a training batch and
+    updates the weights with the compiled optimizer (SGD) and the
+    architecture logits with `architecture_optimizer` (Adam), both from the
+    same gradients (StacNAS section 2.3.1). Weight gradients are clipped by
+    their global norm; both get L2 weight decay added to the gradient, as
+    PyTorch's `weight_decay` does in DARTS.
+    """
+
+    def __init__(
+        self,
+        stage_space,
+        num_classes,
+        channels=16,
+        num_cells=8,
+        stem_multiplier=3,
+        weight_decay=3e-4,
+        architecture_weight_decay=1e-3,
+        grad_clip_norm=5.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(stage_space, dict):
+            stage_space = search_space.StageSpace.from_dict(stage_space)
+        if num_cells < 1:
+            raise ValueError(f"num_cells: expected a positive number of cells, got {num_cells}.")
+        if channels < 2 or channels % 2:
+            raise ValueError(f"channels: expected an even number >= 2, got {channels}.")
+        if stage_space.per_cell and len(stage_space.cells) != num_cells:
+            raise ValueError(
+                f"per-cell logits need {num_cells} cells of candidates, got {len(stage_space.cells)}."
+            )
+        self.stage_space = stage_space
+        self.num_classes = num_classes
+        self.channels = channels
+        self.num_cells = num_cells
+        self.stem_multiplier = stem_multiplier
+        self.weight_decay = weight_decay
+        self.architecture_weight_decay = architecture_weight_decay
+        self.grad_clip_norm = grad_clip_norm
+        self.seed = seed
+        self.architecture_optimizer = None
+
+        self.architecture = ArchitectureLogits(
+            [[len(edge) for edge in cell] for cell in stage_space.cells], seed=seed, name="architecture"
+        )
+        self.stem_conv = keras.layers.Conv2D(
+            stem_multiplier * channels, 3, padding="same", use_bias=False, name="stem_conv"
+        )
+        self.stem_bn = ops_lib.BatchNorm(affine=True, name="stem_bn")
+        reductions = search_space.reduction_positions(num_cells)
+        self.cell_logit_set = []
+        self.search_cells = []
+        filters, reduction_prev = channels, False
+        for index in range(num_cells):
+            reduction = index in reductions
+            if reduction:
+                filters *= 2
+            logit_set = stage_space.set_of_cell(index, reduction)
+            self.cell_logit_set.append(logit_set)
+            self.search_cells.append(
+                cells_lib.SearchCell(
+                    stage_space.cells[logit_set], filters, reduction, reduction_prev,
+                    name=f"cell_{index}_{'reduce' if reduction else 'normal'}",
+                )
+            )
+            reduction_prev = reduction
+        self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
+        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+
+    def call(self, images, training=None):
+        probabilities = self.architecture.probabilities()
+        s0 = s1 = self.stem_bn(self.stem_conv(images), training=training)
+        for cell, logit_set in zip(self.search_cells, self.cell_logit_set):
+            s0, s1 = s1, cell((s0, s1), probabilities[logit_set], training=training)
+        return self.classifier(self.global_pool(s1))
+
+    # --- variables -------------------------------------------------------------
+
+    @property
+    def architecture_variables(self):
+        return list(self.architecture.trainable_variables)
+
+    @property
+    def weight_variables(self):
+        # Derived on every access: a cached list on a built layer is frozen state.
+        architecture_ids = {id(v) for v in self.architecture.trainable_variables}
+        return [v for v in self.trainable_variables if id(v) not in architecture_ids]
+
+    # --- training --------------------------------------------------------------
+
+    def compile(self, weight_optimizer, architecture_optimizer, **kwargs):
+        """Compiles with the weight optimizer; `architecture_optimizer` steps alpha.
+
+        Both optimizers must be created under the caller's strategy scope. Each
+        is built here on its own variables so neither touches the other's.
+        """
+        kwargs.setdefault("loss", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        kwargs.setdefault("metrics", ["accuracy"])
+        super().compile(optimizer=weight_optimizer, **kwargs)
+        self.architecture_optimizer = architecture_optimizer
+        if not self.built:
+            raise ValueError("SearchNetwork.compile: build the network (call it once) before compiling.")
+        weight_optimizer.build(self.weight_variables)
+        architecture_optimizer.build(self.architecture_variables)
+
+    def one_level_gradients(self, images, labels):
+        """Loss and processed gradients of one forward/backward pass.
+
+        Returns (loss, weight_grads, architecture_grads, raw weight-gradient norm).
+        Under a distribution strategy the gradients are summed over replicas
+        first, so clipping sees the gradient of the global batch and every
+        replica computes the same update.
+        """
+        weight_vars = self.weight_variables
+        arch_vars = self.architecture_variables
+        with tf.GradientTape() as tape:
+            logits = self(images, training=True)
+            # compute_loss divides by the replica count under a strategy.
+            loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
+        grads = tape.gradient(loss, weight_vars + arch_vars)
+        replica_context = tf.distribute.get_replica_context()
+        if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+            grads = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        weight_grads, arch_grads = grads[: len(weight_vars)], grads[len(weight_vars):]
+        weight_grads, raw_norm = tf.clip_by_global_norm(weight_grads, self.grad_clip_norm)
+        weight_grads = [g + self.weight_decay * v for g, v in zip(weight_grads, weight_vars)]
+        arch_grads = [g + self.architecture_weight_decay * v for g, v in zip(arch_grads, arch_vars)]
+        return loss, logits, weight_grads, arch_grads, raw_norm
+
+    def train_step(self, data):
+        images, labels = data
+        loss, logits, weight_grads, arch_grads, _ = self.one_level_gradients(images, labels)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            # Keras optimizers sum gradients over replicas again; ours are already reduced.
+            weight_grads = [g / replicas for g in weight_grads]
+            arch_grads = [g / replicas for g in arch_grads]
+        self.optimizer.apply(weight_grads, self.weight_variables)
+        self.architecture_optimizer.apply(arch_grads, self.architecture_variables)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
+        return self.compute_metrics(images, labels, logits)
+
+    # --- results ---------------------------------------------------------------
+
+    def logit_values(self):
+        """Per logit set: a list over edges of (candidates, logits, softmax weights)."""
+        result = []
+        probabilities = [p.numpy() for p in self.architecture.probabilities()]
+        for cell, logits, probs in zip(self.stage_space.cells, self.architecture.logits, probabilities):
+            logits = np.asarray(logits.numpy())
+            result.append([
+                (edge, logits[e, : len(edge)].tolist(), probs[e, : len(edge)].tolist())
+                for e, edge in enumerate(cell)
+            ])
+        return result
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "stage_space": self.stage_space.to_dict(), "num_classes": self.num_classes,
+            "channels": self.channels, "num_cells": self.num_cells,
+            "stem_multiplier": self.stem_multiplier, "weight_decay": self.weight_decay,
+            "architecture_weight_decay": self.architecture_weight_decay,
+            "grad_clip_norm": self.grad_clip_norm, "seed": self.seed,
+        })
+        return config
