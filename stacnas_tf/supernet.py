@@ -198,7 +198,7 @@ class SearchNetwork(keras.Model):
         return loss, logits, weight_grads, arch_grads, raw_norm
 
     def train_step(self, data):
-        images, labels = data
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         loss, logits, weight_grads, arch_grads, _ = self.one_level_gradients(images, labels)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:

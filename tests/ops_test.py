@@ -1,0 +1,115 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import ops  # noqa: E402
+from stacnas_tf import search_space  # noqa: E402
+
+OPS = [op for op in search_space.PRIMITIVES if op != "none"]
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_output_shapes(name, stride):
+    layer = ops.make_op(name, 8, stride, affine=False, search=True, layer_name=name)
+    x = tf.random.normal([2, 12, 12, 8])
+    assert tuple(layer(x, training=True).shape) == (2, 12 // stride, 12 // stride, 8)
+
+
+def _torch_like_pool(x, kind):
+    """Reference 3x3 stride-2 pool with padding 1 as PyTorch computes it."""
+    n, h, w, c = x.shape
+    fill = -np.inf if kind == "max" else 0.0
+    padded = np.full((n, h + 2, w + 2, c), fill, np.float64)
+    padded[:, 1:-1, 1:-1] = x
+    ones = np.zeros((h + 2, w + 2))
+    ones[1:-1, 1:-1] = 1
+    out = np.zeros((n, (h - 1) // 2 + 1, (w - 1) // 2 + 1, c))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            window = padded[:, 2 * i: 2 * i + 3, 2 * j: 2 * j + 3]
+            if kind == "max":
+                out[:, i, j] = window.max(axis=(1, 2))
+            else:
+                out[:, i, j] = window.sum(axis=(1, 2)) / ones[2 * i: 2 * i + 3, 2 * j: 2 * j + 3].sum()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_stride2_pools_match_darts_padding(kind):
+    x = np.random.RandomState(0).randn(2, 8, 8, 3)
+    got = ops.Pool(kind, stride=2)(tf.constant(x, tf.float32)).numpy()
+    np.testing.assert_allclose(got, _torch_like_pool(x, kind), atol=1e-5)
+
+
+def test_avg_pool_does_not_count_padding():
+    x = tf.ones([1, 4, 4, 1])
+    np.testing.assert_allclose(ops.Pool("avg")(x).numpy(), 1.0)
+
+
+def _copy_weights(source, target):
+    for a, b in zip(source.weights, target.weights):
+        b.assign(a)
+
+
+def test_strided_dil_conv_equals_dilated_conv_then_subsample():
+    x = tf.random.normal([2, 12, 12, 4], seed=1)
+    for k in (3, 5):
+        fast = ops.DilConv(4, k, stride=2, dilation=2, affine=True)
+        slow = ops.DilConv(4, k, stride=1, dilation=2, affine=True)
+        fast(x), slow(x)
+        _copy_weights(fast, slow)
+        np.testing.assert_allclose(fast(x).numpy(), slow(x)[:, ::2, ::2].numpy(), atol=1e-5)
+
+
+def test_strided_depthwise_pads_symmetrically():
+    x = tf.random.normal([1, 8, 8, 2], seed=2)
+    layer = ops.SepConv(2, 3, stride=2)
+    layer(x)
+    reference = tf.nn.depthwise_conv2d(
+        tf.nn.relu(x), layer.depthwise1.kernel, [1, 1, 1, 1], "SAME")[:, ::2, ::2]
+    got = layer.depthwise1(layer.pre1(tf.nn.relu(x)))
+    np.testing.assert_allclose(got.numpy(), reference.numpy(), atol=1e-5)
+
+
+def test_factorized_reduce_halves_and_splits_channels():
+    layer = ops.FactorizedReduce(6, affine=False)
+    assert tuple(layer(tf.random.normal([2, 8, 8, 4])).shape) == (2, 4, 4, 6)
+    with pytest.raises(ValueError, match="even"):
+        ops.FactorizedReduce(5)
+
+
+def test_batch_norm_matches_pytorch_semantics():
+    x = np.random.RandomState(3).randn(4, 5, 5, 3).astype(np.float32) * 2 + 1
+    bn = ops.BatchNorm(affine=False)
+    y = bn(tf.constant(x), training=True).numpy()
+    mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), atol=1e-4)
+    unbiased = x.var((0, 1, 2), ddof=1)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * mean, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * unbiased, atol=1e-4)
+    assert not bn.trainable_weights  # affine=False: nothing to learn
+    inference = bn(tf.constant(x), training=None).numpy()
+    np.testing.assert_allclose(
+        inference, (x - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + 1e-5), atol=1e-4)
+
+
+@pytest.mark.parametrize("layer", [
+    ops.BatchNorm(affine=False, name="bn"), ops.ReLUConvBN(8, 1, affine=False, name="rcb"),
+    ops.FactorizedReduce(8, name="fr"), ops.Pool("avg", 2, batch_norm=True, name="pool"),
+    ops.SepConv(8, 5, 2, name="sep"), ops.DilConv(8, 3, 1, 2, name="dil"),
+])
+def test_config_round_trip(layer):
+    restored = layer.__class__.from_config(layer.get_config())
+    assert restored.get_config() == layer.get_config()
+    assert keras.saving.get_registered_object(f"stacnas_tf>{layer.__class__.__name__}") is layer.__class__
+
+
+def test_unknown_op_name_is_refused():
+    with pytest.raises(ValueError, match="unknown op"):
+        ops.make_op("conv_7x7", 8, 1, affine=True, search=False, layer_name="x")

@@ -1,0 +1,70 @@
+"""One-level training under MirroredStrategy on 2 logical CPU devices."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import search_space  # noqa: E402
+from stacnas_tf import strategy as strategy_lib  # noqa: E402
+from stacnas_tf import supernet  # noqa: E402
+
+STRATEGY = strategy_lib.make_strategy("mirrored", cpu_replicas=2)
+LR, ARCH_LR, CLIP, WD, ARCH_WD = 0.1, 3e-3, 0.5, 3e-4, 1e-3
+
+
+def _network(strategy):
+    stage = search_space.stage1_space(search_space.SearchSpace(), 3, False)
+    with strategy.scope():
+        net = supernet.SearchNetwork(stage, 10, channels=4, num_cells=3, seed=0, grad_clip_norm=CLIP,
+                                     weight_decay=WD, architecture_weight_decay=ARCH_WD)
+        keras.utils.set_random_seed(0)
+        net(tf.zeros([1, 8, 8, 1]))
+        net.compile(keras.optimizers.SGD(LR, momentum=0.9),
+                    keras.optimizers.Adam(ARCH_LR, beta_1=0.5, beta_2=0.999, epsilon=1e-8))
+    return net
+
+
+def test_replicas_agree_and_gradients_are_reduced_once():
+    assert STRATEGY.num_replicas_in_sync == 2
+    rng = np.random.RandomState(0)
+    x = rng.randn(16, 8, 8, 1).astype(np.float32)
+    y = rng.randint(0, 10, 16).astype(np.int64)
+
+    # Expected step, on one device: each replica normalises its own half batch,
+    # the gradient is the mean over replicas, clipped after the reduction.
+    reference = _network(tf.distribute.get_strategy())
+    variables = reference.weight_variables + reference.architecture_variables
+    start = [v.numpy().copy() for v in variables]
+    grads = []
+    for half in (slice(0, 8), slice(8, 16)):
+        with tf.GradientTape() as tape:
+            logits = reference(x[half], training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y[half], logits, from_logits=True))
+        grads.append([g.numpy() for g in tape.gradient(loss, variables)])
+    mean = [(a + b) / 2 for a, b in zip(*grads)]
+    n = len(reference.weight_variables)
+    clipped, _ = tf.clip_by_global_norm(mean[:n], CLIP)
+    expected_weights = [w - LR * (g.numpy() + WD * w) for w, g in zip(start[:n], clipped)]
+    expected_alpha = []
+    for a, g in zip(start[n:], mean[n:]):
+        g = g + ARCH_WD * a
+        expected_alpha.append(a - ARCH_LR * np.sqrt(1 - 0.999) / 0.5 * (0.5 * g) / (np.sqrt(0.001) * np.abs(g) + 1e-8))
+
+    mirrored = _network(STRATEGY)
+    for value, variable in zip(start, mirrored.weight_variables + mirrored.architecture_variables):
+        variable.assign(value)  # same initial state as the reference
+    mirrored.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), epochs=1, verbose=0, shuffle=False)
+
+    for variable in mirrored.architecture_variables + mirrored.weight_variables:
+        replicas = [v.numpy() for v in STRATEGY.experimental_local_results(variable.value)]
+        assert len(replicas) == 2
+        np.testing.assert_array_equal(replicas[0], replicas[1])
+    for got, want in zip(mirrored.weight_variables, expected_weights):
+        np.testing.assert_allclose(got.numpy(), want, atol=2e-5)
+    for got, want, before in zip(mirrored.architecture_variables, expected_alpha, start[n:]):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
+        assert np.abs(got.numpy() - before).max() > 1e-3  # the logits moved

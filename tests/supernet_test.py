@@ -1,0 +1,123 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import search_space  # noqa: E402
+from stacnas_tf import supernet  # noqa: E402
+
+SPACE = search_space.SearchSpace()
+
+
+def _network(num_cells=3, per_cell=False, **kwargs):
+    stage = search_space.stage1_space(SPACE, num_cells, per_cell)
+    net = supernet.SearchNetwork(stage, 10, channels=4, num_cells=num_cells, seed=0, **kwargs)
+    net(tf.zeros([1, 8, 8, 1]))
+    return net
+
+
+def _compile(net, weight_lr=0.1):
+    weight_opt = keras.optimizers.SGD(weight_lr, momentum=0.9)
+    arch_opt = keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
+    net.compile(weight_opt, arch_opt)
+    return weight_opt, arch_opt
+
+
+def _batch(n=8, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.randn(n, 8, 8, 1).astype(np.float32), rng.randint(0, 10, n).astype(np.int64)
+
+
+def test_architecture_and_weight_variables_are_disjoint_by_construction():
+    net = _network()
+    arch = net.architecture_variables
+    assert len(arch) == 2 and [tuple(v.shape) for v in arch] == [(14, 5), (14, 5)]
+    weight_ids = {id(v) for v in net.weight_variables}
+    assert not weight_ids & {id(v) for v in arch}
+    assert len(net.weight_variables) + 2 == len(net.trainable_variables)
+    per_cell = _network(num_cells=3, per_cell=True)
+    assert len(per_cell.architecture_variables) == 3
+
+
+def test_output_shape_and_reduction_cells():
+    net = _network(num_cells=5)
+    assert tuple(net(tf.zeros([2, 8, 8, 1])).shape) == (2, 10)
+    assert [c.reduction for c in net.search_cells] == [False, True, False, True, False]
+    assert net.search_cells[-1].filters == 16  # doubled twice
+    assert net.stem_conv.filters == 12  # 3C stem
+
+
+def test_train_step_updates_weights_with_sgd_and_logits_with_adam():
+    net = _network()
+    weight_opt, arch_opt = _compile(net)
+    x, y = _batch()
+    before_alpha = [v.numpy().copy() for v in net.architecture_variables]
+    before_weights = [v.numpy().copy() for v in net.weight_variables]
+    _, _, _, arch_grads, _ = net.one_level_gradients(x, y)
+    net.train_on_batch(x, y)
+    assert int(arch_opt.iterations.numpy()) == 1 and int(weight_opt.iterations.numpy()) == 1
+    # Adam's first step, L2 decay already in the gradient: -lr * g / (|g| + eps').
+    for before, after, grad in zip(before_alpha, [v.numpy() for v in net.architecture_variables], arch_grads):
+        g = grad.numpy()
+        m, v = 0.5 * 0 + (1 - 0.5) * g, (1 - 0.999) * g * g
+        lr = 3e-4 * np.sqrt(1 - 0.999) / (1 - 0.5)
+        np.testing.assert_allclose(after, before - lr * m / (np.sqrt(v) + 1e-8), rtol=1e-3, atol=1e-9)
+        assert np.abs(after - before).max() > 1e-5
+    changed = [np.abs(a - b).max() > 0 for a, b in zip(before_weights, [v.numpy() for v in net.weight_variables])]
+    assert sum(changed) > 0.9 * len(changed)
+
+
+def test_clipping_applies_to_weights_only():
+    net = _network(grad_clip_norm=1e-3, weight_decay=0.0, architecture_weight_decay=0.0)
+    _compile(net)
+    x, y = _batch()
+    with tf.GradientTape() as tape:
+        loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
+    raw = tape.gradient(loss, net.weight_variables + net.architecture_variables)
+    raw_weights, raw_arch = raw[: len(net.weight_variables)], raw[len(net.weight_variables):]
+    _, _, weight_grads, arch_grads, norm = net.one_level_gradients(x, y)
+    assert float(norm) > 1e-3
+    np.testing.assert_allclose(float(tf.linalg.global_norm(weight_grads)), 1e-3, rtol=1e-3)
+    np.testing.assert_allclose(float(tf.linalg.global_norm(raw_weights)), float(norm), rtol=1e-3)
+    for got, expected in zip(arch_grads, raw_arch):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-3, atol=1e-9)
+
+
+def test_architecture_gradients_flow_to_every_logit_set():
+    net = _network()
+    x, y = _batch()
+    _compile(net)
+    _, _, _, arch_grads, _ = net.one_level_gradients(x, y)
+    for g in arch_grads:
+        assert np.abs(g.numpy()).max() > 0
+
+
+def test_masked_candidates_get_zero_weight():
+    normal = [("none", "skip_connect")] * 7 + [("none", "sep_conv_3x3", "sep_conv_5x5")] * 7
+    stage = search_space.StageSpace.shared(normal, normal)
+    net = supernet.SearchNetwork(stage, 10, channels=4, num_cells=3, seed=0)
+    net(tf.zeros([1, 8, 8, 1]))
+    probabilities = net.architecture.probabilities()[0].numpy()
+    assert probabilities.shape == (14, 3)
+    np.testing.assert_allclose(probabilities[:7, 2], 0.0)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-6)
+    values = net.logit_values()[0]
+    assert values[0][0] == ("none", "skip_connect") and len(values[0][2]) == 2
+
+
+def test_config_round_trip():
+    net = _network(per_cell=True)
+    restored = supernet.SearchNetwork.from_config(net.get_config())
+    assert restored.get_config() == net.get_config()
+
+
+def test_bad_arguments_are_refused():
+    stage = search_space.stage1_space(SPACE, 3, False)
+    with pytest.raises(ValueError, match="num_cells"):
+        supernet.SearchNetwork(stage, 10, num_cells=0)
+    with pytest.raises(ValueError, match="channels"):
+        supernet.SearchNetwork(stage, 10, channels=5)

@@ -1,0 +1,90 @@
+"""Runs a StacNAS search and writes its genotype.
+
+  python tools/search.py                         # the embedded default (Fashion-MNIST)
+  python tools/search.py --preset=paper_cifar10 --data_dir=~/tensorflow_datasets \
+      --output_dir=runs/cifar10 --strategy=mirrored
+
+Flags left unset take the preset's values. Rerunning on the same
+--output_dir resumes the search.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+
+_PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.PRESETS),
+                            "Named configuration; other flags override its fields.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/search",
+                                  "Folder for checkpoints, history, TensorBoard logs and the genotype.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "tensorflow-datasets folder (cifar/imagenet), or the folder of the "
+                                "fashion_mnist / digits files.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
+                                  "Folder holding official archives to build a tfds dataset from.")
+_DATASET = flags.DEFINE_string("dataset", None,
+                               "cifar10, cifar100, imagenet2012, fashion_mnist, digits or folder:PATH.")
+_STAGE1_CELLS = flags.DEFINE_integer("stage1_cells", None, "Cells of the stage-1 supernet (paper: 14).")
+_STAGE2_CELLS = flags.DEFINE_integer("stage2_cells", None, "Cells of the stage-2 supernet (paper: 20).")
+_STAGE1_EPOCHS = flags.DEFINE_integer("stage1_epochs", None, "Training epochs of stage 1.")
+_STAGE2_EPOCHS = flags.DEFINE_integer("stage2_epochs", None, "Training epochs of stage 2.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
+_CHANNELS = flags.DEFINE_integer("channels", None, "Initial channels C of the supernet (paper: 16).")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Resize images to this square size.")
+_NUM_TRAIN = flags.DEFINE_integer("num_train_examples", None,
+                                  "Use only the first N training examples.")
+_SEED = flags.DEFINE_integer("seed", None, "Random seed of weights, logits, shuffling and augmentation.")
+_PER_CELL = flags.DEFINE_bool("per_cell_logits", None,
+                              "Give every cell its own architecture logits (the enlarged space).")
+_GROUPS = flags.DEFINE_string("groups", None,
+                              'JSON file {"groups": [[op, ...], ...]} replacing the paper\'s groups.')
+_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                              "Distribution strategy: one device, or MirroredStrategy.")
+_NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs for --strategy=mirrored (default: all).")
+_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 1,
+                                     "Logical CPU devices to mirror over when there is no GPU.")
+
+
+def _config() -> config_lib.SearchConfig:
+    from stacnas_tf import search_space
+
+    overrides = {
+        name: flag.value
+        for name, flag in {
+            "dataset": _DATASET, "stage1_cells": _STAGE1_CELLS, "stage2_cells": _STAGE2_CELLS,
+            "stage1_epochs": _STAGE1_EPOCHS, "stage2_epochs": _STAGE2_EPOCHS,
+            "batch_size": _BATCH_SIZE, "channels": _CHANNELS, "image_size": _IMAGE_SIZE,
+            "num_train_examples": _NUM_TRAIN, "seed": _SEED, "per_cell_logits": _PER_CELL,
+        }.items()
+        if flag.value is not None
+    }
+    if _GROUPS.value:
+        overrides["groups"] = search_space.load_groups(_GROUPS.value)
+    return config_lib.PRESETS[_PRESET.value].replace(**overrides)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        config = _config()
+        if _DATA_DIR.value and not os.path.isdir(_DATA_DIR.value):
+            raise ValueError(f"--data_dir: folder {_DATA_DIR.value} does not exist.")
+        from stacnas_tf import search
+        from stacnas_tf import strategy as strategy_lib
+
+        strategy = strategy_lib.make_strategy(_STRATEGY.value, _NUM_GPUS.value, _CPU_REPLICAS.value)
+        genotype = search.run_search(config, _OUTPUT_DIR.value, data_dir=_DATA_DIR.value,
+                                     manual_dir=_MANUAL_DIR.value, strategy=strategy)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    print(f"genotype: {genotype.to_darts()}")
+    print(f"written to {os.path.abspath(_OUTPUT_DIR.value)}/genotype.json")
+
+
+if __name__ == "__main__":
+    app.run(main)
