@@ -202,7 +202,7 @@ def _tfds(name, split, data_dir, manual_dir) -> Source:
         missing = [f for f in needed if not (manual_dir and os.path.isfile(os.path.join(manual_dir, f)))]
         if missing:
             raise FileNotFoundError(
-                f"{name}: not prepared in --data_dir={builder.data_dir_root} and cannot be "
+                f"{name}: not prepared in --data_dir={data_dir or builder.data_dir_root} and cannot be "
                 f"downloaded here. Put {', '.join(missing)} in a folder and pass it as "
                 f"--manual_dir (or point --data_dir at a prepared tensorflow-datasets folder)."
             )
@@ -216,9 +216,13 @@ def _tfds(name, split, data_dir, manual_dir) -> Source:
     shape = info.features["image"].shape
     if name == "imagenet2012":
         shape = (None, None, 3)
+    if tfds_split in info.splits:
+        num_examples = info.splits[tfds_split].num_examples
+    else:  # metadata without split sizes (mocked datasets): count the examples
+        num_examples = int(dataset.reduce(0, lambda count, _: count + 1).numpy())
     return Source(
         name=name, split=split, dataset=dataset.map(lambda x, y: (x, tf.cast(y, tf.int64))),
-        num_examples=info.splits[tfds_split].num_examples,
+        num_examples=num_examples,
         num_classes=info.features["label"].num_classes,
         image_shape=tuple(shape), mean=mean, std=std,
     )

@@ -221,7 +221,8 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     """
     output_dir = files.prepare_output_dir(output_dir)
     genotype_path = os.path.join(output_dir, "genotype.json")
-    check_config_matches(output_dir, config)
+    if os.path.exists(os.path.join(output_dir, "config.json")):
+        check_config_matches(output_dir, config)
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
             return genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
@@ -229,6 +230,8 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
     _input_shape(source, config)
+    # Written once the inputs are known to be good, so a failed start leaves no config behind.
+    check_config_matches(output_dir, config)
     space = config.space
 
     stage1 = _load_or_run(

@@ -1,0 +1,113 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+from stacnas_tf import data  # noqa: E402
+
+
+def test_fashion_mnist_from_debian_files():
+    train = data.load("fashion_mnist")
+    assert (train.num_examples, train.image_shape, train.num_classes) == (60000, (28, 28, 1), 10)
+    assert 0.25 < train.mean[0] < 0.32 and 0.3 < train.std[0] < 0.4
+    image, label = next(iter(train.dataset))
+    assert image.dtype == tf.uint8 and image.shape == (28, 28, 1) and 0 <= int(label) < 10
+    assert data.load("fashion_mnist", "test").num_examples == 10000
+
+
+def test_missing_fashion_mnist_files_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*dataset-fashion-mnist"):
+        data.load("fashion_mnist", data_dir=str(tmp_path))
+
+
+def test_digits_from_scikit_learn_file():
+    train, test = data.load("digits"), data.load("digits", "test")
+    assert train.image_shape == (8, 8, 1) and train.num_classes == 10
+    assert train.num_examples + test.num_examples == 1797
+    pixels = np.stack([x.numpy() for x, _ in train.dataset.take(50)])
+    assert pixels.max() == 255 and pixels.min() == 0
+
+
+def _write_folder(root, classes=("cat", "dog"), per_class=3, size=10):
+    rng = np.random.RandomState(0)
+    for cls in classes:
+        os.makedirs(os.path.join(root, cls))
+        for i in range(per_class):
+            png = tf.io.encode_png(rng.randint(0, 255, (size, size, 3)).astype(np.uint8))
+            tf.io.write_file(os.path.join(root, cls, f"{i}.png"), png)
+
+
+def test_folder_dataset(tmp_path):
+    _write_folder(str(tmp_path))
+    source = data.load(f"folder:{tmp_path}", image_size=8)
+    assert (source.num_examples, source.num_classes, source.image_shape) == (6, 2, (8, 8, 3))
+    labels = sorted(int(y) for _, y in source.dataset)
+    assert labels == [0, 0, 0, 1, 1, 1]
+
+
+def test_bad_folder_and_unknown_dataset(tmp_path):
+    with pytest.raises(ValueError, match="one sub-folder of images per class"):
+        data.load(f"folder:{tmp_path}")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load(f"folder:{tmp_path}/missing")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        data.load("mnist")
+
+
+def test_tfds_loader_on_mock_data_builds_from_manual_archive(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    (manual / "cifar-10-binary.tar.gz").write_bytes(b"")
+    with tfds.testing.mock_data(num_examples=12):
+        source = data.load("cifar10", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        assert (source.num_examples, source.image_shape, source.num_classes) == (12, (32, 32, 3), 10)
+        batches = list(data.train_pipeline(source, 4, seed=0, epochs=1,
+                                           augment=data.default_augment("cifar10")))
+        assert len(batches) == 3 and batches[0][0].shape == (4, 32, 32, 3)
+        assert batches[0][0].dtype == tf.float32
+
+
+def test_imagenet_loader_on_mock_data_resizes(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
+        (manual / name).write_bytes(b"")
+    with tfds.testing.mock_data(num_examples=4):
+        source = data.load("imagenet2012", "test", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        assert source.num_classes == 1000
+        images, _ = next(iter(data.eval_pipeline(source, 2, image_size=32)))
+        assert images.shape == (2, 32, 32, 3)
+
+
+def test_tfds_never_downloads_and_says_what_to_put_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-100-binary.tar.gz.*--manual_dir"):
+        data.load("cifar100", data_dir=str(tmp_path))
+
+
+def test_train_pipeline_is_a_function_of_seed_and_epoch():
+    source = data.load("digits")
+    augment = data.Augment(crop_padding=2, flip=True)
+
+    def batches(seed, initial_epoch):
+        return [x.numpy() for x, _ in data.train_pipeline(
+            source, 32, seed=seed, epochs=3, initial_epoch=initial_epoch, augment=augment,
+            num_examples=128)]
+
+    full = batches(0, 0)
+    assert len(full) == 12  # 3 epochs x 4 batches, incomplete batches dropped
+    resumed = batches(0, 2)
+    for a, b in zip(full[8:], resumed):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(full[0], full[4])  # a new order every epoch
+    assert not np.array_equal(full[0], batches(1, 0)[0])  # and per seed
+
+
+def test_steps_per_epoch_checks_the_batch_size():
+    source = data.load("digits")
+    assert data.steps_per_epoch(source, 100, num_examples=1000) == 10
+    with pytest.raises(ValueError, match="--batch_size=5000"):
+        data.steps_per_epoch(source, 5000)

@@ -1,0 +1,123 @@
+import json
+
+import numpy as np
+import pytest
+
+from stacnas_tf import genotype as g
+from stacnas_tf import search_space as ss
+
+STAGE1 = ss.SearchSpace().stage1_candidates()  # none, skip, max_pool, sep3, dil3
+
+
+def _weights(rows):
+    return np.asarray(rows, dtype=np.float64)
+
+
+def test_derivation_keeps_two_strongest_edges_and_ignores_none():
+    w = np.full((14, 5), 0.1)
+    w[:, 0] = 0.9  # `none` is the largest everywhere, and must be ignored
+    # node 0 (edges 0, 1): both kept; edge 0 -> sep3, edge 1 -> skip
+    w[0, 3], w[1, 1] = 0.5, 0.4
+    # node 1 (edges 2, 3, 4): edges 4 (max_pool) and 2 (dil3) win
+    w[4, 2], w[2, 4], w[3, 3] = 0.6, 0.5, 0.2
+    cell = g.derive_cell(STAGE1, w)
+    assert cell.edges[:4] == (("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 2), ("dil_conv_3x3", 0))
+    assert cell.concat == (2, 3, 4, 5)
+
+
+def test_derivation_ties_go_to_earlier_edge_and_op():
+    w = np.full((14, 5), 0.2)  # every op and edge tied
+    cell = g.derive_cell(STAGE1, w)
+    for node in range(4):
+        assert cell.edges[2 * node: 2 * node + 2] == (("skip_connect", 0), ("skip_connect", 1))
+
+
+def test_derivation_with_stage2_candidates_of_varying_width():
+    cell_candidates = tuple([("none", "sep_conv_3x3", "sep_conv_5x5")] * 7 + [("none", "skip_connect")] * 7)
+    weights = [[0.2, 0.3, 0.5]] * 7 + [[0.1, 0.9]] * 7
+    cell = g.derive_cell(cell_candidates, weights)
+    assert cell.edges[0] == ("sep_conv_5x5", 0)
+    assert g.strongest_ops(cell_candidates, weights) == ["sep_conv_5x5"] * 7 + ["skip_connect"] * 7
+
+
+def test_per_cell_derivation():
+    stage = ss.stage1_space(ss.SearchSpace(), 3, per_cell=True)
+    weights = []
+    for k, op_index in enumerate((3, 2, 4)):
+        w = np.full((14, 5), 0.1)
+        w[:, op_index] = 0.5
+        weights.append(w)
+    genotype = g.derive_genotype(stage, weights, 3)
+    assert len(genotype.cells) == 3
+    assert [c.reduction for c in genotype.cells] == [False, True, True]  # 3 cells: reductions at 1, 2
+    assert {op for op, _ in genotype.cells[0].edges} == {"sep_conv_3x3"}
+    assert {op for op, _ in genotype.cells[1].edges} == {"max_pool_3x3"}
+    assert {op for op, _ in genotype.cells[2].edges} == {"dil_conv_3x3"}
+    assert genotype.cell(1, True) == genotype.cells[1]
+    restored = g.Genotype.from_json(genotype.to_json())
+    assert restored == genotype
+
+
+def test_shared_derivation_uses_normal_and_reduce_sets():
+    stage = ss.stage1_space(ss.SearchSpace(), 5, per_cell=False)
+    normal, reduce = np.full((14, 5), 0.1), np.full((14, 5), 0.1)
+    normal[:, 3], reduce[:, 2] = 0.6, 0.6
+    genotype = g.derive_genotype(stage, [normal, reduce], 5)
+    assert genotype.cells is None
+    assert {op for op, _ in genotype.normal.edges} == {"sep_conv_3x3"}
+    assert {op for op, _ in genotype.reduce.edges} == {"max_pool_3x3"}
+    assert genotype.cell(0, False) == genotype.normal and genotype.cell(1, True) == genotype.reduce
+
+
+@pytest.mark.parametrize("name", sorted(g.PUBLISHED))
+def test_json_and_darts_text_round_trips(name):
+    genotype = g.PUBLISHED[name]
+    assert g.Genotype.from_json(genotype.to_json()) == genotype
+    assert g.Genotype.from_darts(genotype.to_darts()) == genotype
+    assert json.loads(genotype.to_json())["version"] == g.VERSION
+
+
+def test_published_stacnas_cifar10_matches_the_paper_figures():
+    genotype = g.resolve("STACNAS_CIFAR10")
+    assert genotype.normal.edges[:2] == (("sep_conv_3x3", 1), ("skip_connect", 0))
+    assert genotype.reduce.edges[-2:] == (("dil_conv_5x5", 3), ("sep_conv_5x5", 0))
+
+
+def test_reads_darts_text_with_range_concat(tmp_path):
+    text = g.PUBLISHED["DARTS_V2"].to_darts().replace("[2, 3, 4, 5]", "range(2, 6)")
+    assert g.resolve(text) == g.PUBLISHED["DARTS_V2"]
+    path = tmp_path / "cell.txt"
+    path.write_text(text + "\n")
+    assert g.resolve(str(path)) == g.PUBLISHED["DARTS_V2"]
+    path = tmp_path / "cell.json"
+    path.write_text(g.PUBLISHED["DARTS_V1"].to_json())
+    assert g.resolve(str(path)) == g.PUBLISHED["DARTS_V1"]
+
+
+def test_graph_is_picture_ready():
+    graph = g.PUBLISHED["DARTS_V2"].to_graph()
+    normal = graph["normal"]
+    assert len(normal["nodes"]) == 7 and len(normal["edges"]) == 8 + 4
+    assert normal["edges"][0] == {"source": "c_{k-2}", "target": "0", "op": "sep_conv_3x3"}
+    assert "digraph" in g.PUBLISHED["DARTS_V2"].to_dot()
+
+
+def test_bad_genotypes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="neither a published"):
+        g.resolve("NO_SUCH_GENOTYPE")
+    with pytest.raises(ValueError, match="input index 5"):
+        g.Genotype.from_edges([("sep_conv_3x3", 5)] * 8, [2, 3, 4, 5], [("skip_connect", 0)] * 8, [2, 3, 4, 5])
+    with pytest.raises(ValueError, match="unknown op"):
+        g.resolve(g.PUBLISHED["DARTS_V1"].to_darts().replace("sep_conv_3x3", "conv_9x9"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=str(bad)):
+        g.resolve(str(bad))
+    bad.write_text(json.dumps({"format": g.FORMAT, "version": 99}))
+    with pytest.raises(ValueError, match="version 99"):
+        g.resolve(str(bad))
+    bad.write_text(json.dumps({"format": g.FORMAT, "version": 1, "normal": []}))
+    with pytest.raises(ValueError, match="malformed|expected 2 edges"):
+        g.resolve(str(bad))
+    with pytest.raises(ValueError, match="DARTS genotype text"):
+        g.resolve("Genotype(normal=[('sep_conv_3x3', 0)")

@@ -1,0 +1,117 @@
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import search  # noqa: E402
+
+TINY = config_lib.SearchConfig(
+    dataset="digits", stage1_cells=3, stage2_cells=3, stage1_epochs=2, stage2_epochs=1,
+    batch_size=32, channels=4, num_train_examples=64, seed=3, arch_lr=3e-2,
+)
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("search"))
+    tf.config.experimental.enable_op_determinism()
+    return out, search.run_search(TINY, out, verbose=0)
+
+
+def test_end_to_end_outputs(finished):
+    out, genotype = finished
+    assert genotype_lib.Genotype.from_json(open(os.path.join(out, "genotype.json")).read()) == genotype
+    assert _read(os.path.join(out, "config.json")) == TINY.to_dict()
+    stage1 = _read(os.path.join(out, "stage1", "result.json"))
+    assert set(stage1["logits"]) == {"normal", "reduce"}
+    edge = stage1["logits"]["normal"][0]
+    assert edge["candidates"] == ["none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3"]
+    assert abs(sum(edge["weights"]) - 1) < 1e-5 and len(edge["logits"]) == 5
+    assert len(stage1["activated_groups"]["normal"]) == 14
+    stage2 = _read(os.path.join(out, "stage2", "result.json"))
+    # stage 2 searches inside the group stage 1 activated on each edge
+    for groups, edge in zip(stage1["activated_groups"]["normal"], stage2["logits"]["normal"]):
+        assert edge["candidates"] == ["none"] + groups
+    history = _read(os.path.join(out, "stage1", "history.json"))
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0]["lr"] > history[1]["lr"] > 0
+    assert history[0]["logits"]["normal"] != history[1]["logits"]["normal"]  # alpha trained
+    assert all(0 <= h["accuracy"] <= 1 and h["loss"] > 0 for h in history)
+    graph = _read(os.path.join(out, "genotype_graph.json"))
+    assert len(graph["normal"]["edges"]) == 12
+    assert genotype_lib.Genotype.from_darts(open(os.path.join(out, "genotype.txt")).read()) == genotype
+    events = [f for _, _, fs in os.walk(os.path.join(out, "tensorboard")) for f in fs]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+
+
+def test_resume_equals_uninterrupted(finished, tmp_path, monkeypatch):
+    reference_dir, reference = finished
+    out = str(tmp_path / "resumed")
+    original = search._EpochEnd.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(search._EpochEnd, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        search.run_search(TINY, out, verbose=0)
+    assert not os.path.exists(os.path.join(out, "genotype.json"))
+    assert len(_read(os.path.join(out, "stage1", "history.json"))) == 1
+    monkeypatch.setattr(search._EpochEnd, "on_epoch_end", original)
+    resumed = search.run_search(TINY, out, verbose=0)
+    assert resumed == reference
+    for stage in ("stage1", "stage2"):
+        got = _read(os.path.join(out, stage, "result.json"))["logits"]
+        want = _read(os.path.join(reference_dir, stage, "result.json"))["logits"]
+        for name in want:
+            for a, b in zip(got[name], want[name]):
+                assert a["candidates"] == b["candidates"]
+                assert a["logits"] == pytest.approx(b["logits"], abs=1e-6)
+    assert _read(os.path.join(out, "stage1", "history.json"))[1]["lr"] == pytest.approx(
+        _read(os.path.join(reference_dir, "stage1", "history.json"))[1]["lr"])
+
+
+def test_other_config_on_same_folder_is_refused_and_outputs_kept(finished):
+    out, _ = finished
+    before = open(os.path.join(out, "genotype.json")).read()
+    with pytest.raises(ValueError, match="stage1_epochs=2 there, 5 now"):
+        search.run_search(TINY.replace(stage1_epochs=5), out, verbose=0)
+    assert open(os.path.join(out, "genotype.json")).read() == before
+    assert _read(os.path.join(out, "config.json")) == TINY.to_dict()
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="--output_dir"):
+        search.run_search(TINY, str(blocker / "run"), verbose=0)
+    with pytest.raises(ValueError, match="not a folder"):
+        search.run_search(TINY, str(blocker), verbose=0)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_missing_data_files_leave_no_config(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="fashion_mnist"):
+        search.run_search(TINY.replace(dataset="fashion_mnist"), str(out), data_dir=str(tmp_path), verbose=0)
+    assert not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("field,value,flag", [
+    ("stage1_cells", 0, "--stage1_cells"), ("stage2_epochs", -1, "--stage2_epochs"),
+    ("dataset", "svhn", "--dataset"), ("channels", 3, "--channels"), ("image_size", 10, "--image_size"),
+])
+def test_bad_config_values_name_the_flag(field, value, flag):
+    with pytest.raises(ValueError, match=flag):
+        TINY.replace(**{field: value})
