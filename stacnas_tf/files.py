@@ -36,6 +36,13 @@ def read_json(path: str):
         return json.load(f)
 
 
+def user_path(path: str | None) -> str | None:
+    """A path as the user meant it: relative to where `bazel run` was started."""
+    if path and not os.path.isabs(path) and os.environ.get("BUILD_WORKING_DIRECTORY"):
+        return os.path.join(os.environ["BUILD_WORKING_DIRECTORY"], os.path.expanduser(path))
+    return os.path.expanduser(path) if path else path
+
+
 def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     """Creates `path` if needed and checks that files can be written in it."""
     if not path:

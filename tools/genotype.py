@@ -26,11 +26,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        genotype = genotype_lib.resolve(_GENOTYPE.value)
+        genotype = genotype_lib.resolve(_GENOTYPE.value if _GENOTYPE.value.strip() in genotype_lib.PUBLISHED
+                                        or _GENOTYPE.value.lstrip().startswith("Genotype(")
+                                        else files.user_path(_GENOTYPE.value))
         if not _OUTPUT_DIR.value:
             print(genotype.to_json())
             return
-        out = files.prepare_output_dir(_OUTPUT_DIR.value)
+        out = files.prepare_output_dir(files.user_path(_OUTPUT_DIR.value))
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     files.write_text(os.path.join(out, "genotype.json"), genotype.to_json() + "\n")

@@ -16,6 +16,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import files  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.PRESETS),
                             "Named configuration; other flags override its fields.")
@@ -63,27 +64,30 @@ def _config() -> config_lib.SearchConfig:
         if flag.value is not None
     }
     if _GROUPS.value:
-        overrides["groups"] = search_space.load_groups(_GROUPS.value)
+        overrides["groups"] = search_space.load_groups(files.user_path(_GROUPS.value))
     return config_lib.PRESETS[_PRESET.value].replace(**overrides)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    output_dir = files.user_path(_OUTPUT_DIR.value)
+    data_dir, manual_dir = files.user_path(_DATA_DIR.value), files.user_path(_MANUAL_DIR.value)
     try:
         config = _config()
-        if _DATA_DIR.value and not os.path.isdir(_DATA_DIR.value):
-            raise ValueError(f"--data_dir: folder {_DATA_DIR.value} does not exist.")
+        for flag, path in (("--data_dir", data_dir), ("--manual_dir", manual_dir)):
+            if path and not os.path.isdir(path):
+                raise ValueError(f"{flag}: folder {path} does not exist.")
         from stacnas_tf import search
         from stacnas_tf import strategy as strategy_lib
 
         strategy = strategy_lib.make_strategy(_STRATEGY.value, _NUM_GPUS.value, _CPU_REPLICAS.value)
-        genotype = search.run_search(config, _OUTPUT_DIR.value, data_dir=_DATA_DIR.value,
-                                     manual_dir=_MANUAL_DIR.value, strategy=strategy)
+        genotype = search.run_search(config, output_dir, data_dir=data_dir,
+                                     manual_dir=manual_dir, strategy=strategy)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
     print(f"genotype: {genotype.to_darts()}")
-    print(f"written to {os.path.abspath(_OUTPUT_DIR.value)}/genotype.json")
+    print(f"written to {os.path.join(os.path.abspath(output_dir), 'genotype.json')}")
 
 
 if __name__ == "__main__":

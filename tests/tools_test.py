@@ -1,0 +1,60 @@
+"""The binaries, run as a user runs them (Bazel-built py_binary targets)."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+RUNFILES = os.environ.get("TEST_SRCDIR")
+WORKSPACE = os.environ.get("TEST_WORKSPACE", "stacnas_tf")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tool(name):
+    if RUNFILES:
+        return [os.path.join(RUNFILES, WORKSPACE, "tools", name)]
+    return ["python3", os.path.join(REPO, "tools", f"{name}.py")]
+
+
+def _run(name, *flags):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    return subprocess.run(_tool(name) + list(flags), capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_search_smoke_preset_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = _run("search", "--preset=smoke", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    genotype = json.loads((out / "genotype.json").read_text())
+    assert genotype["format"] == "stacnas_tf.genotype" and len(genotype["normal"]) == 8
+    assert "genotype: Genotype(normal=[" in result.stdout
+    # Rerunning the finished search changes nothing.
+    before = (out / "genotype.json").read_text()
+    again = _run("search", "--preset=smoke", f"--output_dir={out}")
+    assert again.returncode == 0 and (out / "genotype.json").read_text() == before
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--stage1_cells=0", "--stage1_cells: expected a positive integer"),
+    ("--stage2_epochs=-2", "--stage2_epochs: expected a positive integer"),
+    ("--dataset=svhn", "--dataset: unknown dataset 'svhn'"),
+    ("--groups=/nonexistent/groups.json", "--groups: file /nonexistent/groups.json does not exist"),
+    ("--data_dir=/nonexistent", "--data_dir: folder /nonexistent does not exist"),
+])
+def test_search_refuses_bad_flags_before_any_work(tmp_path, flag, message):
+    result = _run("search", "--preset=smoke", f"--output_dir={tmp_path / 'run'}", flag)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_genotype_tool_writes_picture_ready_files(tmp_path):
+    result = _run("genotype", "--genotype=DARTS_V2", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    graph = json.loads((tmp_path / "genotype_graph.json").read_text())
+    assert graph["reduce"]["edges"][0]["op"] == "max_pool_3x3"
+    assert (tmp_path / "genotype.dot").read_text().startswith("digraph")
+    bad = _run("genotype", "--genotype=NOPE")
+    assert bad.returncode != 0 and "neither a published genotype" in bad.stderr
