@@ -1,0 +1,95 @@
+"""Speed and memory of the one-level search step on random data.
+
+  PYTHONPATH=. .venv/bin/python benchmarks/search_step.py --channels=16 --num_cells=8 \
+      --batch_size=32 --image_size=32 --steps=5 --output=benchmarks/results/search_step.json
+
+For each supernet (`stage1`: none + one op per group; `full`: all 8 DARTS ops)
+it runs in a fresh process (so peak RSS is that of one network) and prints
+one JSON line: first step seconds (tracing included), median seconds per
+later step, images per second, peak RSS in MB and parameter count.
+"""
+
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+_CHANNELS = flags.DEFINE_integer("channels", 16, "Initial channels C.")
+_NUM_CELLS = flags.DEFINE_integer("num_cells", 8, "Cells of the supernet.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Square input size (3 channels).")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the first.")
+_JIT = flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+_SPACES = flags.DEFINE_list("spaces", ["stage1", "full"], "Supernets to measure: stage1, full.")
+_OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON lines to this file.")
+
+
+def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_compile):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from stacnas_tf import search_space
+    from stacnas_tf import supernet
+
+    space = search_space.SearchSpace()
+    cell = space.stage1_candidates() if space_name == "stage1" else space.full_candidates()
+    keras.utils.set_random_seed(0)
+    net = supernet.SearchNetwork(search_space.StageSpace.shared(cell, cell), 10,
+                                 channels=channels, num_cells=num_cells, seed=0)
+    net(tf.zeros([1, image_size, image_size, 3]))
+    net.compile(keras.optimizers.SGD(0.025, momentum=0.9),
+                keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999), jit_compile=jit_compile)
+    rng = np.random.RandomState(0)
+    x = rng.randn(batch_size, image_size, image_size, 3).astype(np.float32)
+    y = rng.randint(0, 10, batch_size).astype(np.int64)
+    start = time.perf_counter()
+    net.train_on_batch(x, y)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        net.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "benchmark": "search_step", "framework": "keras-tf", "space": space_name,
+        "channels": channels, "num_cells": num_cells, "batch_size": batch_size,
+        "image_size": image_size, "jit_compile": jit_compile, "steps": steps,
+        "first_step_s": round(first, 3), "median_step_s": round(median, 4),
+        "images_per_s": round(batch_size / median, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "parameters": int(net.count_params()),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "cpu_count": os.cpu_count(), "machine": platform.machine(),
+    }
+
+
+def main(argv):
+    del argv
+    context = multiprocessing.get_context("spawn")
+    for space_name in _SPACES.value:
+        if space_name not in ("stage1", "full"):
+            raise app.UsageError(f"--spaces: expected stage1 or full, got {space_name!r}.")
+        with context.Pool(1) as pool:
+            result = pool.apply(measure, (space_name, _CHANNELS.value, _NUM_CELLS.value,
+                                          _BATCH_SIZE.value, _IMAGE_SIZE.value, _STEPS.value,
+                                          _JIT.value))
+        line = json.dumps(result)
+        print(line, flush=True)
+        if _OUTPUT.value:
+            os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
+            with open(_OUTPUT.value, "a") as f:
+                f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
