@@ -72,3 +72,103 @@ class SearchCell(keras.layers.Layer):
             "num_nodes": self.num_nodes,
         })
         return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class DropPath(keras.layers.Layer):
+    """Drops whole samples of a branch with probability `rate` during training
+    and rescales the kept ones by 1 / (1 - rate) (DARTS's drop_path).
+
+    `rate` is read from a variable owned by the network, so one schedule
+    (ramped over training) drives every cell without retracing.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, rate, training=None):
+        if not training:
+            return inputs
+        keep = 1.0 - tf.cast(rate, inputs.dtype)
+        shape = tf.stack([tf.shape(inputs)[0], 1, 1, 1])
+        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype=inputs.dtype)
+        mask = tf.cast(noise < keep, inputs.dtype)
+        return inputs * mask / keep
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class DerivedCell(keras.layers.Layer):
+    """A cell of a final network, built from a cell genotype.
+
+    Node i sums its two chosen edges; drop path applies to every edge whose op
+    is not the identity; the output concatenates the genotype's `concat`
+    states. With `deformable=True` (StacNAS Algorithm 1, stage 3) each edge
+    keeps the search's `none` as a learned scale: its output is
+    softmax([a_none, a_op])[1] * op(x), with the logits trained jointly.
+    """
+
+    def __init__(self, edges, concat, filters, reduction, reduction_prev, deformable=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.edges = tuple((str(op), int(index)) for op, index in edges)
+        self.concat = tuple(int(i) for i in concat)
+        self.filters = filters
+        self.reduction = reduction
+        self.reduction_prev = reduction_prev
+        self.deformable = deformable
+        self.num_nodes = len(self.edges) // 2
+        self.preprocess0, self.preprocess1 = make_preprocessing(filters, reduction_prev, affine=True)
+        self.edge_ops = [
+            ops_lib.make_op(op, filters, 2 if reduction and index < 2 else 1, affine=True,
+                            search=False, layer_name=f"edge_{position}_{op}")
+            for position, (op, index) in enumerate(self.edges)
+        ]
+        self.drop_paths = [
+            None if isinstance(op, keras.layers.Identity) else DropPath(name=f"drop_path_{position}")
+            for position, op in enumerate(self.edge_ops)
+        ]
+        if deformable:
+            # Column 0 is `none`, column 1 the chosen op; equal logits start at 1/2.
+            self.edge_logits = self.add_weight(
+                shape=(len(self.edges), 2), initializer="zeros", name="edge_logits")
+
+    @property
+    def output_filters(self):
+        return len(self.concat) * self.filters
+
+    def edge_scales(self):
+        """The learned scale of every edge (deformable cells only)."""
+        return tf.nn.softmax(tf.convert_to_tensor(self.edge_logits), axis=-1)[:, 1]
+
+    def call(self, inputs, drop_path_rate=0.0, training=None):
+        s0, s1 = inputs
+        states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
+        scales = self.edge_scales() if self.deformable else None
+        for node in range(self.num_nodes):
+            total = None
+            for position in (2 * node, 2 * node + 1):
+                _, index = self.edges[position]
+                h = self.edge_ops[position](states[index], training=training)
+                if self.drop_paths[position] is not None:
+                    h = self.drop_paths[position](h, drop_path_rate, training=training)
+                if scales is not None:
+                    h = scales[position] * h
+                total = h if total is None else total + h
+            states.append(total)
+        return tf.concat([states[i] for i in self.concat], axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "edges": [list(e) for e in self.edges], "concat": list(self.concat),
+            "filters": self.filters, "reduction": self.reduction,
+            "reduction_prev": self.reduction_prev, "deformable": self.deformable,
+        })
+        return config

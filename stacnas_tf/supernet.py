@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from stacnas_tf import cells as cells_lib
+from stacnas_tf import one_level
 from stacnas_tf import ops as ops_lib
 from stacnas_tf import search_space
 
@@ -174,12 +175,10 @@ class SearchNetwork(keras.Model):
         architecture_optimizer.build(self.architecture_variables)
 
     def one_level_gradients(self, images, labels):
-        """Loss and processed gradients of one forward/backward pass.
+        """Loss, logits and processed gradients of one forward/backward pass.
 
-        Returns (loss, weight_grads, architecture_grads, raw weight-gradient norm).
-        Under a distribution strategy the gradients are summed over replicas
-        first, so clipping sees the gradient of the global batch and every
-        replica computes the same update.
+        Returns (loss, logits, weight_grads, architecture_grads, raw weight-gradient
+        norm); see `one_level.processed_gradients`.
         """
         weight_vars = self.weight_variables
         arch_vars = self.architecture_variables
@@ -187,26 +186,17 @@ class SearchNetwork(keras.Model):
             logits = self(images, training=True)
             # compute_loss divides by the replica count under a strategy.
             loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
-        grads = tape.gradient(loss, weight_vars + arch_vars)
-        replica_context = tf.distribute.get_replica_context()
-        if replica_context is not None and replica_context.num_replicas_in_sync > 1:
-            grads = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        weight_grads, arch_grads = grads[: len(weight_vars)], grads[len(weight_vars):]
-        weight_grads, raw_norm = tf.clip_by_global_norm(weight_grads, self.grad_clip_norm)
-        weight_grads = [g + self.weight_decay * v for g, v in zip(weight_grads, weight_vars)]
-        arch_grads = [g + self.architecture_weight_decay * v for g, v in zip(arch_grads, arch_vars)]
+        weight_grads, arch_grads, raw_norm = one_level.processed_gradients(
+            tape, loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
+            self.architecture_weight_decay)
         return loss, logits, weight_grads, arch_grads, raw_norm
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         loss, logits, weight_grads, arch_grads, _ = self.one_level_gradients(images, labels)
+        one_level.apply(self.optimizer, weight_grads, self.weight_variables,
+                        self.architecture_optimizer, arch_grads, self.architecture_variables)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if replicas > 1:
-            # Keras optimizers sum gradients over replicas again; ours are already reduced.
-            weight_grads = [g / replicas for g in weight_grads]
-            arch_grads = [g / replicas for g in arch_grads]
-        self.optimizer.apply(weight_grads, self.weight_variables)
-        self.architecture_optimizer.apply(arch_grads, self.architecture_variables)
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
