@@ -97,3 +97,93 @@ PRESETS = {
     "paper_cifar10": SearchConfig(dataset="cifar10"),
     "paper_cifar100": SearchConfig(dataset="cifar100"),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A final network and the recipe that trains it (StacNAS appendix C)."""
+
+    genotype: str = "STACNAS_CIFAR10"  # published name, genotype file or DARTS text
+    dataset: str = "cifar10"
+    image_size: int | None = None
+    num_train_examples: int | None = None
+    num_eval_examples: int | None = None
+    # Network.
+    network: str = "cifar"  # stem: cifar or imagenet
+    channels: int = 36
+    num_cells: int = 20
+    deformable: bool = False
+    # Recipe.
+    epochs: int = 600
+    batch_size: int = 96
+    lr: float = 0.025
+    lr_schedule: str = "cosine"  # cosine (to lr_min) or exponential (lr_decay_rate per epoch)
+    lr_min: float = 0.0
+    lr_decay_rate: float = 0.97
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip_norm: float = 5.0
+    cutout: int = 16
+    drop_path: float = 0.2
+    aux_weight: float = 0.4
+    label_smoothing: float = 0.0
+    # Deformable edges' logits: Adam, as in the search.
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        data.check_dataset_name(self.dataset)
+        for name in ("epochs", "batch_size", "num_cells", "channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name}: expected a positive integer, got {value!r}.")
+        if self.channels % 2:
+            raise ValueError(f"--channels: expected an even number, got {self.channels}.")
+        if self.network not in ("cifar", "imagenet"):
+            raise ValueError(f"--network: expected 'cifar' or 'imagenet', got {self.network!r}.")
+        if self.lr_schedule not in ("cosine", "exponential"):
+            raise ValueError(f"--lr_schedule: expected 'cosine' or 'exponential', got {self.lr_schedule!r}.")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"--drop_path: expected a rate in [0, 1), got {self.drop_path}.")
+        if self.aux_weight < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError("--aux_weight must be >= 0 and --label_smoothing in [0, 1).")
+        if self.lr <= 0:
+            raise ValueError(f"--lr: expected a positive number, got {self.lr}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+TRAIN_PRESETS = {
+    # DARTS's CIFAR recipe (the paper's `base`).
+    "base": TrainConfig(),
+    # DARTS's ImageNet (mobile) recipe.
+    "imagenet_base": TrainConfig(
+        dataset="imagenet2012", image_size=224, network="imagenet", channels=48, num_cells=14,
+        epochs=250, batch_size=128, lr=0.1, lr_schedule="exponential", lr_decay_rate=0.97,
+        weight_decay=3e-5, cutout=0, drop_path=0.0, aux_weight=0.4, label_smoothing=0.1,
+    ),
+    # The embedded default: a small network on Fashion-MNIST, minutes on 2 CPU cores.
+    "default": TrainConfig(
+        dataset="fashion_mnist", image_size=16, num_train_examples=8192, num_eval_examples=2000,
+        channels=8, num_cells=5, epochs=4, batch_size=64, cutout=4, drop_path=0.1,
+        aux_weight=0.0, lr=0.05,
+    ),
+    # Seconds: checks that everything runs.
+    "smoke": TrainConfig(
+        dataset="digits", channels=4, num_cells=3, epochs=1, batch_size=32, cutout=2,
+        aux_weight=0.0, num_train_examples=128, num_eval_examples=64,
+    ),
+}
+
+# Network sizes of the paper's final networks, for describing and exporting.
+NETWORK_PRESETS = {
+    "cifar10": dict(network="cifar", channels=36, num_cells=20, num_classes=10, image_shape=(32, 32, 3)),
+    "cifar100": dict(network="cifar", channels=36, num_cells=20, num_classes=100, image_shape=(32, 32, 3)),
+    "imagenet_mobile": dict(network="imagenet", channels=48, num_cells=14, num_classes=1000,
+                            image_shape=(224, 224, 3)),
+}

@@ -233,10 +233,12 @@ def _tfds(name, split, data_dir, manual_dir) -> Source:
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-    """Training augmentation: DARTS's pad-and-crop and horizontal flip."""
+    """Training augmentation: DARTS's pad-and-crop, horizontal flip and cutout
+    (a `cutout` x `cutout` square, centred anywhere, zeroed after normalisation)."""
 
     crop_padding: int = 0
     flip: bool = False
+    cutout: int = 0
 
 
 def default_augment(name: str) -> Augment:
@@ -272,41 +274,54 @@ def _augment(image, seed, augment: Augment):
         image = tf.image.stateless_random_crop(padded, shape, seed=seed)
     if augment.flip:
         image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+    if augment.cutout:
+        image = _cutout(image, augment.cutout, seed + 1)
     return image
+
+
+def _cutout(image, length, seed):
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    centre = tf.random.stateless_uniform([2], seed=seed, maxval=tf.int32.max, dtype=tf.int32)
+    cy, cx = centre[0] % height, centre[1] % width
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = ((rows >= cy - length // 2) & (rows < cy + (length - length // 2))
+              & (cols >= cx - length // 2) & (cols < cx + (length - length // 2)))
+    return image * tf.cast(~inside, image.dtype)[:, :, None]
 
 
 def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                    initial_epoch: int = 0, augment: Augment | None = None,
                    image_size: int | None = None, num_examples: int | None = None,
                    shuffle_buffer: int = 20000) -> tf.data.Dataset:
-    """Batches for epochs [initial_epoch, epochs), deterministic in (seed, epoch).
+    """Batches for epochs [initial_epoch, epochs), a function of `seed` alone.
 
-    Every epoch reshuffles with a seed derived from (seed, epoch) and seeds the
-    augmentation of each position likewise, so starting at `initial_epoch`
-    gives exactly the batches an uninterrupted run would. Incomplete final
-    batches are dropped (each replica of a strategy gets equal shares).
+    The examples are reshuffled every pass by a seeded shuffle of the repeated
+    stream, and each position's augmentation is seeded by (seed, position), so
+    starting at `initial_epoch` (skipping the examples of earlier epochs,
+    undecoded) gives exactly the batches an uninterrupted run would. An epoch is
+    `steps_per_epoch` full batches (each replica of a strategy gets equal shares).
     """
     augment = augment or Augment()
     base = source.dataset
     if num_examples:
         base = base.take(num_examples)
-    buffer = min(shuffle_buffer, num_examples or source.num_examples)
+    count = min(num_examples or source.num_examples, source.num_examples)
+    steps = steps_per_epoch(source, batch_size, num_examples)
+    skipped = initial_epoch * steps * batch_size
+    stream = (base.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
+              .repeat().skip(skipped).enumerate(start=skipped))
 
-    def one_epoch(epoch):
-        epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-        data = base.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).enumerate()
+    def transform(position, example):
+        image, label = example
+        image = _preprocess(image, source, image_size)
+        image = _augment(image, tf.stack([tf.constant(seed, tf.int64), position]), augment)
+        return image, label
 
-        def transform(position, example):
-            image, label = example
-            image = _preprocess(image, source, image_size)
-            image = _augment(image, tf.stack([epoch_seed, position]), augment)
-            return image, label
-
-        return data.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(
-            batch_size, drop_remainder=True)
-
-    return (tf.data.Dataset.range(initial_epoch, epochs)
-            .flat_map(one_epoch)
+    return (stream.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size, drop_remainder=True)
+            .take((epochs - initial_epoch) * steps)
             .prefetch(tf.data.AUTOTUNE))
 
 

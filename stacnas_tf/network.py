@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from stacnas_tf import cells as cells_lib
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import one_level
 from stacnas_tf import ops as ops_lib
 from stacnas_tf import search_space
 
@@ -134,6 +135,10 @@ class FinalNetwork(keras.Model):
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
 
+    def build(self, input_shape):
+        # Sublayers build on the first call; nothing else depends on the input shape.
+        self.built = True
+
     def call(self, images, training=None):
         x = images
         for layer in self.stem_layers:
@@ -162,6 +167,54 @@ class FinalNetwork(keras.Model):
         architecture_ids = {id(v) for v in self.architecture_variables}
         return [v for v in self.trainable_variables if id(v) not in architecture_ids]
 
+    # --- training --------------------------------------------------------------
+
+    def compile(self, weight_optimizer, architecture_optimizer=None, aux_weight=0.4,
+                label_smoothing=0.0, grad_clip_norm=5.0, weight_decay=3e-4,
+                architecture_weight_decay=1e-3, **kwargs):
+        """Compiles for DARTS-style training: cross-entropy (optionally label-smoothed)
+        plus `aux_weight` x the auxiliary head's, SGD on the weights, and, for
+        deformable networks, `architecture_optimizer` on the edge logits (one-level)."""
+        kwargs.setdefault("loss", SparseCrossentropy(label_smoothing=label_smoothing))
+        kwargs.setdefault("metrics", [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
+        ])
+        super().compile(optimizer=weight_optimizer, **kwargs)
+        if self.architecture_variables and architecture_optimizer is None:
+            raise ValueError("a deformable network needs an architecture_optimizer.")
+        self.architecture_optimizer = architecture_optimizer
+        self.aux_weight = aux_weight
+        self.grad_clip_norm = grad_clip_norm
+        self.weight_decay = weight_decay
+        self.architecture_weight_decay = architecture_weight_decay
+        if not self.built:
+            raise ValueError("FinalNetwork.compile: build the network (call it once) before compiling.")
+        weight_optimizer.build(self.weight_variables)
+        if self.architecture_variables:
+            architecture_optimizer.build(self.architecture_variables)
+
+    def train_step(self, data):
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        weight_vars, arch_vars = self.weight_variables, self.architecture_variables
+        with tf.GradientTape() as tape:
+            outputs = self(images, training=True)
+            logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
+            # Both terms are divided by the replica count under a strategy.
+            loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
+            if aux_logits is not None and self.aux_weight:
+                loss += self.aux_weight * self.loss(labels, aux_logits)
+        weight_grads, arch_grads, _ = one_level.processed_gradients(
+            tape, loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
+            self.architecture_weight_decay)
+        one_level.apply(self.optimizer, weight_grads, weight_vars, self.architecture_optimizer,
+                        arch_grads, arch_vars)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
+        return self.compute_metrics(images, labels, logits)
+
     def parameter_count(self, include_auxiliary=False) -> int:
         """Trainable parameters (weights and deformable logits), as PyTorch counts them."""
         aux_ids = ({id(v) for v in self.auxiliary_head.trainable_variables}
@@ -176,3 +229,49 @@ class FinalNetwork(keras.Model):
             "auxiliary": self.auxiliary, "deformable": self.deformable,
         })
         return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class SparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels and logits, with optional label smoothing
+    (DARTS's ImageNet recipe smooths by 0.1)."""
+
+    def __init__(self, label_smoothing=0.0, name="sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), tf.shape(y_pred)[-1],
+                             dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            one_hot, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"label_smoothing": self.label_smoothing})
+        return config
+
+
+def multiply_adds(model: keras.Model, image_shape) -> int:
+    """Multiply-adds of one image through `model` at inference: the sum over
+    convolutions (full and depthwise) and dense layers of output pixels x
+    kernel size x input channels (per group) x output channels."""
+    function = tf.function(lambda x: model(x, training=False))
+    graph = function.get_concrete_function(
+        tf.TensorSpec((1,) + tuple(image_shape), tf.float32)).graph
+    total = 0
+    for op in graph.get_operations():
+        if op.type == "Conv2D":
+            out = op.outputs[0].shape
+            kh, kw, cin, cout = op.inputs[1].shape
+            total += out[1] * out[2] * kh * kw * cin * cout
+        elif op.type == "DepthwiseConv2dNative":
+            out = op.outputs[0].shape
+            kh, kw, _, _ = op.inputs[1].shape
+            total += out[1] * out[2] * out[3] * kh * kw
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a, b = op.inputs[0].shape, op.inputs[1].shape
+            total += int(a[-2]) * int(a[-1]) * int(b[-1])
+    return int(total)

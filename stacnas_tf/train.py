@@ -1,0 +1,288 @@
+"""Training a final network from a genotype (StacNAS section 3, appendix C).
+
+Output folder:
+  config.json, genotype.json    the run's TrainConfig and the genotype it trains
+  checkpoints/                  weights, optimizers (schedule position), epoch
+  history.json                  per epoch: loss, accuracy, top-5, lr, drop-path rate,
+                                validation metrics
+  metrics.json                  final evaluation: loss, top-1, top-5, parameters
+  tensorboard/                  Keras summaries
+
+Rerunning on the same folder resumes after the last completed epoch with the
+learning-rate schedule where it stopped; other settings or another genotype
+are refused.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import keras
+import tensorflow as tf
+
+from stacnas_tf import config as config_lib
+from stacnas_tf import data
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network as network_lib
+
+
+def lr_schedule(config: config_lib.TrainConfig, steps_per_epoch: int):
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.lr, decay_steps=steps_per_epoch * config.epochs, alpha=config.lr_min / config.lr)
+    # DARTS's ImageNet recipe: lr x decay_rate after every epoch.
+    return keras.optimizers.schedules.ExponentialDecay(
+        config.lr, decay_steps=steps_per_epoch, decay_rate=config.lr_decay_rate, staircase=True)
+
+
+def train_augment(config: config_lib.TrainConfig) -> data.Augment:
+    base = data.default_augment(config.dataset)
+    return data.Augment(crop_padding=base.crop_padding, flip=base.flip, cutout=config.cutout)
+
+
+def input_shape(source: data.Source, image_size: int | None):
+    height, width, channels = source.image_shape
+    if image_size:
+        height = width = image_size
+    if height is None or width is None:
+        raise ValueError(f"--image_size: {source.name} images vary in size; set --image_size.")
+    if height % 4 or width % 4:
+        raise ValueError(
+            f"--image_size: {source.name} images are {height}x{width}; two reduction cells need "
+            "sides divisible by 4. Pass --image_size."
+        )
+    return (height, width, channels)
+
+
+def build_network(config: config_lib.TrainConfig, genotype, num_classes, image_shape,
+                  auxiliary=None) -> network_lib.FinalNetwork:
+    """The final network of `config`, built on one image of `image_shape`."""
+    net = network_lib.FinalNetwork(
+        genotype, num_classes, channels=config.channels, num_cells=config.num_cells,
+        stem=config.network, auxiliary=config.aux_weight > 0 if auxiliary is None else auxiliary,
+        deformable=config.deformable, name="final_network",
+    )
+    net(tf.zeros((1,) + tuple(image_shape)), training=False)
+    return net
+
+
+def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int):
+    """Compiles `net` with the recipe's optimizers; returns (schedule, weight and
+    architecture optimizers). Call under the strategy's scope."""
+    schedule = lr_schedule(config, steps_per_epoch)
+    weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
+    architecture_optimizer = (
+        keras.optimizers.Adam(config.arch_lr, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
+        if config.deformable else None)
+    net.compile(weight_optimizer, architecture_optimizer, aux_weight=config.aux_weight,
+                label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
+                weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay)
+    return schedule, weight_optimizer, architecture_optimizer
+
+
+class _DropPathRamp(keras.callbacks.Callback):
+    """Drop-path rate ramps linearly from 0 to its maximum over training (DARTS)."""
+
+    def __init__(self, maximum, epochs):
+        super().__init__()
+        self.maximum = maximum
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.drop_path_rate.assign(self.maximum * epoch / self.epochs)
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Records the epoch in history.json, then checkpoints."""
+
+    def __init__(self, output_dir, manager, epoch_variable, history, schedule):
+        super().__init__()
+        self.output_dir = output_dir
+        self.manager = manager
+        self.epoch_variable = epoch_variable
+        self.history_entries = history
+        self.schedule = schedule
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs.update({
+            "epoch": epoch + 1,
+            "lr": float(self.schedule(self.model.optimizer.iterations)),
+            "drop_path_rate": float(self.model.drop_path_rate.numpy()),
+        })
+        if self.model.deformable:
+            logs["edge_scales"] = [cell.edge_scales().numpy().tolist() for cell in self.model.derived_cells]
+        self.history_entries.append(logs)
+        files.write_json(os.path.join(self.output_dir, "history.json"), self.history_entries)
+        self.epoch_variable.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def _check_folder(output_dir, config, genotype):
+    """Refuses a folder trained with other settings or another genotype."""
+    config_path = os.path.join(output_dir, "config.json")
+    genotype_path = os.path.join(output_dir, "genotype.json")
+    if os.path.exists(genotype_path):
+        with open(genotype_path) as f:
+            saved = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+        if saved != genotype:
+            raise ValueError(
+                f"--output_dir={output_dir} holds a network trained with another genotype "
+                f"({saved.to_darts()}); this run asks for {genotype.to_darts()}. Choose another "
+                "--output_dir."
+            )
+    if os.path.exists(config_path):
+        saved = files.read_json(config_path)
+        wanted = config.to_dict()
+        differences = [f"{k}={saved.get(k)!r} there, {wanted.get(k)!r} now"
+                       for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+        if differences:
+            raise ValueError(
+                f"--output_dir={output_dir} holds a training run with other settings "
+                f"({'; '.join(differences)}). Rerun with the same flags to resume it, or choose "
+                "another --output_dir."
+            )
+
+
+def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
+                 manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
+                 verbose="auto") -> dict:
+    """Trains (or resumes) the final network of `config`; returns the final metrics."""
+    output_dir = files.prepare_output_dir(output_dir)
+    genotype = genotype_lib.resolve(config.genotype)
+    _check_folder(output_dir, config, genotype)
+    metrics_path = os.path.join(output_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        return files.read_json(metrics_path)
+    strategy = strategy or tf.distribute.get_strategy()
+    train_source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                             image_size=config.image_size)
+    eval_source = data.load(config.dataset, "test", data_dir=data_dir, manual_dir=manual_dir,
+                            image_size=config.image_size)
+    image_shape = input_shape(train_source, config.image_size)
+    steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
+    files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
+    files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        net = build_network(config, genotype, train_source.num_classes, image_shape)
+        schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps)
+        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
+        trackables = {"model": net, "weight_optimizer": weight_optimizer,
+                      "completed_epochs": epoch_variable}
+        if architecture_optimizer is not None:
+            trackables["architecture_optimizer"] = architecture_optimizer
+        checkpoint = tf.train.Checkpoint(**trackables)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
+                                         max_to_keep=2)
+    history_path = os.path.join(output_dir, "history.json")
+    history = []
+    if manager.latest_checkpoint:
+        restore_checkpoint(checkpoint, manager.latest_checkpoint)
+        if os.path.exists(history_path):
+            history = files.read_json(history_path)[: int(epoch_variable.numpy())]
+    initial_epoch = int(epoch_variable.numpy())
+    eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
+                                   config.num_eval_examples)
+    if initial_epoch < config.epochs:
+        train_data = data.train_pipeline(
+            train_source, config.batch_size, config.seed, config.epochs, initial_epoch,
+            augment=train_augment(config), image_size=config.image_size,
+            num_examples=config.num_train_examples)
+        callbacks = [
+            _DropPathRamp(config.drop_path, config.epochs),
+            _EpochEnd(output_dir, manager, epoch_variable, history, schedule),
+            keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard"),
+                                        write_graph=False),
+        ]
+        if verbose:
+            print(f"Training {config.num_cells} cells, C={config.channels}: "
+                  f"{net.parameter_count():,} parameters (without auxiliary head), "
+                  f"{config.epochs} epochs of {steps} steps", flush=True)
+        net.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                steps_per_epoch=steps, validation_data=eval_data, callbacks=callbacks,
+                verbose=verbose, shuffle=False)
+    results = net.evaluate(eval_data, verbose=0, return_dict=True)
+    metrics = {
+        "loss": float(results["loss"]), "top1": float(results["accuracy"]),
+        "top5": float(results["top5"]), "epochs": config.epochs,
+        "parameters": net.parameter_count(),
+        "parameters_with_auxiliary": net.parameter_count(include_auxiliary=True),
+        "eval_examples": int(min(config.num_eval_examples or eval_source.num_examples,
+                                 eval_source.num_examples)),
+    }
+    files.write_json(metrics_path, metrics)
+    del net, checkpoint, manager
+    gc.collect()
+    return metrics
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
+    """Restores `path`, with a clear error when it belongs to another network.
+
+    `partial`: the checkpoint may hold more (optimizers) than `checkpoint` tracks.
+    """
+    try:
+        status = checkpoint.restore(path)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ValueError(
+            f"checkpoint {path} does not fit this network (another genotype or size?): "
+            f"{str(e).splitlines()[0][:300]}"
+        ) from e
+
+
+def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
+             manual_dir: str | None = None, checkpoint_path: str | None = None,
+             genotype_spec: str | None = None, batch_size: int | None = None,
+             num_examples: int | None = None) -> dict:
+    """Loss, top-1 and top-5 of a training folder's checkpoint on a dataset split."""
+    config_path = os.path.join(train_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
+    config = config_lib.TrainConfig(**files.read_json(config_path))
+    with open(os.path.join(train_dir, "genotype.json")) as f:
+        genotype = genotype_lib.Genotype.from_json(f.read(), source=f"{train_dir}/genotype.json")
+    if genotype_spec is not None and genotype_lib.resolve(genotype_spec) != genotype:
+        raise ValueError(
+            f"--genotype: {genotype_spec!r} is not the genotype the checkpoints in {train_dir} "
+            f"were trained with ({genotype.to_darts()})."
+        )
+    path = checkpoint_path or tf.train.latest_checkpoint(os.path.join(train_dir, "checkpoints"))
+    if not path:
+        raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
+    source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
+                       image_size=config.image_size)
+    image_shape = input_shape(source, config.image_size)
+    net = build_network(config, genotype, source.num_classes, image_shape)
+    # Compiled as in training, so the optimizer the model tracks matches the checkpoint's.
+    compile_network(net, config, steps_per_epoch=1)
+    restore_checkpoint(tf.train.Checkpoint(model=net), path, partial=True)
+    results = net.evaluate(
+        data.eval_pipeline(source, batch_size or config.batch_size, config.image_size, num_examples),
+        verbose=0, return_dict=True)
+    return {"checkpoint": path, "split": split, "loss": float(results["loss"]),
+            "top1": float(results["accuracy"]), "top5": float(results["top5"]),
+            "examples": int(min(num_examples or source.num_examples, source.num_examples))}
+
+
+def describe(genotype: genotype_lib.Genotype, preset: str) -> dict:
+    """Parameter counts and multiply-adds of the paper's network for `genotype`."""
+    if preset not in config_lib.NETWORK_PRESETS:
+        raise ValueError(f"--preset: expected one of {sorted(config_lib.NETWORK_PRESETS)}, got {preset!r}.")
+    spec = config_lib.NETWORK_PRESETS[preset]
+    net = network_lib.FinalNetwork(genotype, spec["num_classes"], channels=spec["channels"],
+                                   num_cells=spec["num_cells"], stem=spec["network"], auxiliary=True)
+    net(tf.zeros((1,) + spec["image_shape"]), training=False)
+    macs = network_lib.multiply_adds(net, spec["image_shape"])
+    return {
+        "preset": preset, "genotype": genotype.to_darts(), **{k: v for k, v in spec.items()},
+        "parameters": net.parameter_count(),
+        "parameters_with_auxiliary": net.parameter_count(include_auxiliary=True),
+        "multiply_adds": macs, "mobile_setting": bool(macs < 600_000_000),
+    }
