@@ -157,7 +157,7 @@ class DerivedCell(keras.layers.Layer):
                 _, index = self.edges[position]
                 h = self.edge_ops[position](states[index], training=training)
                 if self.drop_paths[position] is not None:
-                    h = self.drop_paths[position](h, drop_path_rate, training=training)
+                    h = self.drop_paths[position](h, rate=drop_path_rate, training=training)
                 if scales is not None:
                     h = scales[position] * h
                 total = h if total is None else total + h
