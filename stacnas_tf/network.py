@@ -9,6 +9,7 @@ the cell at 2/3 of the depth, used in training only.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from stacnas_tf import cells as cells_lib
@@ -219,7 +220,7 @@ class FinalNetwork(keras.Model):
         """Trainable parameters (weights and deformable logits), as PyTorch counts them."""
         aux_ids = ({id(v) for v in self.auxiliary_head.trainable_variables}
                    if self.auxiliary_head is not None and not include_auxiliary else set())
-        return int(sum(v.numpy().size for v in self.trainable_variables if id(v) not in aux_ids))
+        return int(sum(np.prod(v.shape) for v in self.trainable_variables if id(v) not in aux_ids))
 
     def get_config(self):
         config = super().get_config()

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
@@ -150,15 +151,15 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
         )
         model.compile(weight_optimizer, architecture_optimizer)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-        checkpoint = tf.train.Checkpoint(
-            model=model, weight_optimizer=weight_optimizer,
+        checkpoint = checkpoints.make(
+            model, weight_optimizer=weight_optimizer,
             architecture_optimizer=architecture_optimizer, completed_epochs=epoch_variable,
         )
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(stage_dir, "checkpoints"), max_to_keep=2)
     history_path = os.path.join(stage_dir, "history.json")
     history = []
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        checkpoints.restore(checkpoint, manager.latest_checkpoint)
         history = files.read_json(history_path)[: int(epoch_variable.numpy())] if os.path.exists(history_path) else []
         logging.info("stage %d: resuming after epoch %d", stage, int(epoch_variable.numpy()))
     initial_epoch = int(epoch_variable.numpy())

@@ -21,6 +21,7 @@ import os
 import keras
 import tensorflow as tf
 
+from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
@@ -171,17 +172,16 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
         net = build_network(config, genotype, train_source.num_classes, image_shape)
         schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-        trackables = {"model": net, "weight_optimizer": weight_optimizer,
-                      "completed_epochs": epoch_variable}
+        trackables = {"weight_optimizer": weight_optimizer, "completed_epochs": epoch_variable}
         if architecture_optimizer is not None:
             trackables["architecture_optimizer"] = architecture_optimizer
-        checkpoint = tf.train.Checkpoint(**trackables)
+        checkpoint = checkpoints.make(net, **trackables)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
                                          max_to_keep=2)
     history_path = os.path.join(output_dir, "history.json")
     history = []
     if manager.latest_checkpoint:
-        restore_checkpoint(checkpoint, manager.latest_checkpoint)
+        checkpoints.restore(checkpoint, manager.latest_checkpoint)
         if os.path.exists(history_path):
             history = files.read_json(history_path)[: int(epoch_variable.numpy())]
     initial_epoch = int(epoch_variable.numpy())
@@ -220,23 +220,6 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
     return metrics
 
 
-def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
-    """Restores `path`, with a clear error when it belongs to another network.
-
-    `partial`: the checkpoint may hold more (optimizers) than `checkpoint` tracks.
-    """
-    try:
-        status = checkpoint.restore(path)
-        if partial:
-            status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ValueError(
-            f"checkpoint {path} does not fit this network (another genotype or size?): "
-            f"{str(e).splitlines()[0][:300]}"
-        ) from e
-
-
 def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
              manual_dir: str | None = None, checkpoint_path: str | None = None,
              genotype_spec: str | None = None, batch_size: int | None = None,
@@ -260,9 +243,8 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
                        image_size=config.image_size)
     image_shape = input_shape(source, config.image_size)
     net = build_network(config, genotype, source.num_classes, image_shape)
-    # Compiled as in training, so the optimizer the model tracks matches the checkpoint's.
+    checkpoints.restore(checkpoints.make(net), path, partial=True)
     compile_network(net, config, steps_per_epoch=1)
-    restore_checkpoint(tf.train.Checkpoint(model=net), path, partial=True)
     results = net.evaluate(
         data.eval_pipeline(source, batch_size or config.batch_size, config.image_size, num_examples),
         verbose=0, return_dict=True)

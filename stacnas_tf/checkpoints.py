@@ -1,0 +1,50 @@
+"""Checkpoints of Keras models and their optimizers, with clear errors.
+
+A Keras 3 model keeps its sublayers in Keras's own tracked lists, which
+`tf.train.Checkpoint` does not follow (non-trainable variables such as
+BatchNorm statistics would be lost). So the model's variables are checkpointed
+explicitly, keyed by their Keras paths; optimizers are tracked as usual.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def model_variables(model) -> dict:
+    """Every variable of `model` by a name that is stable across processes: its
+    path, or for random-generator states (whose own names are numbered
+    process-wide) the owning layer's path."""
+    variables = {}
+    for layer in model._flatten_layers(include_self=True):  # noqa: SLF001 (Keras's layer walk)
+        for index, generator in enumerate(getattr(layer, "_seed_generators", [])):
+            variables[f"{layer.path}/seed_generator_{index}"] = generator.state
+    state_ids = {id(v) for v in variables.values()}
+    for variable in model.variables:
+        if id(variable) not in state_ids:
+            variables[variable.path] = variable
+    if len(variables) != len(model.variables):
+        raise ValueError(f"{model.name}: variable names are not unique; cannot checkpoint them.")
+    return variables
+
+
+def make(model, **trackables) -> tf.train.Checkpoint:
+    """A checkpoint of every variable of `model` plus `trackables` (optimizers, counters)."""
+    return tf.train.Checkpoint(model_variables=model_variables(model), **trackables)
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -> None:
+    """Restores `path`, with a clear error when it belongs to another network.
+
+    `partial`: the checkpoint may hold more (optimizers) than `checkpoint` tracks.
+    """
+    try:
+        status = checkpoint.restore(path)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ValueError(
+            f"checkpoint {path} does not fit this network (another genotype or size?): "
+            f"{str(e).splitlines()[0][:300]}"
+        ) from e

@@ -1,0 +1,126 @@
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import train  # noqa: E402
+
+TINY = config_lib.TrainConfig(
+    genotype="DARTS_V2", dataset="digits", channels=8, num_cells=3, epochs=3, batch_size=32,
+    lr=0.05, cutout=2, drop_path=0.2, aux_weight=0.0, seed=1,
+)
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tf.config.experimental.enable_op_determinism()
+    out = str(tmp_path_factory.mktemp("train"))
+    return out, train.run_training(TINY, out, verbose=0)
+
+
+def test_tiny_training_on_digits_beats_chance(trained):
+    out, metrics = trained
+    assert metrics["top1"] > 0.5  # chance is 0.1
+    assert metrics["top5"] > metrics["top1"]
+    assert _read(os.path.join(out, "metrics.json")) == metrics
+    history = _read(os.path.join(out, "history.json"))
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    # drop path ramps linearly over training: max * epoch / epochs at each epoch's start
+    assert [h["drop_path_rate"] for h in history] == pytest.approx([0.0, 0.2 / 3, 0.4 / 3])
+    assert history[0]["lr"] > history[1]["lr"] > history[2]["lr"]
+    assert "val_accuracy" in history[0]
+
+
+def test_evaluate_reads_the_folder(trained):
+    out, metrics = trained
+    result = train.evaluate(out)
+    assert result["top1"] == pytest.approx(metrics["top1"], abs=1e-6)
+    assert result["examples"] == 360
+
+
+def test_resume_continues_the_schedule(trained, tmp_path, monkeypatch):
+    reference_dir, reference = trained
+    out = str(tmp_path / "resumed")
+    original = train._EpochEnd.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(train._EpochEnd, "on_epoch_end", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(TINY, out, verbose=0)
+    monkeypatch.setattr(train._EpochEnd, "on_epoch_end", original)
+    resumed = train.run_training(TINY, out, verbose=0)
+    want, got = _read(os.path.join(reference_dir, "history.json")), _read(os.path.join(out, "history.json"))
+    assert [h["lr"] for h in got] == pytest.approx([h["lr"] for h in want])  # same lr at the same step
+    assert got[2]["loss"] == pytest.approx(want[2]["loss"], rel=1e-4)
+    assert resumed["top1"] == pytest.approx(reference["top1"], abs=1e-6)
+
+
+def test_other_genotype_on_the_folder_is_refused(trained):
+    out, _ = trained
+    before = open(os.path.join(out, "metrics.json")).read()
+    with pytest.raises(ValueError, match="another genotype"):
+        train.run_training(TINY.replace(genotype="DARTS_V1"), out, verbose=0)
+    with pytest.raises(ValueError, match="not the genotype the checkpoints"):
+        train.evaluate(out, genotype_spec="DARTS_V1")
+    with pytest.raises(ValueError, match="epochs=3 there, 5 now"):
+        train.run_training(TINY.replace(epochs=5), out, verbose=0)
+    assert open(os.path.join(out, "metrics.json")).read() == before
+
+
+def test_checkpoint_of_another_network_gives_a_clear_error(trained, tmp_path):
+    out, _ = trained
+    other = str(tmp_path / "other")
+    os.makedirs(other)
+    config = TINY.replace(genotype="DARTS_V1", epochs=1)
+    with open(os.path.join(other, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f)
+    from stacnas_tf import genotype as genotype_lib
+    with open(os.path.join(other, "genotype.json"), "w") as f:
+        f.write(genotype_lib.PUBLISHED["DARTS_V1"].to_json())
+    checkpoint = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    with pytest.raises(ValueError, match="does not fit this network"):
+        train.evaluate(other, checkpoint_path=checkpoint)
+
+
+def test_deformable_training_moves_edge_scales(tmp_path):
+    config = TINY.replace(deformable=True, epochs=1, num_train_examples=256, arch_lr=1e-2)
+    train.run_training(config, str(tmp_path), verbose=0)
+    history = _read(os.path.join(tmp_path, "history.json"))
+    scales = history[0]["edge_scales"]
+    assert len(scales) == 3 and len(scales[0]) == 8
+    assert max(abs(s - 0.5) for cell in scales for s in cell) > 1e-3
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="neither a published genotype"):
+        train.run_training(TINY.replace(genotype="NOPE"), "/tmp/unused-stacnas-run", verbose=0)
+    assert not os.path.exists("/tmp/unused-stacnas-run/config.json")
+    with pytest.raises(ValueError, match="--lr_schedule"):
+        TINY.replace(lr_schedule="step")
+    with pytest.raises(ValueError, match="--epochs"):
+        TINY.replace(epochs=0)
+    with pytest.raises(ValueError, match="--train_dir"):
+        train.evaluate("/nonexistent-train-dir")
+
+
+def test_describe_reports_the_mobile_setting():
+    from stacnas_tf import genotype as genotype_lib
+
+    result = train.describe(genotype_lib.PUBLISHED["DARTS_V1"], "cifar10")
+    assert result["parameters"] == 3_169_414
+    assert result["parameters_with_auxiliary"] > result["parameters"]
+    assert result["multiply_adds"] > 1e8
+    with pytest.raises(ValueError, match="--preset"):
+        train.describe(genotype_lib.PUBLISHED["DARTS_V1"], "mnist")
