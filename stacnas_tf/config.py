@@ -124,6 +124,7 @@ class TrainConfig:
     weight_decay: float = 3e-4
     grad_clip_norm: float = 5.0
     cutout: int = 16
+    autoaugment: bool = False  # AutoAugment's CIFAR-10 policy (the paper's `fancy` recipe)
     drop_path: float = 0.2
     aux_weight: float = 0.4
     label_smoothing: float = 0.0
@@ -161,6 +162,8 @@ class TrainConfig:
 TRAIN_PRESETS = {
     # DARTS's CIFAR recipe (the paper's `base`).
     "base": TrainConfig(),
+    # The paper's `fancy` CIFAR recipe: base + AutoAugment (CIFAR-10 policy), 1200 epochs.
+    "fancy": TrainConfig(autoaugment=True, epochs=1200),
     # DARTS's ImageNet (mobile) recipe.
     "imagenet_base": TrainConfig(
         dataset="imagenet2012", image_size=224, network="imagenet", channels=48, num_cells=14,

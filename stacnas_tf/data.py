@@ -26,6 +26,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from stacnas_tf import autoaugment
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
 DATASETS = TFDS_DATASETS + ("fashion_mnist", "digits", "folder:PATH")
@@ -233,11 +235,13 @@ def _tfds(name, split, data_dir, manual_dir) -> Source:
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-    """Training augmentation: DARTS's pad-and-crop, horizontal flip and cutout
-    (a `cutout` x `cutout` square, centred anywhere, zeroed after normalisation)."""
+    """Training augmentation, in DARTS's order: pad (with black) and random crop,
+    horizontal flip, AutoAugment's CIFAR-10 policy, normalisation, then cutout
+    (a `cutout` x `cutout` square, centred anywhere, zeroed)."""
 
     crop_padding: int = 0
     flip: bool = False
+    autoaugment: bool = False
     cutout: int = 0
 
 
@@ -249,14 +253,19 @@ def default_augment(name: str) -> Augment:
     return Augment()
 
 
-def _preprocess(image, source: Source, image_size):
-    image = tf.cast(image, tf.float32) / 255.0
+def _pixels(image, source: Source, image_size):
+    """float32 pixels in [0, 255], resized (ImageNet: centre square first) when asked."""
+    image = tf.cast(image, tf.float32)
     if image_size and (source.image_shape[0] != image_size or source.image_shape[1] != image_size):
         if source.name == "imagenet2012":
             image = _center_crop(image)
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    mean = tf.constant(source.mean, tf.float32)
-    std = tf.constant(source.std, tf.float32)
+    return image
+
+
+def _normalize(image, source: Source):
+    mean = tf.constant(source.mean, tf.float32) * 255.0
+    std = tf.constant(source.std, tf.float32) * 255.0
     return (image - mean) / std
 
 
@@ -266,7 +275,8 @@ def _center_crop(image):
     return tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
 
 
-def _augment(image, seed, augment: Augment):
+def _augment(image, seed, augment: Augment, source: Source):
+    """Augments float [0, 255] pixels and returns the normalised image."""
     if augment.crop_padding:
         pad = augment.crop_padding
         shape = tf.shape(image)
@@ -274,6 +284,9 @@ def _augment(image, seed, augment: Augment):
         image = tf.image.stateless_random_crop(padded, shape, seed=seed)
     if augment.flip:
         image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+    if augment.autoaugment:
+        image = autoaugment.cifar10_policy(image, seed + 2)
+    image = _normalize(image, source)
     if augment.cutout:
         image = _cutout(image, augment.cutout, seed + 1)
     return image
@@ -315,8 +328,8 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
 
     def transform(position, example):
         image, label = example
-        image = _preprocess(image, source, image_size)
-        image = _augment(image, tf.stack([tf.constant(seed, tf.int64), position]), augment)
+        image = _pixels(image, source, image_size)
+        image = _augment(image, tf.stack([tf.constant(seed, tf.int64), position]), augment, source)
         return image, label
 
     return (stream.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -328,7 +341,7 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
 def eval_pipeline(source: Source, batch_size: int, image_size: int | None = None,
                   num_examples: int | None = None) -> tf.data.Dataset:
     base = source.dataset.take(num_examples) if num_examples else source.dataset
-    return (base.map(lambda x, y: (_preprocess(x, source, image_size), y),
+    return (base.map(lambda x, y: (_normalize(_pixels(x, source, image_size), source), y),
                      num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 

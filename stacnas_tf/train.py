@@ -40,7 +40,8 @@ def lr_schedule(config: config_lib.TrainConfig, steps_per_epoch: int):
 
 def train_augment(config: config_lib.TrainConfig) -> data.Augment:
     base = data.default_augment(config.dataset)
-    return data.Augment(crop_padding=base.crop_padding, flip=base.flip, cutout=config.cutout)
+    return data.Augment(crop_padding=base.crop_padding, flip=base.flip,
+                        autoaugment=config.autoaugment, cutout=config.cutout)
 
 
 def input_shape(source: data.Source, image_size: int | None):

@@ -20,7 +20,8 @@ from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.TRAIN_PRESETS),
-                            "Recipe: base (DARTS CIFAR), imagenet_base, default (Fashion-MNIST), smoke.")
+                            "Recipe: base (DARTS CIFAR), fancy (base + AutoAugment), imagenet_base, default "
+                            "(Fashion-MNIST), smoke.")
 _GENOTYPE = flags.DEFINE_string("genotype", None,
                                 "Published name (DARTS_V1, DARTS_V2, STACNAS_CIFAR10), genotype file "
                                 "(JSON or DARTS text) or DARTS text. Default: the preset's.")
@@ -38,6 +39,7 @@ _NUM_TRAIN = flags.DEFINE_integer("num_train_examples", None, "Use only the firs
 _LR = flags.DEFINE_float("lr", None, "Initial learning rate.")
 _DROP_PATH = flags.DEFINE_float("drop_path", None, "Final drop-path rate (ramped linearly).")
 _AUX_WEIGHT = flags.DEFINE_float("aux_weight", None, "Auxiliary loss weight (0: no auxiliary head).")
+_AUTOAUGMENT = flags.DEFINE_bool("autoaugment", None, "AutoAugment's CIFAR-10 policy (fancy recipe).")
 _DEFORMABLE = flags.DEFINE_bool("deformable", None,
                                 "Keep `none` on every edge as a learned scale (Algorithm 1, stage 3).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed.")
@@ -53,6 +55,7 @@ def _config() -> config_lib.TrainConfig:
             "channels": _CHANNELS, "num_cells": _NUM_CELLS, "image_size": _IMAGE_SIZE,
             "num_train_examples": _NUM_TRAIN, "lr": _LR, "drop_path": _DROP_PATH,
             "aux_weight": _AUX_WEIGHT, "deformable": _DEFORMABLE, "seed": _SEED,
+            "autoaugment": _AUTOAUGMENT,
         }.items() if flag.value is not None
     }
     if _GENOTYPE.value is not None:
