@@ -43,6 +43,13 @@ def user_path(path: str | None) -> str | None:
     return os.path.expanduser(path) if path else path
 
 
+def user_file_or_value(value: str) -> str:
+    """`value` as an absolute path when it names an existing file (relative to where
+    the user ran the command), else unchanged (a name or an inline value)."""
+    candidate = user_path(value)
+    return os.path.abspath(candidate) if candidate and os.path.isfile(candidate) else value
+
+
 def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     """Creates `path` if needed and checks that files can be written in it."""
     if not path:

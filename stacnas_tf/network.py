@@ -101,19 +101,19 @@ class FinalNetwork(keras.Model):
         self.drop_path_rate = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="drop_path_rate")
 
+        # Input widths are inferred by Keras; only output widths are set here.
         if stem == "cifar":
             self.stem_layers = _conv_bn(3 * channels, 3, 1, "stem")
             self.stem1_layers = []
-            filters_prev_prev = filters_prev = 3 * channels
             reduction_prev = False
         else:
+            # Two stride-2 stages, then a third: the first cell sees 1/8 of the input
+            # and treats the stem as a reduction (its older input is halved again).
             self.stem_layers = (_conv_bn(channels // 2, 3, 2, "stem0_a")
                                 + [keras.layers.ReLU(name="stem0_relu")]
                                 + _conv_bn(channels, 3, 2, "stem0_b"))
             self.stem1_layers = _conv_bn(channels, 3, 2, "stem1", relu_first=True)
-            filters_prev_prev = filters_prev = channels
             reduction_prev = True
-        del filters_prev_prev, filters_prev  # Keras layers infer their input widths
         reductions = search_space.reduction_positions(num_cells)
         self.aux_position = 2 * num_cells // 3
         filters = channels

@@ -35,20 +35,19 @@ def _hand_count(genotype, channels, num_cells, classes, stem):
     if stem == "cifar":
         total = 3 * 3 * 3 * 3 * channels + 2 * 3 * channels
         prev_prev = prev = 3 * channels
-        reduction_prev = False
     else:
         half = channels // 2
         total = 27 * half + 2 * half + 9 * half * channels + 2 * channels + 9 * channels * channels + 2 * channels
         prev_prev = prev = channels
-        reduction_prev = True
     c = channels
     for index in range(num_cells):
         reduction = index in search_space.reduction_positions(num_cells)
         c = c * 2 if reduction else c
         cell = genotype.reduce if reduction else genotype.normal
-        total += prev_prev * c + 2 * c + prev * c + 2 * c  # the two preprocessing 1x1 convs + BN
+        # the two preprocessing convs + BN (a FactorizedReduce has as many parameters)
+        total += prev_prev * c + 2 * c + prev * c + 2 * c
         total += sum(op(name, c, 2 if reduction and src < 2 else 1) for name, src in cell.edges)
-        prev_prev, prev, reduction_prev = prev, len(cell.concat) * c, reduction
+        prev_prev, prev = prev, len(cell.concat) * c
     return total + prev * classes + classes
 
 

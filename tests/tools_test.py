@@ -58,3 +58,28 @@ def test_genotype_tool_writes_picture_ready_files(tmp_path):
     assert (tmp_path / "genotype.dot").read_text().startswith("digraph")
     bad = _run("genotype", "--genotype=NOPE")
     assert bad.returncode != 0 and "neither a published genotype" in bad.stderr
+
+
+def test_train_evaluate_and_describe_binaries(tmp_path):
+    out = tmp_path / "train"
+    result = _run("train", "--preset=smoke", "--genotype=DARTS_V2", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "top-1" in result.stdout and metrics["epochs"] == 1
+    evaluated = _run("evaluate", f"--train_dir={out}", "--num_examples=64")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads(evaluated.stdout)["examples"] == 64
+    described = _run("describe", "--genotype=DARTS_V1", "--preset=cifar10")
+    assert described.returncode == 0, described.stderr[-3000:]
+    assert json.loads(described.stdout)["parameters"] == 3_169_414
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--genotype=NOPE"], "--genotype: 'NOPE' is neither a published genotype"),
+    (["--epochs=0"], "--epochs: expected a positive integer"),
+    (["--genotype=Genotype(normal=[('sep_conv_3x3', 9)] * 8)"], "--genotype"),
+])
+def test_train_refuses_bad_flags(tmp_path, flags, message):
+    result = _run("train", "--preset=smoke", f"--output_dir={tmp_path / 'run'}", *flags)
+    assert result.returncode != 0 and message in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -26,11 +26,8 @@ _PRESET = flags.DEFINE_enum("preset", "cifar10", sorted(config_lib.NETWORK_PRESE
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    spec = _GENOTYPE.value
     try:
-        if spec.strip() not in genotype_lib.PUBLISHED and not spec.lstrip().startswith("Genotype("):
-            spec = files.user_path(spec)
-        genotype = genotype_lib.resolve(spec)
+        genotype = genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
         from stacnas_tf import train
 
         print(json.dumps(train.describe(genotype, _PRESET.value), indent=2))

@@ -26,9 +26,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        genotype = genotype_lib.resolve(_GENOTYPE.value if _GENOTYPE.value.strip() in genotype_lib.PUBLISHED
-                                        or _GENOTYPE.value.lstrip().startswith("Genotype(")
-                                        else files.user_path(_GENOTYPE.value))
+        genotype = genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
         if not _OUTPUT_DIR.value:
             print(genotype.to_json())
             return

@@ -59,9 +59,7 @@ def _config() -> config_lib.TrainConfig:
         }.items() if flag.value is not None
     }
     if _GENOTYPE.value is not None:
-        spec = _GENOTYPE.value
-        if spec.strip() not in genotype_lib.PUBLISHED and not spec.lstrip().startswith("Genotype("):
-            spec = os.path.abspath(files.user_path(spec))
+        spec = files.user_file_or_value(_GENOTYPE.value)
         genotype_lib.resolve(spec)  # refuse a bad genotype before any work
         overrides["genotype"] = spec
     return config_lib.TRAIN_PRESETS[_PRESET.value].replace(**overrides)
