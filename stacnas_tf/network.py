@@ -151,8 +151,12 @@ class FinalNetwork(keras.Model):
         aux_logits = None
         for index, cell in enumerate(self.derived_cells):
             s0, s1 = s1, cell((s0, s1), self.drop_path_rate, training=training)
-            if index == self.aux_position and self.auxiliary_head is not None and training:
-                aux_logits = self.auxiliary_head(s1, training=training)
+            if index == self.aux_position and self.auxiliary_head is not None:
+                if training:
+                    aux_logits = self.auxiliary_head(s1, training=training)
+                elif not self.auxiliary_head.built:
+                    # Built with the network, so optimizers built on its variables include it.
+                    self.auxiliary_head(s1, training=False)
         logits = self.classifier(self.global_pool(s1))
         if aux_logits is not None:
             return logits, aux_logits

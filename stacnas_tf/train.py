@@ -261,7 +261,7 @@ def describe(genotype: genotype_lib.Genotype, preset: str) -> dict:
     spec = config_lib.NETWORK_PRESETS[preset]
     net = network_lib.FinalNetwork(genotype, spec["num_classes"], channels=spec["channels"],
                                    num_cells=spec["num_cells"], stem=spec["network"], auxiliary=True)
-    net(tf.zeros((1,) + spec["image_shape"]), training=True)  # builds the auxiliary head too
+    net(tf.zeros((1,) + spec["image_shape"]), training=False)
     macs = network_lib.multiply_adds(net, spec["image_shape"])
     return {
         "preset": preset, "genotype": genotype.to_darts(), **{k: v for k, v in spec.items()},

@@ -75,6 +75,13 @@ def test_auxiliary_head_only_in_training():
     assert logits.shape == (2, 10) and aux.shape == (2, 10)
     assert net(x, training=False).shape == (2, 10)
     assert net.parameter_count(include_auxiliary=True) > net.parameter_count()
+    # The head is built with the network, so a compiled optimizer trains it.
+    fresh = _build(G["DARTS_V2"], 10, 8, 8, "cifar", 32, auxiliary=True)
+    assert fresh.auxiliary_head.built
+    fresh.compile(keras.optimizers.SGD(0.1), aux_weight=0.4)
+    before = fresh.auxiliary_head.classifier.kernel.numpy().copy()
+    fresh.train_on_batch(x.numpy(), np.array([1, 2]))
+    assert np.abs(fresh.auxiliary_head.classifier.kernel.numpy() - before).max() > 0
     imagenet = _build(G["DARTS_V2"], 7, 8, 14, "imagenet", 224)
     logits, aux = imagenet(tf.zeros([1, 224, 224, 3]), training=True)
     assert logits.shape == (1, 7) and aux.shape == (1, 7)
