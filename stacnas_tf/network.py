@@ -51,7 +51,8 @@ class AuxiliaryHead(keras.layers.Layer):
         self.conv2 = keras.layers.Conv2D(768, 2, use_bias=False, name="conv2")
         # DARTS's ImageNet head has no BatchNorm here (kept as in the reference).
         self.bn2 = ops_lib.BatchNorm(name="bn2") if stem == "cifar" else None
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        # Logits in float32 under mixed precision, as Keras recommends.
+        self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
     def call(self, inputs, training=None):
         x = self.pool(tf.nn.relu(inputs))
@@ -134,7 +135,8 @@ class FinalNetwork(keras.Model):
             reduction_prev = reduction
         self.auxiliary_head = AuxiliaryHead(num_classes, stem, name="auxiliary_head") if auxiliary else None
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        # Logits in float32 under mixed precision, as Keras recommends.
+        self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
     def build(self, input_shape):
         # Sublayers build on the first call; nothing else depends on the input shape.

@@ -136,7 +136,8 @@ class SearchNetwork(keras.Model):
             )
             reduction_prev = reduction
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="global_pool")
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        # Logits in float32 under mixed precision, as Keras recommends.
+        self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
     def call(self, images, training=None):
         probabilities = self.architecture.probabilities()
