@@ -157,6 +157,12 @@ class FinalNetwork(keras.Model):
                 if training:
                     aux_logits = self.auxiliary_head(s1, training=training)
                 elif not self.auxiliary_head.built:
+                    if s1.shape[1] < 5 or s1.shape[2] < 5:
+                        raise ValueError(
+                            f"the auxiliary head needs a map of at least 5x5 after cell {index}, "
+                            f"got {s1.shape[1]}x{s1.shape[2]}: use larger images or no auxiliary "
+                            "head (--aux_weight=0)."
+                        )
                     # Built with the network, so optimizers built on its variables include it.
                     self.auxiliary_head(s1, training=False)
         logits = self.classifier(self.global_pool(s1))

@@ -16,6 +16,7 @@ G = genotype_lib.PUBLISHED
 
 
 def _build(genotype, classes, channels, num_cells, stem, side, **kwargs):
+    kwargs.setdefault("auxiliary", False)
     net = network.FinalNetwork(genotype, classes, channels, num_cells, stem=stem, **kwargs)
     net(tf.zeros([1, side, side, 3]), training=False)
     return net
@@ -82,9 +83,11 @@ def test_auxiliary_head_only_in_training():
     before = fresh.auxiliary_head.classifier.kernel.numpy().copy()
     fresh.train_on_batch(x.numpy(), np.array([1, 2]))
     assert np.abs(fresh.auxiliary_head.classifier.kernel.numpy() - before).max() > 0
-    imagenet = _build(G["DARTS_V2"], 7, 8, 14, "imagenet", 224)
+    imagenet = _build(G["DARTS_V2"], 7, 8, 14, "imagenet", 224, auxiliary=True)
     logits, aux = imagenet(tf.zeros([1, 224, 224, 3]), training=True)
     assert logits.shape == (1, 7) and aux.shape == (1, 7)
+    with pytest.raises(ValueError, match="auxiliary head needs a map of at least 5x5"):
+        _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8, auxiliary=True)
 
 
 def test_drop_path_is_identity_at_inference_and_drops_whole_samples():
