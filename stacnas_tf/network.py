@@ -151,8 +151,10 @@ class FinalNetwork(keras.Model):
             x = layer(x, training=training)
         s1 = x
         aux_logits = None
+        # Read only in training: an inference graph (and its exports) holds no stray variable read.
+        drop_path_rate = self.drop_path_rate if training else 0.0
         for index, cell in enumerate(self.derived_cells):
-            s0, s1 = s1, cell((s0, s1), self.drop_path_rate, training=training)
+            s0, s1 = s1, cell((s0, s1), drop_path_rate=drop_path_rate, training=training)
             if index == self.aux_position and self.auxiliary_head is not None:
                 if training:
                     aux_logits = self.auxiliary_head(s1, training=training)

@@ -83,3 +83,18 @@ def test_train_refuses_bad_flags(tmp_path, flags, message):
     result = _run("train", "--preset=smoke", f"--output_dir={tmp_path / 'run'}", *flags)
     assert result.returncode != 0 and message in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_export_binary(tmp_path):
+    train_dir = tmp_path / "train"
+    trained = _run("train", "--preset=smoke", "--genotype=DARTS_V2", f"--output_dir={train_dir}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    out = tmp_path / "export"
+    result = _run("export", f"--train_dir={train_dir}", f"--output_dir={out}", "--calibration_samples=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "export_report.json").read_text())["passed"]
+    again = _run("export", f"--train_dir={train_dir}", f"--output_dir={out}")
+    assert again.returncode != 0 and "--overwrite" in again.stderr
+    wrong = _run("export", f"--train_dir={train_dir}", f"--output_dir={tmp_path / 'x'}", "--genotype=DARTS_V1")
+    assert wrong.returncode != 0 and "another genotype" in wrong.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,356 @@
+"""Export of a final network for deployment: SavedModel, ONNX and TFLite.
+
+Every artifact is traced at inference semantics (no auxiliary head, no drop
+path, BatchNorm moving statistics, deformable edge scales fixed at their
+trained values), carries its metadata (genotype, classes, input shape,
+normalisation, producer), and is checked against the Keras model on real
+images before the export counts as done: `export_report.json` lists, per
+format, the largest logit difference, top-1 agreement, file size and batch-1
+latency on this machine.
+
+The export is written to a temporary folder beside `output_dir` and renamed
+into place at the end, so a failed export leaves nothing under the final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import stacnas_tf
+from stacnas_tf import checkpoints
+from stacnas_tf import config as config_lib
+from stacnas_tf import data
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import train
+
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    opset: int = 17
+    onnx_nchw: bool = False
+    calibration_samples: int = 100
+    int8_io: bool = False  # int8 input/output tensors for the full-integer model
+    float_tolerance: float = 1e-4  # max |logit difference| of float32 formats
+    float16_tolerance: float = 5e-2
+    min_quantized_agreement: float = 0.9  # top-1 agreement of dynamic-range / int8 models
+    verify_samples: int = 64
+    overwrite: bool = False
+
+
+@dataclasses.dataclass
+class Exportable:
+    """A network at inference semantics and what a deployment needs to know of it."""
+
+    network: keras.Model
+    genotype: genotype_lib.Genotype
+    image_shape: tuple
+    num_classes: int
+    mean: tuple
+    std: tuple
+    source: data.Source | None  # for verification and calibration images
+
+    def metadata(self) -> dict:
+        return {
+            "producer": f"stacnas_tf {stacnas_tf.__version__}",
+            "genotype": self.genotype.to_dict(),
+            "num_classes": self.num_classes,
+            "input_shape": [None, *self.image_shape],
+            "input_layout": "NHWC",
+            "preprocessing": {"scale": 1 / 255.0, "mean": list(self.mean), "std": list(self.std),
+                              "formula": "(pixel / 255 - mean) / std"},
+            "outputs": {"logits": "float32 [batch, num_classes]",
+                        "probabilities": "softmax of logits"},
+        }
+
+
+def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
+                         expected_genotype: genotype_lib.Genotype | None = None) -> Exportable:
+    """The trained network of a tools/train.py folder (latest checkpoint).
+
+    `expected_genotype`, when given, must be the genotype the folder was trained with.
+    """
+    config_path = os.path.join(train_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
+    config = config_lib.TrainConfig(**files.read_json(config_path))
+    genotype_path = os.path.join(train_dir, "genotype.json")
+    with open(genotype_path) as f:
+        genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+    if expected_genotype is not None and expected_genotype != genotype:
+        raise ValueError(
+            f"--genotype: the checkpoints in {train_dir} were trained with another genotype "
+            f"({genotype.to_darts()})."
+        )
+    path = tf.train.latest_checkpoint(os.path.join(train_dir, "checkpoints"))
+    if not path:
+        raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
+    source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                       image_size=config.image_size)
+    image_shape = train.input_shape(source, config.image_size)
+    net = train.build_network(config, genotype, source.num_classes, image_shape)
+    checkpoints.restore(checkpoints.make(net), path, partial=True)
+    return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std, source)
+
+
+def random_network(genotype: genotype_lib.Genotype, preset: str, deformable=False, seed=0) -> Exportable:
+    """An untrained network of a paper preset, for deployment trials before training."""
+    if preset not in config_lib.NETWORK_PRESETS:
+        raise ValueError(f"--preset: expected one of {sorted(config_lib.NETWORK_PRESETS)}, got {preset!r}.")
+    spec = config_lib.NETWORK_PRESETS[preset]
+    keras.utils.set_random_seed(seed)
+    config = config_lib.TrainConfig(network=spec["network"], channels=spec["channels"],
+                                    num_cells=spec["num_cells"], deformable=deformable)
+    net = train.build_network(config, genotype, spec["num_classes"], spec["image_shape"], auxiliary=False)
+    mean, std = (0.5,) * spec["image_shape"][-1], (0.25,) * spec["image_shape"][-1]
+    return Exportable(net, genotype, tuple(spec["image_shape"]), spec["num_classes"], mean, std, None)
+
+
+class _Serving(tf.Module):
+    def __init__(self, network, image_shape):
+        super().__init__()
+        self.network = network
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None, *image_shape], tf.float32, name="images")])
+
+    def _serve(self, images):
+        logits = tf.cast(self.network(images, training=False), tf.float32)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+
+def _sample_images(exportable: Exportable, count: int, seed: int = 0) -> np.ndarray:
+    """Normalised images: real ones from the dataset, or seeded noise for untrained networks."""
+    if exportable.source is None:
+        return np.random.RandomState(seed).randn(count, *exportable.image_shape).astype(np.float32)
+    pipeline = data.eval_pipeline(exportable.source, count, exportable.image_shape[0], count)
+    images, _ = next(iter(pipeline))
+    return images.numpy().astype(np.float32)
+
+
+def _write_saved_model(serving: _Serving, path: str, metadata: dict) -> None:
+    tf.saved_model.save(serving, path, signatures={"serving_default": serving.serve})
+    # Metadata as an asset file beside the graph (SavedModel's place for extra files).
+    os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    with open(os.path.join(path, "assets", "stacnas_metadata.json"), "w") as f:
+        json.dump(metadata, f, indent=2)
+
+
+def _write_onnx(serving: _Serving, path: str, metadata: dict, options: ExportOptions) -> None:
+    import tf2onnx  # imported here: slow, and only this format needs it
+
+    spec = [tf.TensorSpec([None, *metadata["input_shape"][1:]], tf.float32, name="images")]
+    model, _ = tf2onnx.convert.from_function(
+        serving.serve, input_signature=spec, opset=options.opset,
+        inputs_as_nchw=["images"] if options.onnx_nchw else None)
+    for key, value in (("stacnas_metadata", json.dumps(metadata)),
+                       ("input_layout", "NCHW" if options.onnx_nchw else "NHWC")):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "stacnas_tf"
+    model.producer_version = stacnas_tf.__version__
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+
+
+def _write_tflite(serving: _Serving, path: str, variant: str, calibration: np.ndarray,
+                  options: ExportOptions) -> None:
+    # Converted from a frozen graph (variables folded to constants): from the
+    # SavedModel, calibration of the int8 model met unfrozen READ_VARIABLE nodes,
+    # and unfrozen concrete functions give NaN models.
+    from tensorflow.python.framework import convert_to_constants
+
+    frozen = convert_to_constants.convert_variables_to_constants_v2(
+        serving.serve.get_concrete_function())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        def representative():
+            for image in calibration:
+                yield [image[None]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if options.int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    with open(path, "wb") as f:
+        f.write(converter.convert())
+
+
+# --- running the artifacts ----------------------------------------------------------
+
+
+def tflite_runner(path: str):
+    """A callable running a TFLite model on a float batch (int8 inputs/outputs handled)."""
+    with warnings.catch_warnings():
+        # TF 2.21 still ships the interpreter; its deprecation notice is noise here.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        interpreter = tf.lite.Interpreter(model_path=path)
+    state = {"shape": None}
+
+    def run(images: np.ndarray) -> np.ndarray:
+        detail = interpreter.get_input_details()[0]
+        if state["shape"] != images.shape:
+            interpreter.resize_tensor_input(detail["index"], list(images.shape))
+            interpreter.allocate_tensors()
+            state["shape"] = images.shape
+            detail = interpreter.get_input_details()[0]
+        batch = images
+        if detail["dtype"] == np.int8:
+            scale, zero = detail["quantization"]
+            batch = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(detail["index"], batch)
+        interpreter.invoke()
+        # Logits are the output that is not a softmax: the one whose rows do not sum to 1.
+        outputs = [(d, interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+        decoded = []
+        for d, value in outputs:
+            if d["dtype"] == np.int8:
+                scale, zero = d["quantization"]
+                value = (value.astype(np.float32) - zero) * scale
+            decoded.append((d["name"], value.astype(np.float32)))
+        named = [v for name, v in decoded if "logits" in name]
+        if named:
+            return named[0]
+        return min(decoded, key=lambda nv: -np.abs(nv[1].sum(-1) - 1).mean())[1]
+
+    return run
+
+
+def onnx_runner(path: str, nchw: bool = False):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    output = "logits" if "logits" in names else names[0]
+
+    def run(images: np.ndarray) -> np.ndarray:
+        feed = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2))) if nchw else images
+        return session.run([output], {"images": feed})[0]
+
+    return run
+
+
+def saved_model_runner(path: str):
+    loaded = tf.saved_model.load(path)  # kept referenced by the closure while it runs
+    function = loaded.signatures["serving_default"]
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return function(images=tf.constant(images))["logits"].numpy()
+
+    run.loaded = loaded
+    return run
+
+
+def _latency_ms(run, image: np.ndarray, repeats: int = 10) -> float:
+    run(image)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(image)
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 3)
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f)) for root, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+class ExportError(RuntimeError):
+    """An artifact differs from the Keras model beyond the allowed tolerance."""
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses to replace an existing export unless asked to."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir: {output_dir} exists and is not a folder.")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise ValueError(f"--output_dir: {output_dir} exists and is not empty; pass --overwrite to replace it.")
+
+
+def export(exportable: Exportable, output_dir: str, options: ExportOptions = ExportOptions()) -> dict:
+    """Writes and verifies every artifact; returns the report (also export_report.json)."""
+    output_dir = os.path.abspath(output_dir)
+    check_output_dir(output_dir, options.overwrite)
+    parent = os.path.dirname(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.partial-")
+    try:
+        report = _export_into(exportable, staging, options)
+        if os.path.exists(output_dir):
+            backup = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.old-")
+            os.rmdir(backup)
+            os.rename(output_dir, backup)
+            os.rename(staging, output_dir)
+            shutil.rmtree(backup)
+        else:
+            os.rename(staging, output_dir)
+        return report
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+
+
+def _export_into(exportable: Exportable, folder: str, options: ExportOptions) -> dict:
+    metadata = exportable.metadata()
+    files.write_json(os.path.join(folder, "metadata.json"), metadata)
+    serving = _Serving(exportable.network, exportable.image_shape)
+    images = _sample_images(exportable, options.verify_samples)
+    reference = serving.serve(tf.constant(images))["logits"].numpy()
+
+    saved_model = os.path.join(folder, "saved_model")
+    _write_saved_model(serving, saved_model, metadata)
+    artifacts = {"saved_model": (saved_model, saved_model_runner(saved_model))}
+    onnx_path = os.path.join(folder, "model.onnx")
+    _write_onnx(serving, onnx_path, metadata, options)
+    artifacts["onnx"] = (onnx_path, onnx_runner(onnx_path, options.onnx_nchw))
+    calibration = _sample_images(exportable, options.calibration_samples, seed=1)
+    for variant in TFLITE_VARIANTS:
+        path = os.path.join(folder, f"model_{variant}.tflite")
+        _write_tflite(serving, path, variant, calibration, options)
+        artifacts[f"tflite_{variant}"] = (path, tflite_runner(path))
+
+    keras_run = lambda batch: serving.serve(tf.constant(batch))["logits"].numpy()  # noqa: E731
+    report = {"producer": metadata["producer"], "verify_samples": int(len(images)),
+              "images": "dataset" if exportable.source is not None else "random",
+              "keras": {"latency_batch1_ms": _latency_ms(keras_run, images[:1])}, "formats": {}}
+    failures = []
+    for name, (path, run) in artifacts.items():
+        logits = run(images)
+        difference = float(np.abs(logits - reference).max())
+        agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
+        report["formats"][name] = {
+            "path": os.path.basename(path), "max_abs_logit_diff": difference,
+            "top1_agreement": agreement, "size_bytes": _size(path),
+            "latency_batch1_ms": _latency_ms(run, images[:1]),
+        }
+        if name in ("saved_model", "onnx", "tflite_float32") and difference > options.float_tolerance:
+            failures.append(f"{name}: max logit difference {difference:.3g} > {options.float_tolerance}")
+        elif name == "tflite_float16" and difference > options.float16_tolerance:
+            failures.append(f"{name}: max logit difference {difference:.3g} > {options.float16_tolerance}")
+        elif name in ("tflite_dynamic_range", "tflite_int8") and agreement < options.min_quantized_agreement:
+            failures.append(f"{name}: top-1 agreement {agreement:.3f} < {options.min_quantized_agreement}")
+    report["passed"] = not failures
+    files.write_json(os.path.join(folder, "export_report.json"), report)
+    if failures:
+        raise ExportError("export verification failed: " + "; ".join(failures)
+                          + f"\nreport: {json.dumps(report['formats'], indent=1)}")
+    return report

@@ -1,0 +1,147 @@
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import export  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import train  # noqa: E402
+
+G = genotype_lib.PUBLISHED
+OPTIONS = export.ExportOptions(calibration_samples=32, verify_samples=32)
+TINY = config_lib.TrainConfig(
+    genotype="DARTS_V2", dataset="digits", channels=4, num_cells=3, epochs=1, batch_size=32,
+    num_train_examples=128, num_eval_examples=32, cutout=0, aux_weight=0.0, deformable=True)
+
+# Runs in a fresh interpreter that cannot import stacnas_tf: plain TF, ONNX Runtime, TFLite.
+_PLAIN_LOADER = r"""
+import json, sys
+sys.modules["stacnas_tf"] = None
+import numpy as np, onnxruntime, tensorflow as tf
+folder, images = sys.argv[1], np.load(sys.argv[2])
+out = {}
+loaded = tf.saved_model.load(folder + "/saved_model")
+out["saved_model"] = loaded.signatures["serving_default"](images=tf.constant(images))["logits"].numpy().tolist()
+session = onnxruntime.InferenceSession(folder + "/model.onnx", providers=["CPUExecutionProvider"])
+out["onnx"] = session.run(["logits"], {"images": images})[0].tolist()
+interpreter = tf.lite.Interpreter(model_path=folder + "/model_float32.tflite")
+detail = interpreter.get_input_details()[0]
+interpreter.resize_tensor_input(detail["index"], list(images.shape))
+interpreter.allocate_tensors()
+interpreter.set_tensor(detail["index"], images)
+interpreter.invoke()
+values = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+out["tflite_float32"] = [v.tolist() for v in values]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    train.run_training(TINY, str(root / "train"), verbose=0)
+    exportable = export.from_training_folder(str(root / "train"))
+    report = export.export(exportable, str(root / "out"), OPTIONS)
+    return root, exportable, report
+
+
+def test_every_format_matches_the_keras_model(exported):
+    root, _, report = exported
+    assert report["passed"] and report["images"] == "dataset"
+    formats = report["formats"]
+    assert set(formats) == {"saved_model", "onnx", "tflite_float32", "tflite_float16",
+                            "tflite_dynamic_range", "tflite_int8"}
+    for name in ("saved_model", "onnx", "tflite_float32"):
+        assert formats[name]["max_abs_logit_diff"] < 1e-4 and formats[name]["top1_agreement"] == 1.0
+    assert formats["tflite_float16"]["max_abs_logit_diff"] < 5e-2
+    assert formats["tflite_int8"]["top1_agreement"] >= 0.9
+    assert all(f["size_bytes"] > 0 and f["latency_batch1_ms"] > 0 for f in formats.values())
+    assert json.loads((root / "out" / "export_report.json").read_text()) == report
+
+
+def test_artifacts_run_without_stacnas_tf(exported, tmp_path):
+    root, exportable, _ = exported
+    images = np.random.RandomState(0).randn(3, *exportable.image_shape).astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _PLAIN_LOADER, str(root / "out"), str(tmp_path / "images.npy")],
+        capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    reference = exportable.network(images, training=False).numpy()
+    np.testing.assert_allclose(outputs["saved_model"], reference, atol=1e-4)
+    np.testing.assert_allclose(outputs["onnx"], reference, atol=1e-4)
+    assert any(np.allclose(v, reference, atol=1e-4) for v in outputs["tflite_float32"])
+
+
+def test_metadata_travels_with_every_format(exported):
+    root, _, _ = exported
+    out = root / "out"
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert genotype_lib.Genotype.from_dict(metadata["genotype"]) == G["DARTS_V2"]
+    assert metadata["num_classes"] == 10 and metadata["input_shape"] == [None, 8, 8, 1]
+    assert len(metadata["preprocessing"]["mean"]) == 1 and metadata["producer"].startswith("stacnas_tf")
+    assert json.loads((out / "saved_model" / "assets" / "stacnas_metadata.json").read_text()) == metadata
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert json.loads(props["stacnas_metadata"]) == metadata and props["input_layout"] == "NHWC"
+
+
+def test_int8_model_with_int8_inputs_and_outputs(exported, tmp_path):
+    _, exportable, _ = exported
+    options = export.ExportOptions(calibration_samples=32, verify_samples=32, int8_io=True)
+    report = export.export(exportable, str(tmp_path / "int8"), options)
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "int8" / "model_int8.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert {d["dtype"] for d in interpreter.get_output_details()} == {np.int8}
+    assert report["formats"]["tflite_int8"]["top1_agreement"] >= 0.9
+
+
+def test_existing_export_is_not_overwritten_and_failures_leave_nothing(exported, tmp_path):
+    root, exportable, _ = exported
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="--overwrite"):
+        export.export(exportable, str(target), OPTIONS)
+    assert (target / "keep.txt").read_text() == "mine"
+    impossible = export.ExportOptions(calibration_samples=8, verify_samples=8, float_tolerance=-1.0,
+                                      overwrite=True)
+    with pytest.raises(export.ExportError, match="max logit difference"):
+        export.export(exportable, str(target), impossible)
+    assert (target / "keep.txt").read_text() == "mine"  # the old folder is untouched
+    assert sorted(os.listdir(tmp_path)) == ["target"]  # no partial folder left behind
+    fresh = tmp_path / "fresh"
+    with pytest.raises(export.ExportError):
+        export.export(exportable, str(fresh), impossible)
+    assert not fresh.exists()
+
+
+def test_genotype_mismatch_is_a_clear_error(exported):
+    root, _, _ = exported
+    with pytest.raises(ValueError, match="--genotype: the checkpoints .* another genotype"):
+        export.from_training_folder(str(root / "train"), expected_genotype=G["DARTS_V1"])
+
+
+def test_per_cell_network_exports(tmp_path):
+    cells = []
+    for index, reduction in enumerate((False, True, True)):
+        base = (G["DARTS_V1"] if index == 0 else G["DARTS_V2"]).reduce if reduction else G["DARTS_V1"].normal
+        cells.append(genotype_lib.CellGenotype(base.edges, base.concat, reduction=reduction))
+    genotype = genotype_lib.Genotype(normal=cells[0], reduce=cells[1], cells=tuple(cells))
+    path = tmp_path / "per_cell.json"
+    path.write_text(genotype.to_json())
+    config = TINY.replace(genotype=str(path), deformable=False, num_train_examples=64)
+    train.run_training(config, str(tmp_path / "train"), verbose=0)
+    report = export.export(export.from_training_folder(str(tmp_path / "train")), str(tmp_path / "out"),
+                           export.ExportOptions(calibration_samples=16, verify_samples=16))
+    assert report["passed"]

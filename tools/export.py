@@ -1,0 +1,86 @@
+"""Exports a final network to SavedModel, ONNX and TFLite, and verifies every artifact.
+
+  bazel run //tools:export -- --train_dir=runs/train --output_dir=runs/export
+  bazel run //tools:export -- --genotype=DARTS_V2 --preset=imagenet_mobile --random_init \
+      --output_dir=runs/export_mobile
+
+Writes saved_model/, model.onnx, model_{float32,float16,dynamic_range,int8}.tflite,
+metadata.json and export_report.json; fails (non-zero) when an artifact
+differs from the Keras model beyond the tolerances.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import files  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+
+_TRAIN_DIR = flags.DEFINE_string("train_dir", None, "Output folder of tools/train.py to export.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/export", "Folder for the exported artifacts.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing, non-empty --output_dir.")
+_GENOTYPE = flags.DEFINE_string("genotype", None,
+                                "With --random_init: the genotype to build. With --train_dir: checked "
+                                "against the folder's.")
+_PRESET = flags.DEFINE_enum("preset", "cifar10", sorted(config_lib.NETWORK_PRESETS),
+                            "Network size for --random_init.")
+_RANDOM_INIT = flags.DEFINE_bool("random_init", False,
+                                 "Export an untrained network of --preset (deployment trials).")
+_DEFORMABLE = flags.DEFINE_bool("deformable", False, "With --random_init: deformable edges.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (verification / calibration images).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Official archives for a tfds dataset.")
+_OPSET = flags.DEFINE_integer("opset", 17, "ONNX opset (tf2onnx supports up to 18).")
+_ONNX_NCHW = flags.DEFINE_bool("onnx_nchw", False, "ONNX model takes NCHW images.")
+_CALIBRATION = flags.DEFINE_integer("calibration_samples", 100,
+                                    "Training images calibrating the int8 model.")
+_INT8_IO = flags.DEFINE_bool("int8_io", False, "int8 input and output tensors for the int8 model.")
+_TOLERANCE = flags.DEFINE_float("float_tolerance", 1e-4,
+                                "Largest allowed |logit difference| of the float32 formats.")
+_AGREEMENT = flags.DEFINE_float("min_quantized_agreement", 0.9,
+                                "Smallest allowed top-1 agreement of the quantized TFLite models.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        if bool(_TRAIN_DIR.value) == _RANDOM_INIT.value:
+            raise ValueError("pass either --train_dir (a trained network) or --random_init with --genotype.")
+        if not 1 <= _OPSET.value <= 18:
+            raise ValueError(f"--opset: tf2onnx supports opsets up to 18, got {_OPSET.value}.")
+        if _CALIBRATION.value < 1:
+            raise ValueError(f"--calibration_samples: expected a positive count, got {_CALIBRATION.value}.")
+        genotype = (genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
+                    if _GENOTYPE.value else None)
+        from stacnas_tf import export
+
+        options = export.ExportOptions(
+            opset=_OPSET.value, onnx_nchw=_ONNX_NCHW.value, calibration_samples=_CALIBRATION.value,
+            int8_io=_INT8_IO.value, float_tolerance=_TOLERANCE.value,
+            min_quantized_agreement=_AGREEMENT.value, overwrite=_OVERWRITE.value)
+        output_dir = files.user_path(_OUTPUT_DIR.value)
+        export.check_output_dir(output_dir, options.overwrite)
+        if _RANDOM_INIT.value:
+            if genotype is None:
+                raise ValueError("--random_init needs --genotype.")
+            exportable = export.random_network(genotype, _PRESET.value, deformable=_DEFORMABLE.value)
+        else:
+            exportable = export.from_training_folder(
+                files.user_path(_TRAIN_DIR.value), files.user_path(_DATA_DIR.value),
+                files.user_path(_MANUAL_DIR.value), expected_genotype=genotype)
+        report = export.export(exportable, output_dir, options)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    except RuntimeError as e:  # export.ExportError: verification failed
+        raise SystemExit(f"error: {e}") from None
+    print(json.dumps(report["formats"], indent=2))
+    print(f"exported to {os.path.abspath(output_dir)}")
+
+
+if __name__ == "__main__":
+    app.run(main)
