@@ -346,6 +346,21 @@ def eval_pipeline(source: Source, batch_size: int, image_size: int | None = None
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
+def model_input_shape(source: Source, image_size: int | None) -> tuple[int, int, int]:
+    """(height, width, channels) a network sees: sides divisible by 4 (two reductions)."""
+    height, width, channels = source.image_shape
+    if image_size:
+        height = width = image_size
+    if height is None or width is None:
+        raise ValueError(f"--image_size: {source.name} images vary in size; set --image_size.")
+    if height % 4 or width % 4:
+        raise ValueError(
+            f"--image_size: {source.name} images are {height}x{width}; the two reduction cells "
+            "need sides divisible by 4. Pass --image_size."
+        )
+    return (height, width, channels)
+
+
 def steps_per_epoch(source: Source, batch_size: int, num_examples: int | None = None) -> int:
     count = min(num_examples or source.num_examples, source.num_examples)
     steps = count // batch_size

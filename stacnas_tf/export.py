@@ -100,7 +100,7 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
     source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
-    image_shape = train.input_shape(source, config.image_size)
+    image_shape = data.model_input_shape(source, config.image_size)
     net = train.build_network(config, genotype, source.num_classes, image_shape)
     checkpoints.restore(checkpoints.make(net), path, partial=True)
     return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std, source)

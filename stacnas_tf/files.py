@@ -36,6 +36,17 @@ def read_json(path: str):
         return json.load(f)
 
 
+def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> None:
+    """Refuses to continue `what` in `output_dir` with settings other than its saved ones."""
+    differences = [f"{key}={saved.get(key)!r} there, {wanted.get(key)!r} now"
+                   for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)]
+    if differences:
+        raise ValueError(
+            f"--output_dir={output_dir} holds {what} with other settings ({'; '.join(differences)}). "
+            "Rerun with the same flags to resume it, or choose another --output_dir."
+        )
+
+
 def user_path(path: str | None) -> str | None:
     """A path as the user meant it: relative to where `bazel run` was started."""
     if path and not os.path.isabs(path) and os.environ.get("BUILD_WORKING_DIRECTORY"):

@@ -55,17 +55,7 @@ def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> No
         saved = files.read_json(path)
     except (OSError, ValueError) as e:
         raise ValueError(f"--output_dir: {path} is unreadable ({e}); use another folder.") from e
-    differences = [
-        f"{key}={saved.get(key)!r} there, {wanted.get(key)!r} now"
-        for key in sorted(set(saved) | set(wanted))
-        if saved.get(key) != wanted.get(key)
-    ]
-    if differences:
-        raise ValueError(
-            f"--output_dir={output_dir} holds a search with another configuration "
-            f"({'; '.join(differences)}). Rerun with the same flags to resume it, or choose "
-            "another --output_dir."
-        )
+    files.check_same_config(output_dir, "a search", saved, wanted)
 
 
 def _lr_schedule(config, steps_per_epoch, epochs):
@@ -133,7 +123,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     stage_dir = os.path.join(output_dir, f"stage{stage}")
     os.makedirs(stage_dir, exist_ok=True)
     steps = data.steps_per_epoch(source, config.batch_size, config.num_train_examples)
-    image_shape = _input_shape(source, config)
+    image_shape = data.model_input_shape(source, config.image_size)
     keras.utils.set_random_seed(config.seed * 10 + stage)
     with strategy.scope():
         model = supernet.SearchNetwork(
@@ -193,20 +183,6 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     return StageResult(stage, num_cells, stage_space, weights, result)
 
 
-def _input_shape(source: data.Source, config: config_lib.SearchConfig):
-    height, width, channels = source.image_shape
-    if config.image_size:
-        height = width = config.image_size
-    if height is None or width is None:
-        raise ValueError(f"--image_size: {source.name} has images of varying size; set a size.")
-    if height % 4 or width % 4:
-        raise ValueError(
-            f"--image_size: {source.name} images are {height}x{width}; the two reduction cells "
-            "need sides divisible by 4. Pass --image_size."
-        )
-    return (height, width, channels)
-
-
 def _winners(stage: StageResult) -> list[list[str]]:
     return [genotype_lib.strongest_ops(cell, weights)
             for cell, weights in zip(stage.space.cells, stage.weights)]
@@ -230,7 +206,7 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     strategy = strategy or tf.distribute.get_strategy()
     source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
-    _input_shape(source, config)
+    data.model_input_shape(source, config.image_size)
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
     check_config_matches(output_dir, config)
     space = config.space

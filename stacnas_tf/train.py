@@ -44,20 +44,6 @@ def train_augment(config: config_lib.TrainConfig) -> data.Augment:
                         autoaugment=config.autoaugment, cutout=config.cutout)
 
 
-def input_shape(source: data.Source, image_size: int | None):
-    height, width, channels = source.image_shape
-    if image_size:
-        height = width = image_size
-    if height is None or width is None:
-        raise ValueError(f"--image_size: {source.name} images vary in size; set --image_size.")
-    if height % 4 or width % 4:
-        raise ValueError(
-            f"--image_size: {source.name} images are {height}x{width}; two reduction cells need "
-            "sides divisible by 4. Pass --image_size."
-        )
-    return (height, width, channels)
-
-
 def build_network(config: config_lib.TrainConfig, genotype, num_classes, image_shape,
                   auxiliary=None) -> network_lib.FinalNetwork:
     """The final network of `config`, built on one image of `image_shape`."""
@@ -136,16 +122,8 @@ def _check_folder(output_dir, config, genotype):
                 "--output_dir."
             )
     if os.path.exists(config_path):
-        saved = files.read_json(config_path)
-        wanted = config.to_dict()
-        differences = [f"{k}={saved.get(k)!r} there, {wanted.get(k)!r} now"
-                       for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
-        if differences:
-            raise ValueError(
-                f"--output_dir={output_dir} holds a training run with other settings "
-                f"({'; '.join(differences)}). Rerun with the same flags to resume it, or choose "
-                "another --output_dir."
-            )
+        files.check_same_config(output_dir, "a training run", files.read_json(config_path),
+                                config.to_dict())
 
 
 def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
@@ -163,7 +141,7 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
                              image_size=config.image_size)
     eval_source = data.load(config.dataset, "test", data_dir=data_dir, manual_dir=manual_dir,
                             image_size=config.image_size)
-    image_shape = input_shape(train_source, config.image_size)
+    image_shape = data.model_input_shape(train_source, config.image_size)
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
     files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
     files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
@@ -242,7 +220,7 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
     source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
-    image_shape = input_shape(source, config.image_size)
+    image_shape = data.model_input_shape(source, config.image_size)
     net = build_network(config, genotype, source.num_classes, image_shape)
     checkpoints.restore(checkpoints.make(net), path, partial=True)
     compile_network(net, config, steps_per_epoch=1)
