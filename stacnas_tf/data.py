@@ -243,14 +243,39 @@ class Augment:
     flip: bool = False
     autoaugment: bool = False
     cutout: int = 0
+    # DARTS's ImageNet training: a random crop of 8-100% of the area with aspect
+    # ratio 3/4-4/3 resized to the input size, and colour jitter.
+    random_resized_crop: bool = False
+    color_jitter: bool = False
 
 
 def default_augment(name: str) -> Augment:
     if name in ("cifar10", "cifar100"):
         return Augment(crop_padding=4, flip=True)
     if name == "imagenet2012":
-        return Augment(flip=True)
+        return Augment(flip=True, random_resized_crop=True, color_jitter=True)
     return Augment()
+
+
+def _random_resized_crop(image, size, seed):
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
+        area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    crop = tf.slice(image, begin, extent)
+    return tf.image.resize(crop, (size, size), antialias=True)
+
+
+def _color_jitter(image, seed):
+    """Brightness, contrast, saturation by up to +-40% and hue by up to +-0.2 (torchvision's
+    ColorJitter(0.4, 0.4, 0.4, 0.2) as DARTS uses), on [0, 255] pixels."""
+    x = image / 255.0
+    x = x * tf.random.stateless_uniform([], seed, minval=0.6, maxval=1.4)  # brightness: a factor, as torchvision
+    x = tf.image.stateless_random_contrast(x, 0.6, 1.4, seed + 1)
+    if image.shape[-1] == 3:
+        x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0.0, 1.0), 0.6, 1.4, seed + 2)
+        x = tf.image.stateless_random_hue(x, 0.2, seed + 3)
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
 def _pixels(image, source: Source, image_size):
@@ -284,6 +309,8 @@ def _augment(image, seed, augment: Augment, source: Source):
         image = tf.image.stateless_random_crop(padded, shape, seed=seed)
     if augment.flip:
         image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+    if augment.color_jitter:
+        image = _color_jitter(image, seed + 4)
     if augment.autoaugment:
         image = autoaugment.cifar10_policy(image, seed + 2)
     image = _normalize(image, source)
@@ -328,8 +355,13 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
 
     def transform(position, example):
         image, label = example
-        image = _pixels(image, source, image_size)
-        image = _augment(image, tf.stack([tf.constant(seed, tf.int64), position]), augment, source)
+        pair = tf.stack([tf.constant(seed, tf.int64), position])
+        if augment.random_resized_crop:
+            size = image_size or source.image_shape[0]
+            image = _random_resized_crop(tf.cast(image, tf.float32), size, pair + 3)
+        else:
+            image = _pixels(image, source, image_size)
+        image = _augment(image, pair, augment, source)
         return image, label
 
     return (stream.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -97,6 +97,24 @@ def test_imagenet_loader_on_mock_data_resizes(tmp_path):
         assert images.shape == (2, 32, 32, 3)
 
 
+def test_imagenet_training_augmentation(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"):
+        (manual / name).write_bytes(b"")
+    augment = data.default_augment("imagenet2012")
+    assert augment.random_resized_crop and augment.color_jitter and augment.flip
+    with tfds.testing.mock_data(num_examples=8):
+        source = data.load("imagenet2012", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        batches = [x.numpy() for x, _ in data.train_pipeline(source, 4, seed=2, epochs=1, augment=augment,
+                                                              image_size=32)]
+        again = [x.numpy() for x, _ in data.train_pipeline(source, 4, seed=2, epochs=1, augment=augment,
+                                                            image_size=32)]
+    assert len(batches) == 2 and batches[0].shape == (4, 32, 32, 3)
+    assert all(np.isfinite(b).all() for b in batches)
+    np.testing.assert_array_equal(batches[0], again[0])
+
+
 def test_tfds_never_downloads_and_says_what_to_put_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-100-binary.tar.gz.*--manual_dir"):
         data.load("cifar100", data_dir=str(tmp_path))
