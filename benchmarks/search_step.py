@@ -13,14 +13,13 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.timing import time_train_steps  # noqa: E402
 
 _CHANNELS = flags.DEFINE_integer("channels", 16, "Initial channels C.")
 _NUM_CELLS = flags.DEFINE_integer("num_cells", 8, "Cells of the supernet.")
@@ -34,7 +33,6 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON lines to thi
 
 def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_compile):
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from stacnas_tf import search_space
@@ -48,25 +46,12 @@ def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_
     net(tf.zeros([1, image_size, image_size, 3]))
     net.compile(keras.optimizers.SGD(0.025, momentum=0.9),
                 keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999), jit_compile=jit_compile)
-    rng = np.random.RandomState(0)
-    x = rng.randn(batch_size, image_size, image_size, 3).astype(np.float32)
-    y = rng.randint(0, 10, batch_size).astype(np.int64)
-    start = time.perf_counter()
-    net.train_on_batch(x, y)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        net.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    timing = time_train_steps(net, batch_size, image_size, steps)
     return {
         "benchmark": "search_step", "framework": "keras-tf", "space": space_name,
         "channels": channels, "num_cells": num_cells, "batch_size": batch_size,
         "image_size": image_size, "jit_compile": jit_compile, "steps": steps,
-        "first_step_s": round(first, 3), "median_step_s": round(median, 4),
-        "images_per_s": round(batch_size / median, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **timing,
         "parameters": int(net.count_params()),
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "cpu_count": os.cpu_count(), "machine": platform.machine(),

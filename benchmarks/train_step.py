@@ -12,14 +12,13 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from benchmarks.timing import time_train_steps  # noqa: E402
 
 _GENOTYPE = flags.DEFINE_string("genotype", "STACNAS_CIFAR10", "Published genotype name.")
 _NETWORK = flags.DEFINE_enum("network", "cifar", ["cifar", "imagenet"], "Stem of the network.")
@@ -36,7 +35,6 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON line to this
 
 def measure(genotype, network, channels, num_cells, batch_size, image_size, steps, jit, precision):
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from stacnas_tf import genotype as genotype_lib
@@ -48,25 +46,12 @@ def measure(genotype, network, channels, num_cells, batch_size, image_size, step
                                    num_cells=num_cells, stem=network, auxiliary=True)
     net(tf.zeros([1, image_size, image_size, 3]), training=False)
     net.compile(keras.optimizers.SGD(0.025, momentum=0.9), jit_compile=jit)
-    rng = np.random.RandomState(0)
-    x = rng.randn(batch_size, image_size, image_size, 3).astype(np.float32)
-    y = rng.randint(0, 10, batch_size).astype(np.int64)
-    start = time.perf_counter()
-    net.train_on_batch(x, y)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        net.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    timing = time_train_steps(net, batch_size, image_size, steps)
     result = {
         "benchmark": "train_step", "genotype": genotype, "network": network, "channels": channels,
         "num_cells": num_cells, "batch_size": batch_size, "image_size": image_size,
         "jit_compile": jit, "mixed_precision": precision, "steps": steps,
-        "first_step_s": round(first, 3), "median_step_s": round(median, 4),
-        "images_per_s": round(batch_size / median, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **timing,
         "parameters": net.parameter_count(include_auxiliary=True),
         "tensorflow": tf.__version__, "cpu_count": os.cpu_count(), "machine": platform.machine(),
     }

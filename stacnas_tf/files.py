@@ -61,6 +61,13 @@ def user_file_or_value(value: str) -> str:
     return os.path.abspath(candidate) if candidate and os.path.isfile(candidate) else value
 
 
+def check_input_folders(folders: dict) -> None:
+    """Refuses input folder flags ({"--data_dir": path, ...}) that name no folder."""
+    for flag, path in folders.items():
+        if path and not os.path.isdir(path):
+            raise ValueError(f"{flag}: folder {path} does not exist.")
+
+
 def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     """Creates `path` if needed and checks that files can be written in it."""
     if not path:

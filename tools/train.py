@@ -72,9 +72,7 @@ def main(argv):
     data_dir, manual_dir = files.user_path(_DATA_DIR.value), files.user_path(_MANUAL_DIR.value)
     try:
         config = _config()
-        for flag, path in (("--data_dir", data_dir), ("--manual_dir", manual_dir)):
-            if path and not os.path.isdir(path):
-                raise ValueError(f"{flag}: folder {path} does not exist.")
+        files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
         from stacnas_tf import strategy as strategy_lib
         from stacnas_tf import train
 
