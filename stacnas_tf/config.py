@@ -8,6 +8,10 @@ from stacnas_tf import data
 from stacnas_tf import search_space
 
 
+OPTIMIZATIONS = ("one_level", "bi_level")
+GROUPINGS = ("grouped", "flat")
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """Everything that determines the result of a StacNAS search.
@@ -28,6 +32,12 @@ class SearchConfig:
     seed: int = 0
     per_cell_logits: bool = False
     groups: tuple[tuple[str, ...], ...] = search_space.PAPER_GROUPS
+    # Ablations (paper table 4). one_level: w and alpha from the same batch (StacNAS);
+    # bi_level: DARTS's first-order alternation, alpha on one half of the data, w on the other.
+    optimization: str = "one_level"
+    # grouped: StacNAS's two stages; flat: DARTS's single stage over every op
+    # (stage1_cells / stage1_epochs; the stage-2 fields are unused).
+    grouping: str = "grouped"
     # Weights: SGD, cosine-annealed learning rate, L2 decay, global-norm clipping.
     weight_lr: float = 0.025
     weight_lr_min: float = 0.001
@@ -62,6 +72,15 @@ class SearchConfig:
         for name in ("weight_lr", "arch_lr", "grad_clip_norm"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name}: expected a positive number, got {getattr(self, name)}.")
+        if self.optimization not in OPTIMIZATIONS:
+            raise ValueError(f"--optimization: expected one of {list(OPTIMIZATIONS)}, got {self.optimization!r}.")
+        if self.grouping not in GROUPINGS:
+            raise ValueError(f"--grouping: expected one of {list(GROUPINGS)}, got {self.grouping!r}.")
+        if self.optimization == "bi_level" and self.num_train_examples is not None \
+                and self.num_train_examples < 2 * self.batch_size:
+            raise ValueError(
+                f"--num_train_examples: bi_level splits the data in two halves of at least one batch "
+                f"({self.batch_size}) each, got {self.num_train_examples}.")
         search_space.SearchSpace(groups=self.groups)
 
     @property
@@ -75,6 +94,11 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, value: dict) -> "SearchConfig":
+        """Fields missing from `value` (files written by older versions) take their defaults."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown search settings {unknown}.")
         return cls(**value)
 
     def replace(self, **changes) -> "SearchConfig":

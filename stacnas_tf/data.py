@@ -334,7 +334,7 @@ def _cutout(image, length, seed):
 def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                    initial_epoch: int = 0, augment: Augment | None = None,
                    image_size: int | None = None, num_examples: int | None = None,
-                   shuffle_buffer: int = 20000) -> tf.data.Dataset:
+                   shuffle_buffer: int = 20000, first_example: int = 0) -> tf.data.Dataset:
     """Batches for epochs [initial_epoch, epochs), a function of `seed` alone.
 
     The examples are reshuffled every pass by a seeded shuffle of the repeated
@@ -342,13 +342,15 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     starting at `initial_epoch` (skipping the examples of earlier epochs,
     undecoded) gives exactly the batches an uninterrupted run would. An epoch is
     `steps_per_epoch` full batches (each replica of a strategy gets equal shares).
+    The examples used are `num_examples` (default: all) from `first_example` on.
     """
     augment = augment or Augment()
-    base = source.dataset
-    if num_examples:
-        base = base.take(num_examples)
-    count = min(num_examples or source.num_examples, source.num_examples)
-    steps = steps_per_epoch(source, batch_size, num_examples)
+    available = source.num_examples - first_example
+    count = min(num_examples or available, available)
+    if count < 1:
+        raise ValueError(f"first_example={first_example} is past the {source.num_examples} examples.")
+    base = source.dataset.skip(first_example).take(count)
+    steps = steps_per_epoch(source, batch_size, count)
     skipped = initial_epoch * steps * batch_size
     stream = (base.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
               .repeat().skip(skipped).enumerate(start=skipped))
@@ -368,6 +370,30 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
             .batch(batch_size, drop_remainder=True)
             .take((epochs - initial_epoch) * steps)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def bi_level_split(source: Source, num_examples: int | None = None) -> tuple[int, int]:
+    """(examples per half, first example of the second half) of DARTS's 50/50 split."""
+    half = min(num_examples or source.num_examples, source.num_examples) // 2
+    return half, half
+
+
+def bi_level_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
+                      initial_epoch: int = 0, augment: Augment | None = None,
+                      image_size: int | None = None,
+                      num_examples: int | None = None) -> tf.data.Dataset:
+    """Pairs (weight batch, architecture batch) from two disjoint halves of the
+    training examples, as DARTS's train/valid split of the training set.
+
+    An epoch is one pass over a half; both halves are shuffled and augmented
+    like `train_pipeline`, with their own seeds.
+    """
+    half, second = bi_level_split(source, num_examples)
+    kwargs = dict(batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+                  augment=augment, image_size=image_size, num_examples=half)
+    weights = train_pipeline(source, seed=seed, **kwargs)
+    architecture = train_pipeline(source, seed=seed + 1, first_example=second, **kwargs)
+    return tf.data.Dataset.zip((weights, architecture))
 
 
 def eval_pipeline(source: Source, batch_size: int, image_size: int | None = None,

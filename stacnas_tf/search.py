@@ -1,6 +1,11 @@
 """The StacNAS search: stage 1 (groups), stage 2 (ops in the winning groups),
 then the genotype (Algorithm 1, stages 1-2).
 
+The paper's ablations are settings of the same search (`SearchConfig`):
+`grouping="flat"` runs DARTS's single stage over every op, and
+`optimization="bi_level"` DARTS's first-order alternation on two halves of
+the training data.
+
 Output folder:
   config.json                     the run's SearchConfig
   stage{1,2}/history.json         per epoch: loss, accuracy, lr, logits, softmax
@@ -52,8 +57,8 @@ def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> No
         files.write_json(path, wanted)
         return
     try:
-        saved = files.read_json(path)
-    except (OSError, ValueError) as e:
+        saved = config_lib.SearchConfig.from_dict(files.read_json(path)).to_dict()
+    except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"--output_dir: {path} is unreadable ({e}); use another folder.") from e
     files.check_same_config(output_dir, "a search", saved, wanted)
 
@@ -122,7 +127,10 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     """Trains one supernet to the end of its epochs (resuming if checkpointed)."""
     stage_dir = os.path.join(output_dir, f"stage{stage}")
     os.makedirs(stage_dir, exist_ok=True)
-    steps = data.steps_per_epoch(source, config.batch_size, config.num_train_examples)
+    bi_level = config.optimization == "bi_level"
+    examples = (data.bi_level_split(source, config.num_train_examples)[0] if bi_level
+                else config.num_train_examples)
+    steps = data.steps_per_epoch(source, config.batch_size, examples)
     image_shape = data.model_input_shape(source, config.image_size)
     keras.utils.set_random_seed(config.seed * 10 + stage)
     with strategy.scope():
@@ -130,7 +138,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             stage_space, source.num_classes, channels=config.channels, num_cells=num_cells,
             weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
             grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
-            name=f"stage{stage}_supernet",
+            optimization=config.optimization, name=f"stage{stage}_supernet",
         )
         model(tf.zeros((1,) + image_shape), training=False)
         schedule = _lr_schedule(config, steps, epochs)
@@ -154,7 +162,8 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
         logging.info("stage %d: resuming after epoch %d", stage, int(epoch_variable.numpy()))
     initial_epoch = int(epoch_variable.numpy())
     if initial_epoch < epochs:
-        dataset = data.train_pipeline(
+        pipeline = data.bi_level_pipeline if bi_level else data.train_pipeline
+        dataset = pipeline(
             source, config.batch_size, config.seed, epochs, initial_epoch,
             augment=data.default_augment(source.name), image_size=config.image_size,
             num_examples=config.num_train_examples,
@@ -166,7 +175,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
         ]
         if verbose:
-            print(f"StacNAS stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
+            print(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
                   f"({model.count_params():,} parameters)", flush=True)
         model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                   callbacks=callbacks, verbose=verbose, shuffle=False)
@@ -211,19 +220,29 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     check_config_matches(output_dir, config)
     space = config.space
 
-    stage1 = _load_or_run(
-        1, search_space.stage1_space(space, config.stage1_cells, config.per_cell_logits),
-        config.stage1_cells, config.stage1_epochs, config, source, output_dir, strategy, verbose,
-        extra=lambda s: _activation(space, s),
-    )
-    winners = _winners(stage1)
-    stage2_space = search_space.stage2_space(
-        space, winners, config.stage2_cells, config.stage1_cells, config.per_cell_logits)
-    stage2 = _load_or_run(
-        2, stage2_space, config.stage2_cells, config.stage2_epochs, config, source, output_dir,
-        strategy, verbose, extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))},
-    )
-    genotype = genotype_lib.derive_genotype(stage2.space, stage2.weights, config.stage2_cells,
+    if config.grouping == "flat":
+        # DARTS: one stage over every op; the genotype comes from it.
+        flat = search_space.StageSpace(
+            cells=(space.full_candidates(),) * (config.stage1_cells if config.per_cell_logits else 2),
+            per_cell=config.per_cell_logits)
+        final = _load_or_run(1, flat, config.stage1_cells, config.stage1_epochs, config, source,
+                             output_dir, strategy, verbose,
+                             extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))})
+    else:
+        stage1 = _load_or_run(
+            1, search_space.stage1_space(space, config.stage1_cells, config.per_cell_logits),
+            config.stage1_cells, config.stage1_epochs, config, source, output_dir, strategy,
+            verbose, extra=lambda s: _activation(space, s),
+        )
+        stage2_space = search_space.stage2_space(
+            space, _winners(stage1), config.stage2_cells, config.stage1_cells,
+            config.per_cell_logits)
+        final = _load_or_run(
+            2, stage2_space, config.stage2_cells, config.stage2_epochs, config, source, output_dir,
+            strategy, verbose,
+            extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))},
+        )
+    genotype = genotype_lib.derive_genotype(final.space, final.weights, final.num_cells,
                                             space.num_nodes)
     files.write_json(os.path.join(output_dir, "genotype_graph.json"), genotype.to_graph())
     files.write_text(os.path.join(output_dir, "genotype.dot"), genotype.to_dot())

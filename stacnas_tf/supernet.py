@@ -87,6 +87,7 @@ class SearchNetwork(keras.Model):
         architecture_weight_decay=1e-3,
         grad_clip_norm=5.0,
         seed=None,
+        optimization="one_level",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,7 +101,10 @@ class SearchNetwork(keras.Model):
             raise ValueError(
                 f"per-cell logits need {num_cells} cells of candidates, got {len(stage_space.cells)}."
             )
+        if optimization not in ("one_level", "bi_level"):
+            raise ValueError(f"optimization: expected 'one_level' or 'bi_level', got {optimization!r}.")
         self.stage_space = stage_space
+        self.optimization = optimization
         self.num_classes = num_classes
         self.channels = channels
         self.num_cells = num_cells
@@ -140,11 +144,21 @@ class SearchNetwork(keras.Model):
         self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
     def call(self, images, training=None):
+        return self.classifier(self.global_pool(self.run_cells(images, training=training)))
+
+    def run_cells(self, images, training=None, on_cell=None):
+        """The stem and the cells; returns the last cell's output.
+
+        `on_cell(cell, (s0, s1), edge_weights)`, when given, sees every cell's
+        inputs (the operator-correlation analysis reads the ops' outputs there).
+        """
         probabilities = self.architecture.probabilities()
         s0 = s1 = self.stem_bn(self.stem_conv(images), training=training)
         for cell, logit_set in zip(self.search_cells, self.cell_logit_set):
+            if on_cell is not None:
+                on_cell(cell, (s0, s1), probabilities[logit_set])
             s0, s1 = s1, cell((s0, s1), probabilities[logit_set], training=training)
-        return self.classifier(self.global_pool(s1))
+        return s1
 
     # --- variables -------------------------------------------------------------
 
@@ -193,10 +207,42 @@ class SearchNetwork(keras.Model):
         return loss, logits, weight_grads, arch_grads, raw_norm
 
     def train_step(self, data):
+        if self.optimization == "bi_level":
+            return self.bi_level_step(*data)
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         loss, logits, weight_grads, arch_grads, _ = self.one_level_gradients(images, labels)
         one_level.apply(self.optimizer, weight_grads, self.weight_variables,
                         self.architecture_optimizer, arch_grads, self.architecture_variables)
+        return self._update_metrics(images, labels, logits, loss)
+
+    def bi_level_step(self, weight_batch, architecture_batch):
+        """DARTS's first-order bi-level step (the ablation of table 4).
+
+        alpha takes an Adam step on the loss of `architecture_batch` (drawn from
+        the held-out half of the data), then w takes an SGD step on
+        `weight_batch` with the updated alpha, as DARTS's `architect.step` then
+        `optimizer.step` do.
+        """
+        arch_vars, weight_vars = self.architecture_variables, self.weight_variables
+        images, labels = architecture_batch
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x=images, y=labels, y_pred=self(images, training=True),
+                                     training=True)
+        arch_grads = one_level.architecture_update(
+            one_level.reduced_gradients(tape, loss, arch_vars), arch_vars,
+            self.architecture_weight_decay)
+        one_level.apply(self.architecture_optimizer, arch_grads, arch_vars)
+        images, labels = weight_batch
+        with tf.GradientTape() as tape:
+            logits = self(images, training=True)
+            loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
+        weight_grads, _ = one_level.weight_update(
+            one_level.reduced_gradients(tape, loss, weight_vars), weight_vars,
+            self.grad_clip_norm, self.weight_decay)
+        one_level.apply(self.optimizer, weight_grads, weight_vars)
+        return self._update_metrics(images, labels, logits, loss)
+
+    def _update_metrics(self, images, labels, logits, loss):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for metric in self.metrics:
             if metric.name == "loss":
@@ -225,5 +271,6 @@ class SearchNetwork(keras.Model):
             "stem_multiplier": self.stem_multiplier, "weight_decay": self.weight_decay,
             "architecture_weight_decay": self.architecture_weight_decay,
             "grad_clip_norm": self.grad_clip_norm, "seed": self.seed,
+            "optimization": self.optimization,
         })
         return config

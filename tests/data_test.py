@@ -143,3 +143,21 @@ def test_steps_per_epoch_checks_the_batch_size():
     assert data.steps_per_epoch(source, 100, num_examples=1000) == 10
     with pytest.raises(ValueError, match="--batch_size=5000"):
         data.steps_per_epoch(source, 5000)
+
+
+def test_bi_level_halves_are_disjoint_and_cover_the_examples():
+    # Every image holds its own index, so each batch says which examples it used.
+    count = 64
+    images = np.broadcast_to(np.arange(count, dtype=np.uint8)[:, None, None, None], (count, 4, 4, 1))
+    source = data._in_memory("indexed", "train", np.ascontiguousarray(images),
+                             np.arange(count) % 2)
+    pipeline = data.bi_level_pipeline(source, batch_size=8, seed=0, epochs=2,
+                                      augment=data.Augment(), num_examples=count)
+    seen = {"weights": [], "architecture": []}
+    std = source.std[0] * 255.0
+    mean = source.mean[0] * 255.0
+    for weight_batch, arch_batch in pipeline:
+        for name, (batch_images, _) in (("weights", weight_batch), ("architecture", arch_batch)):
+            seen[name] += np.rint(batch_images.numpy()[:, 0, 0, 0] * std + mean).astype(int).tolist()
+    assert len(seen["weights"]) == len(seen["architecture"]) == 2 * count // 2  # 2 epochs of a half
+    assert set(seen["weights"]) == set(range(32)) and set(seen["architecture"]) == set(range(32, 64))

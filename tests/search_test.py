@@ -111,7 +111,42 @@ def test_missing_data_files_leave_no_config(tmp_path):
 @pytest.mark.parametrize("field,value,flag", [
     ("stage1_cells", 0, "--stage1_cells"), ("stage2_epochs", -1, "--stage2_epochs"),
     ("dataset", "svhn", "--dataset"), ("channels", 3, "--channels"), ("image_size", 10, "--image_size"),
+    ("optimization", "second_order", "--optimization"), ("grouping", "none", "--grouping"),
 ])
 def test_bad_config_values_name_the_flag(field, value, flag):
     with pytest.raises(ValueError, match=flag):
         TINY.replace(**{field: value})
+
+
+def test_darts_ablation_flat_bi_level_search(tmp_path):
+    config = TINY.replace(grouping="flat", optimization="bi_level", stage1_epochs=1,
+                          batch_size=16, num_train_examples=64)
+    genotype = search.run_search(config, str(tmp_path), verbose=0)
+    assert not (tmp_path / "stage2").exists()
+    stage1 = _read(tmp_path / "stage1" / "result.json")
+    assert stage1["logits"]["normal"][0]["candidates"] == [
+        "none", "skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5",
+        "dil_conv_3x3", "dil_conv_5x5"]
+    history = _read(tmp_path / "stage1" / "history.json")
+    assert len(history) == 1
+    # The genotype is derived from the flat stage's own weights.
+    weights = [[e["weights"] for e in stage1["logits"][name]] for name in ("normal", "reduce")]
+    space = search.search_space.StageSpace.from_dict(stage1["space"])
+    assert genotype == genotype_lib.derive_genotype(space, weights, config.stage1_cells)
+    assert _read(tmp_path / "config.json")["optimization"] == "bi_level"
+
+
+def test_config_files_of_older_versions_still_resume(finished):
+    out, _ = finished
+    saved = _read(os.path.join(out, "config.json"))
+    older = {k: v for k, v in saved.items() if k not in ("optimization", "grouping")}
+    path = os.path.join(out, "config.json")
+    with open(path, "w") as f:
+        json.dump(older, f)
+    try:
+        search.check_config_matches(out, TINY)  # defaults fill the missing fields
+        with pytest.raises(ValueError, match="grouping"):
+            search.check_config_matches(out, TINY.replace(grouping="flat"))
+    finally:
+        with open(path, "w") as f:
+            json.dump(saved, f)

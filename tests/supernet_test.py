@@ -121,3 +121,46 @@ def test_bad_arguments_are_refused():
         supernet.SearchNetwork(stage, 10, num_cells=0)
     with pytest.raises(ValueError, match="channels"):
         supernet.SearchNetwork(stage, 10, channels=5)
+
+
+def _bi_level_step(weight_batch, arch_batch):
+    keras.utils.set_random_seed(7)  # the same initial weights on every call
+    net = _network(optimization="bi_level")
+    _compile(net)
+    net.train_step((weight_batch, arch_batch))
+    return ([v.numpy() for v in net.architecture_variables],
+            [v.numpy() for v in net.weight_variables])
+
+
+def test_bi_level_step_takes_alpha_from_its_own_batch_and_weights_from_the_other():
+    first, second, third = _batch(seed=1), _batch(seed=2), _batch(seed=3)
+    alpha, weights = _bi_level_step(first, second)
+    # Another weight batch: the same alpha (its step comes first, from the architecture batch).
+    alpha_other_w, weights_other_w = _bi_level_step(third, second)
+    for a, b in zip(alpha, alpha_other_w):
+        np.testing.assert_array_equal(a, b)
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(weights, weights_other_w))
+    # Another architecture batch: alpha moves differently.
+    alpha_other_a, _ = _bi_level_step(first, third)
+    assert any(np.abs(a - b).max() > 1e-9 for a, b in zip(alpha, alpha_other_a))
+
+
+def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
+    x, y = _batch(seed=4)
+    keras.utils.set_random_seed(7)
+    reference = _network()
+    _compile(reference)
+    with tf.GradientTape() as tape:
+        loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
+    grads = tape.gradient(loss, reference.architecture_variables)
+    alpha, _ = _bi_level_step(_batch(seed=5), (x, y))
+    for before, grad, after in zip(reference.architecture_variables, grads, alpha):
+        g = grad.numpy() + 1e-3 * before.numpy()
+        # Adam's first step moves each entry by lr * g / (|g| + eps').
+        expected = before.numpy() - 3e-4 * g / (np.abs(g) + 1e-8)
+        np.testing.assert_allclose(after, expected, atol=2e-6)
+
+
+def test_unknown_optimization_is_refused():
+    with pytest.raises(ValueError, match="optimization"):
+        _network(optimization="two_level")

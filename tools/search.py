@@ -3,6 +3,7 @@
   python tools/search.py                         # the embedded default (Fashion-MNIST)
   python tools/search.py --preset=paper_cifar10 --data_dir=~/tensorflow_datasets \
       --output_dir=runs/cifar10 --strategy=mirrored
+  python tools/search.py --grouping=flat --optimization=bi_level   # DARTS (first order)
 
 Flags left unset take the preset's values. Rerunning on the same
 --output_dir resumes the search.
@@ -43,6 +44,14 @@ _PER_CELL = flags.DEFINE_bool("per_cell_logits", None,
                               "Give every cell its own architecture logits (the enlarged space).")
 _GROUPS = flags.DEFINE_string("groups", None,
                               'JSON file {"groups": [[op, ...], ...]} replacing the paper\'s groups.')
+_OPTIMIZATION = flags.DEFINE_enum(
+    "optimization", None, ["one_level", "bi_level"],
+    "one_level: w and alpha from the same batch (StacNAS); bi_level: DARTS's first-order "
+    "alternation on two halves of the data (ablation).")
+_GROUPING = flags.DEFINE_enum(
+    "grouping", None, ["grouped", "flat"],
+    "grouped: StacNAS's two stages; flat: DARTS's single stage over every op, with "
+    "--stage1_cells/--stage1_epochs (ablation).")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                               "Distribution strategy: one device, or MirroredStrategy.")
 _NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs for --strategy=mirrored (default: all).")
@@ -60,6 +69,7 @@ def _config() -> config_lib.SearchConfig:
             "stage1_epochs": _STAGE1_EPOCHS, "stage2_epochs": _STAGE2_EPOCHS,
             "batch_size": _BATCH_SIZE, "channels": _CHANNELS, "image_size": _IMAGE_SIZE,
             "num_train_examples": _NUM_TRAIN, "seed": _SEED, "per_cell_logits": _PER_CELL,
+            "optimization": _OPTIMIZATION, "grouping": _GROUPING,
         }.items()
         if flag.value is not None
     }
