@@ -53,6 +53,11 @@ class SearchCell(keras.layers.Layer):
         ]
 
     def call(self, inputs, weights, training=None):
+        return tf.concat(self.states(inputs, weights, training=training)[2:], axis=-1)
+
+    def states(self, inputs, weights, training=None):
+        """The two preprocessed inputs and the `num_nodes` node outputs; edge
+        `e` of `search_space.edge_endpoints` reads state `source`."""
         s0, s1 = inputs
         states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
         index = 0
@@ -62,7 +67,7 @@ class SearchCell(keras.layers.Layer):
                 terms.append(self.edges[index](states[source], weights[index], training=training))
                 index += 1
             states.append(tf.add_n(terms))
-        return tf.concat(states[2:], axis=-1)
+        return states
 
     def get_config(self):
         config = super().get_config()

@@ -13,11 +13,15 @@ import tempfile
 
 
 def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str, content: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -29,6 +33,15 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, value) -> None:
     write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def write_figure(path: str, figure, file_format: str) -> None:
+    """Saves a matplotlib figure atomically (png or svg)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=file_format, dpi=100)
+    write_bytes(path, buffer.getvalue())
 
 
 def read_json(path: str):

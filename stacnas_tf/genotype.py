@@ -18,6 +18,8 @@ import json
 import os
 from typing import Sequence
 
+import numpy as np
+
 from stacnas_tf import search_space
 
 FORMAT = "stacnas_tf.genotype"
@@ -192,18 +194,35 @@ class Genotype:
         """Graphviz DOT text of the normal and reduction cells."""
         lines = ["digraph genotype {", "  rankdir=LR;"]
         for name, cell in (("normal", self.normal), ("reduce", self.reduce)):
-            graph = _cell_graph(cell)
             lines.append(f"  subgraph cluster_{name} {{")
             lines.append(f'    label="{name}";')
-            for node in graph["nodes"]:
-                shape = "box" if node["kind"] != "intermediate" else "ellipse"
-                lines.append(f'    "{name}_{node["id"]}" [label="{node["id"]}", shape={shape}];')
-            for edge in graph["edges"]:
-                label = "" if edge["op"] == "concat" else f' [label="{edge["op"]}"]'
-                lines.append(f'    "{name}_{edge["source"]}" -> "{name}_{edge["target"]}"{label};')
+            lines += _dot_lines(cell, prefix=f"{name}_", indent="    ")
             lines.append("  }")
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+def cell_to_dot(cell: CellGenotype, title: str) -> str:
+    """Graphviz DOT text of one cell, titled `title`."""
+    lines = ["digraph cell {", "  rankdir=LR;", f'  label="{title}";', "  labelloc=t;",
+             '  node [style=filled, fontname="Helvetica"];', '  edge [fontname="Helvetica"];']
+    lines += _dot_lines(cell, prefix="", indent="  ")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _dot_lines(cell: CellGenotype, prefix: str, indent: str) -> list[str]:
+    colours = {"input": "darkseagreen2", "intermediate": "lightblue", "output": "palegoldenrod"}
+    graph = _cell_graph(cell)
+    lines = []
+    for node in graph["nodes"]:
+        shape = "box" if node["kind"] != "intermediate" else "ellipse"
+        lines.append(f'{indent}"{prefix}{node["id"]}" [label="{node["id"]}", shape={shape}, '
+                     f'fillcolor={colours[node["kind"]]}];')
+    for edge in graph["edges"]:
+        label = "" if edge["op"] == "concat" else f' [label="{edge["op"]}"]'
+        lines.append(f'{indent}"{prefix}{edge["source"]}" -> "{prefix}{edge["target"]}"{label};')
+    return lines
 
 
 def _literal(node):
@@ -285,6 +304,23 @@ def derive_genotype(stage_space: search_space.StageSpace, weights, num_cells: in
     normal = next(c for c in cells if not c.reduction)
     reduce = next(c for c in cells if c.reduction)
     return Genotype(normal=normal, reduce=reduce, cells=cells)
+
+
+def random_genotype(space: search_space.SearchSpace, seed: int) -> Genotype:
+    """A genotype drawn uniformly from the discrete cell space: every node takes
+    two distinct earlier states and, on each, any op of `space` (the random-search
+    floor of the reproduction)."""
+    rng = np.random.default_rng(seed)
+    ops = [op for group in space.groups for op in group]
+
+    def cell(reduction):
+        edges = []
+        for node in range(space.num_nodes):
+            inputs = sorted(rng.choice(2 + node, size=2, replace=False).tolist())
+            edges += [(ops[int(rng.integers(len(ops)))], int(source)) for source in inputs]
+        return CellGenotype(tuple(edges), tuple(range(2, 2 + space.num_nodes)), reduction=reduction)
+
+    return Genotype(normal=cell(False), reduce=cell(True))
 
 
 # --- published genotypes ----------------------------------------------------------

@@ -275,3 +275,39 @@ def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_d
     outcome.result.update(extra(outcome))
     files.write_json(path, outcome.result)
     return outcome
+
+
+def load_stage_network(search_dir: str, stage: int, num_classes: int, image_shape,
+                       config: config_lib.SearchConfig | None = None,
+                       stage_space: search_space.StageSpace | None = None,
+                       num_cells: int | None = None) -> supernet.SearchNetwork:
+    """The trained supernet of `stage` in `search_dir` (its latest checkpoint).
+
+    The config, candidates and depth are read from the folder unless given.
+    """
+    if config is None:
+        config_path = os.path.join(search_dir, "config.json")
+        if not os.path.exists(config_path):
+            raise ValueError(f"--search_dir: {search_dir} holds no config.json (not a search folder).")
+        config = config_lib.SearchConfig.from_dict(files.read_json(config_path))
+    if stage_space is None or num_cells is None:
+        result_path = os.path.join(search_dir, f"stage{stage}", "result.json")
+        if not os.path.exists(result_path):
+            raise ValueError(f"--search_dir: {search_dir} holds no finished stage {stage} "
+                             f"({result_path} is missing).")
+        result = files.read_json(result_path)
+        stage_space = search_space.StageSpace.from_dict(result["space"])
+        num_cells = result["num_cells"]
+    model = supernet.SearchNetwork(
+        stage_space, num_classes, channels=config.channels,
+        num_cells=num_cells, weight_decay=config.weight_decay,
+        architecture_weight_decay=config.arch_weight_decay, grad_clip_norm=config.grad_clip_norm,
+        seed=config.seed * 10 + stage, optimization=config.optimization,
+        name=f"stage{stage}_supernet",
+    )
+    model(tf.zeros((1,) + tuple(image_shape)), training=False)
+    path = tf.train.latest_checkpoint(os.path.join(search_dir, f"stage{stage}", "checkpoints"))
+    if not path:
+        raise ValueError(f"--search_dir: {search_dir}/stage{stage} has no checkpoint.")
+    checkpoints.restore(checkpoints.make(model), path, partial=True)
+    return model

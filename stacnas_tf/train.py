@@ -204,25 +204,16 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
              genotype_spec: str | None = None, batch_size: int | None = None,
              num_examples: int | None = None) -> dict:
     """Loss, top-1 and top-5 of a training folder's checkpoint on a dataset split."""
-    config_path = os.path.join(train_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
-    config = config_lib.TrainConfig(**files.read_json(config_path))
-    with open(os.path.join(train_dir, "genotype.json")) as f:
-        genotype = genotype_lib.Genotype.from_json(f.read(), source=f"{train_dir}/genotype.json")
+    config, genotype = _read_folder(train_dir)
     if genotype_spec is not None and genotype_lib.resolve(genotype_spec) != genotype:
         raise ValueError(
             f"--genotype: {genotype_spec!r} is not the genotype the checkpoints in {train_dir} "
             f"were trained with ({genotype.to_darts()})."
         )
-    path = checkpoint_path or tf.train.latest_checkpoint(os.path.join(train_dir, "checkpoints"))
-    if not path:
-        raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
     source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
     image_shape = data.model_input_shape(source, config.image_size)
-    net = build_network(config, genotype, source.num_classes, image_shape)
-    checkpoints.restore(checkpoints.make(net), path, partial=True)
+    net, path = load_network(train_dir, source.num_classes, image_shape, checkpoint_path)
     compile_network(net, config, steps_per_epoch=1)
     results = net.evaluate(
         data.eval_pipeline(source, batch_size or config.batch_size, config.image_size, num_examples),
@@ -230,6 +221,31 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
     return {"checkpoint": path, "split": split, "loss": float(results["loss"]),
             "top1": float(results["accuracy"]), "top5": float(results["top5"]),
             "examples": int(min(num_examples or source.num_examples, source.num_examples))}
+
+
+def _read_folder(train_dir: str):
+    config_path = os.path.join(train_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
+    config = config_lib.TrainConfig(**files.read_json(config_path))
+    with open(os.path.join(train_dir, "genotype.json")) as f:
+        genotype = genotype_lib.Genotype.from_json(f.read(), source=f"{train_dir}/genotype.json")
+    return config, genotype
+
+
+def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path: str | None = None,
+                 auxiliary: bool | None = None):
+    """(network restored from a training folder's checkpoint, checkpoint path).
+
+    `auxiliary=False` leaves the auxiliary head out (it is not needed for inference).
+    """
+    config, genotype = _read_folder(train_dir)
+    path = checkpoint_path or tf.train.latest_checkpoint(os.path.join(train_dir, "checkpoints"))
+    if not path:
+        raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
+    net = build_network(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
+    checkpoints.restore(checkpoints.make(net), path, partial=True)
+    return net, path
 
 
 def describe(genotype: genotype_lib.Genotype, preset: str) -> dict:

@@ -121,3 +121,26 @@ def test_bad_genotypes_are_refused(tmp_path):
         g.resolve(str(bad))
     with pytest.raises(ValueError, match="DARTS genotype text"):
         g.resolve("Genotype(normal=[('sep_conv_3x3', 0)")
+
+
+def test_random_genotypes_are_valid_seeded_and_varied():
+    space = ss.SearchSpace()
+    first = g.random_genotype(space, 0)
+    assert first == g.random_genotype(space, 0)
+    assert first != g.random_genotype(space, 1)
+    ops = {op for group in space.groups for op in group}
+    for cell in (first.normal, first.reduce):
+        assert len(cell.edges) == 8
+        for node in range(4):
+            (op_a, a), (op_b, b) = cell.edges[2 * node: 2 * node + 2]
+            assert a != b and 0 <= a < 2 + node and 0 <= b < 2 + node
+            assert op_a in ops and op_b in ops
+    # Round trips like any genotype.
+    assert g.Genotype.from_json(first.to_json()) == first
+
+
+def test_cell_to_dot_names_every_edge():
+    cell = g.PUBLISHED["DARTS_V2"].normal
+    dot = g.cell_to_dot(cell, "normal")
+    assert dot.startswith("digraph cell {") and 'label="normal"' in dot
+    assert dot.count('[label="sep_conv_3x3"]') == 5 and dot.count("-> \"c_{k}\"") == 4

@@ -98,3 +98,27 @@ def test_export_binary(tmp_path):
     wrong = _run("export", f"--train_dir={train_dir}", f"--output_dir={tmp_path / 'x'}", "--genotype=DARTS_V1")
     assert wrong.returncode != 0 and "another genotype" in wrong.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_visualize_binary_draws_cells(tmp_path):
+    result = _run("visualize", "--genotype=DARTS_V2", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "normal.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (tmp_path / "reduce.svg").read_bytes()
+    none = _run("visualize", f"--output_dir={tmp_path / 'none'}")
+    assert none.returncode != 0 and "give --genotype, --search_dir" in none.stderr
+
+
+@pytest.mark.parametrize("tool,flags,message", [
+    ("correlate", ["--ops=sep_conv_3x3,conv_7x7"], "--ops: unknown op name(s) ['conv_7x7']"),
+    ("correlate", ["--min_correlation=2"], "--min_correlation: expected a value in [-1, 1]"),
+    ("correlate", ["--search_dir=/nonexistent"], "--search_dir: folder /nonexistent does not exist"),
+    ("confusion", ["--stage1_depths=2,5"], "--stage1_depths: expected depths of at least 3 cells"),
+    ("confusion", ["--stage2_depths=a"], "--stage2_depths: expected comma-separated cell counts"),
+    ("search", ["--optimization=second_order"], "--optimization"),
+])
+def test_analysis_binaries_refuse_bad_flags_before_any_work(tmp_path, tool, flags, message):
+    result = _run(tool, f"--output_dir={tmp_path / 'run'}", *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()

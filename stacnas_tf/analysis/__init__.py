@@ -1,0 +1,1 @@
+"""Analyses behind StacNAS design choices: operator correlation and gradient confusion."""

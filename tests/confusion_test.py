@@ -1,0 +1,76 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import search_space  # noqa: E402
+from stacnas_tf.analysis import confusion  # noqa: E402
+
+
+def test_zeta_is_the_floored_largest_negative_inner_product():
+    gradients = np.array([[1.0, 0.0], [-2.0, 1.0], [0.5, 3.0]])
+    # Inner products: <0,1> = -2, <0,2> = 0.5, <1,2> = 2 -> max of negatives = 2.
+    assert confusion.zeta(gradients) == pytest.approx(2.0)
+    assert confusion.zeta(np.array([[1.0, 1.0], [2.0, 0.5]])) == 0.0  # all agree: floored
+    assert confusion.max_negative_inner(np.array([[1.0, 1.0], [2.0, 0.5]])) == pytest.approx(-2.5)
+    with pytest.raises(ValueError, match="two gradients"):
+        confusion.zeta(np.ones((1, 3)))
+
+
+def test_estimate_equals_a_hand_computation_from_per_batch_gradients():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
+                              keras.layers.Dense(3)])
+    rng = np.random.default_rng(1)
+    batches = [(rng.normal(size=(6, 4)).astype(np.float32), rng.integers(0, 3, 6)) for _ in range(6)]
+    result = confusion.estimate(model, model.trainable_variables, batches, num_batches=3,
+                                num_iterations=2)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    hand = []
+    for iteration in range(2):
+        rows = []
+        for x, y in batches[3 * iteration: 3 * iteration + 3]:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            rows.append(np.concatenate([g.numpy().ravel() for g in
+                                        tape.gradient(loss, model.trainable_variables)]))
+        inner = np.array(rows, np.float64) @ np.array(rows, np.float64).T
+        hand.append(max(0.0, max(-inner[0, 1], -inner[0, 2], -inner[1, 2])))
+    np.testing.assert_allclose(result["zetas"], hand, rtol=1e-5, atol=1e-9)
+    assert result["parameters"] == 4 * 5 + 5 + 5 * 3 + 3
+    assert result["confusion"] == pytest.approx(np.mean(hand) / (43 / 1e6))
+    with pytest.raises(ValueError, match="ran out"):
+        confusion.estimate(model, model.trainable_variables, batches, num_batches=4, num_iterations=2)
+
+
+def test_stage2_winners_from_a_genotype():
+    space = search_space.SearchSpace()
+    normal, reduce = confusion.genotype_stage2_winners(genotype_lib.PUBLISHED["DARTS_V2"], space)
+    assert len(normal) == len(reduce) == 14
+    # DARTS_V2's normal node 0 takes sep_conv_3x3 from both inputs (edges 0 and 1).
+    assert normal[:2] == ["sep_conv_3x3", "sep_conv_3x3"]
+    assert reduce[0] == "max_pool_3x3"
+    # Node 3's edge from node 0 (state 2) is dil_conv_3x3; its edge from input 1 is dropped.
+    assert normal[search_space.edge_endpoints(4).index((2, 5))] == "dil_conv_3x3"
+    assert normal[search_space.edge_endpoints(4).index((1, 5))] == "sep_conv_3x3"
+
+
+def test_tiny_sweep_end_to_end(tmp_path):
+    result = confusion.sweep(confusion.CONFUSION_PRESETS["tiny"], str(tmp_path), progress=None)
+    settings = [(m["setting"], m["cells"]) for m in result["measurements"]]
+    assert settings == [("stage1", 3), ("stage2", 3), ("final", 3)]
+    for m in result["measurements"]:
+        assert len(m["zetas"]) == 2 and all(z >= 0 for z in m["zetas"]) and m["parameters"] > 0
+    assert result["recommended"] == {"stage1_cells": 3, "stage2_cells": 3, "final_cells": 3}
+    assert "| stage1 | 3 |" in (tmp_path / "confusion.md").read_text()
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_depths_are_refused():
+    with pytest.raises(ValueError, match="--stage1_depths"):
+        confusion.ConfusionConfig(stage1_depths=(2,))
