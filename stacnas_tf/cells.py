@@ -59,6 +59,8 @@ class SearchCell(keras.layers.Layer):
         """The two preprocessed inputs and the `num_nodes` node outputs; edge
         `e` of `search_space.edge_endpoints` reads state `source`."""
         s0, s1 = inputs
+        if tf.is_tensor(weights):
+            weights = tf.unstack(weights)
         states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
         index = 0
         for node in range(self.num_nodes):

@@ -33,6 +33,8 @@ class MixedOp(keras.layers.Layer):
         ]
 
     def call(self, inputs, weights, training=None):
+        # One Unpack instead of a strided slice (and its constants) per candidate.
+        weights = tf.unstack(weights) if tf.is_tensor(weights) else weights
         terms = [
             weights[k] * op(inputs, training=training)
             for k, op in enumerate(self.candidate_ops)

@@ -57,12 +57,18 @@ class BatchNorm(keras.layers.Layer):
         else:
             scale, offset = tf.ones([channels], tf.float32), tf.zeros([channels], tf.float32)
         if training:
-            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, scale, offset, epsilon=self.epsilon, is_training=True
+            # The kernel also updates the moving statistics (exponential_avg_factor):
+            # one op instead of a dozen per layer keeps the supernet's graph, and
+            # so its tracing time, small.
+            outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=scale, offset=offset,
+                mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance),
+                epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum,
+                data_format="NHWC", is_training=True,
             )
-            decay = 1.0 - self.momentum
-            self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
-            self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance)
             return outputs
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
             inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance,
