@@ -121,6 +121,21 @@ class _EpochEnd(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
+def build_supernet(config: config_lib.SearchConfig, stage: int,
+                   stage_space: search_space.StageSpace, num_cells: int, num_classes: int,
+                   image_shape) -> supernet.SearchNetwork:
+    """The supernet of `stage`, built on one image. Training and loading both use it,
+    so the variable paths the checkpoints are keyed by always agree."""
+    model = supernet.SearchNetwork(
+        stage_space, num_classes, channels=config.channels, num_cells=num_cells,
+        weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
+        grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
+        optimization=config.optimization, name=f"stage{stage}_supernet",
+    )
+    model(tf.zeros((1,) + tuple(image_shape)), training=False)
+    return model
+
+
 def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, epochs: int,
               config: config_lib.SearchConfig, source: data.Source, output_dir: str,
               strategy: tf.distribute.Strategy, verbose) -> StageResult:
@@ -134,13 +149,8 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     image_shape = data.model_input_shape(source, config.image_size)
     keras.utils.set_random_seed(config.seed * 10 + stage)
     with strategy.scope():
-        model = supernet.SearchNetwork(
-            stage_space, source.num_classes, channels=config.channels, num_cells=num_cells,
-            weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
-            grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
-            optimization=config.optimization, name=f"stage{stage}_supernet",
-        )
-        model(tf.zeros((1,) + image_shape), training=False)
+        model = build_supernet(config, stage, stage_space, num_cells, source.num_classes,
+                               image_shape)
         schedule = _lr_schedule(config, steps, epochs)
         weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.weight_momentum)
         architecture_optimizer = keras.optimizers.Adam(
@@ -298,14 +308,7 @@ def load_stage_network(search_dir: str, stage: int, num_classes: int, image_shap
         result = files.read_json(result_path)
         stage_space = search_space.StageSpace.from_dict(result["space"])
         num_cells = result["num_cells"]
-    model = supernet.SearchNetwork(
-        stage_space, num_classes, channels=config.channels,
-        num_cells=num_cells, weight_decay=config.weight_decay,
-        architecture_weight_decay=config.arch_weight_decay, grad_clip_norm=config.grad_clip_norm,
-        seed=config.seed * 10 + stage, optimization=config.optimization,
-        name=f"stage{stage}_supernet",
-    )
-    model(tf.zeros((1,) + tuple(image_shape)), training=False)
+    model = build_supernet(config, stage, stage_space, num_cells, num_classes, image_shape)
     path = tf.train.latest_checkpoint(os.path.join(search_dir, f"stage{stage}", "checkpoints"))
     if not path:
         raise ValueError(f"--search_dir: {search_dir}/stage{stage} has no checkpoint.")
