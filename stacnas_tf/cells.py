@@ -144,7 +144,8 @@ class DerivedCell(keras.layers.Layer):
         if deformable:
             # Column 0 is `none`, column 1 the chosen op; equal logits start at 1/2.
             self.edge_logits = self.add_weight(
-                shape=(len(self.edges), 2), initializer="zeros", name="edge_logits")
+                shape=(len(self.edges), 2), initializer="zeros", autocast=False,
+                name="edge_logits")
 
     @property
     def output_filters(self):
@@ -166,7 +167,7 @@ class DerivedCell(keras.layers.Layer):
                 if self.drop_paths[position] is not None:
                     h = self.drop_paths[position](h, rate=drop_path_rate, training=training)
                 if scales is not None:
-                    h = scales[position] * h
+                    h = tf.cast(scales[position], h.dtype) * h
                 total = h if total is None else total + h
             states.append(total)
         return tf.concat([states[i] for i in self.concat], axis=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from stacnas_tf import data
+from stacnas_tf import precision as precision_lib
 from stacnas_tf import search_space
 
 
@@ -38,6 +39,8 @@ class SearchConfig:
     # grouped: StacNAS's two stages; flat: DARTS's single stage over every op
     # (stage1_cells / stage1_epochs; the stage-2 fields are unused).
     grouping: str = "grouped"
+    # float32, mixed_float16 or mixed_bfloat16 (alpha, its softmax and the loss stay float32).
+    precision: str = "float32"
     # Weights: SGD, cosine-annealed learning rate, L2 decay, global-norm clipping.
     weight_lr: float = 0.025
     weight_lr_min: float = 0.001
@@ -82,6 +85,7 @@ class SearchConfig:
                 f"--num_train_examples: bi_level splits the data in two halves of at least one batch "
                 f"({self.batch_size}) each, got {self.num_train_examples}.")
         search_space.SearchSpace(groups=self.groups)
+        precision_lib.check(self.precision)
 
     @property
     def space(self) -> search_space.SearchSpace:
@@ -137,6 +141,7 @@ class TrainConfig:
     channels: int = 36
     num_cells: int = 20
     deformable: bool = False
+    precision: str = "float32"  # float32, mixed_float16 or mixed_bfloat16
     # Recipe.
     epochs: int = 600
     batch_size: int = 96
@@ -175,6 +180,7 @@ class TrainConfig:
             raise ValueError("--aux_weight must be >= 0 and --label_smoothing in [0, 1).")
         if self.lr <= 0:
             raise ValueError(f"--lr: expected a positive number, got {self.lr}.")
+        precision_lib.check(self.precision)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -334,7 +334,9 @@ def _cutout(image, length, seed):
 def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                    initial_epoch: int = 0, augment: Augment | None = None,
                    image_size: int | None = None, num_examples: int | None = None,
-                   shuffle_buffer: int = 20000, first_example: int = 0) -> tf.data.Dataset:
+                   shuffle_buffer: int = 20000, first_example: int = 0,
+                   input_context: tf.distribute.InputContext | None = None,
+                   deterministic: bool = True, cache: bool = False) -> tf.data.Dataset:
     """Batches for epochs [initial_epoch, epochs), a function of `seed` alone.
 
     The examples are reshuffled every pass by a seeded shuffle of the repeated
@@ -343,6 +345,14 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     undecoded) gives exactly the batches an uninterrupted run would. An epoch is
     `steps_per_epoch` full batches (each replica of a strategy gets equal shares).
     The examples used are `num_examples` (default: all) from `first_example` on.
+
+    With an `input_context` (from `strategy.distribute_datasets_from_function`)
+    this is one worker's pipeline: it keeps every n-th position of the shared
+    shuffled stream (n workers), decodes only those, and batches them per
+    replica, so one global step consumes exactly the examples a single-process
+    step would. `cache` keeps the decoded source examples in memory after the
+    first pass; `deterministic=False` lets parallel augmentation deliver out of
+    order (faster when augmentation times vary, but batches then differ run to run).
     """
     augment = augment or Augment()
     available = source.num_examples - first_example
@@ -350,10 +360,21 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     if count < 1:
         raise ValueError(f"first_example={first_example} is past the {source.num_examples} examples.")
     base = source.dataset.skip(first_example).take(count)
+    if cache:
+        base = base.cache()
     steps = steps_per_epoch(source, batch_size, count)
     skipped = initial_epoch * steps * batch_size
     stream = (base.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
               .repeat().skip(skipped).enumerate(start=skipped))
+    batches_per_step, replica_batch = 1, batch_size
+    if input_context is not None:
+        replicas, workers = input_context.num_replicas_in_sync, input_context.num_input_pipelines
+        if batch_size % replicas:
+            raise ValueError(f"--batch_size={batch_size} does not split evenly over {replicas} "
+                             f"replicas; use a multiple of {replicas}.")
+        replica_batch = batch_size // replicas
+        batches_per_step = replicas // workers
+        stream = stream.shard(workers, input_context.input_pipeline_id)
 
     def transform(position, example):
         image, label = example
@@ -366,9 +387,9 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
         image = _augment(image, pair, augment, source)
         return image, label
 
-    return (stream.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(batch_size, drop_remainder=True)
-            .take((epochs - initial_epoch) * steps)
+    return (stream.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            .batch(replica_batch, drop_remainder=True)
+            .take((epochs - initial_epoch) * steps * batches_per_step)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -380,8 +401,8 @@ def bi_level_split(source: Source, num_examples: int | None = None) -> tuple[int
 
 def bi_level_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                       initial_epoch: int = 0, augment: Augment | None = None,
-                      image_size: int | None = None,
-                      num_examples: int | None = None) -> tf.data.Dataset:
+                      image_size: int | None = None, num_examples: int | None = None,
+                      input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """Pairs (weight batch, architecture batch) from two disjoint halves of the
     training examples, as DARTS's train/valid split of the training set.
 
@@ -390,7 +411,8 @@ def bi_level_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     """
     half, second = bi_level_split(source, num_examples)
     kwargs = dict(batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
-                  augment=augment, image_size=image_size, num_examples=half)
+                  augment=augment, image_size=image_size, num_examples=half,
+                  input_context=input_context)
     weights = train_pipeline(source, seed=seed, **kwargs)
     architecture = train_pipeline(source, seed=seed + 1, first_example=second, **kwargs)
     return tf.data.Dataset.zip((weights, architecture))

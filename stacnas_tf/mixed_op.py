@@ -34,7 +34,9 @@ class MixedOp(keras.layers.Layer):
 
     def call(self, inputs, weights, training=None):
         # One Unpack instead of a strided slice (and its constants) per candidate.
-        weights = tf.unstack(weights) if tf.is_tensor(weights) else weights
+        # The weights come as float32 softmax; the sum runs in the ops' compute dtype.
+        if tf.is_tensor(weights):
+            weights = tf.unstack(tf.cast(weights, inputs.dtype))
         terms = [
             weights[k] * op(inputs, training=training)
             for k, op in enumerate(self.candidate_ops)

@@ -195,9 +195,14 @@ class FinalNetwork(keras.Model):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
         ])
+        # Explicit: Keras's "auto" would turn XLA on wherever there is a GPU.
+        kwargs.setdefault("jit_compile", False)
+        # Under mixed_float16 Keras wraps the weight optimizer in a LossScaleOptimizer.
         super().compile(optimizer=weight_optimizer, **kwargs)
         if self.architecture_variables and architecture_optimizer is None:
             raise ValueError("a deformable network needs an architecture_optimizer.")
+        architecture_optimizer = one_level.matching_loss_scaling(self.optimizer,
+                                                                 architecture_optimizer)
         self.architecture_optimizer = architecture_optimizer
         self.aux_weight = aux_weight
         self.grad_clip_norm = grad_clip_norm
@@ -205,13 +210,20 @@ class FinalNetwork(keras.Model):
         self.architecture_weight_decay = architecture_weight_decay
         if not self.built:
             raise ValueError("FinalNetwork.compile: build the network (call it once) before compiling.")
-        weight_optimizer.build(self.weight_variables)
+        self.optimizer.build(self.weight_variables)
         if self.architecture_variables:
             architecture_optimizer.build(self.architecture_variables)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras hook (see one_level.first_replica_batch).
+        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
+            data_batch = one_level.first_replica_batch(self.distribute_strategy, iterator)
+        super()._maybe_symbolic_build(data_batch=data_batch)
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         weight_vars, arch_vars = self.weight_variables, self.architecture_variables
+        loss_scale = one_level.loss_scale(self.optimizer)
         with tf.GradientTape() as tape:
             outputs = self(images, training=True)
             logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
@@ -219,16 +231,21 @@ class FinalNetwork(keras.Model):
             loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
             if aux_logits is not None and self.aux_weight:
                 loss += self.aux_weight * self.loss(labels, aux_logits)
+            scaled_loss = loss if loss_scale is None else loss * loss_scale
         weight_grads, arch_grads, _ = one_level.processed_gradients(
-            tape, loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
-            self.architecture_weight_decay)
+            tape, scaled_loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
+            self.architecture_weight_decay, loss_scale=loss_scale)
+        arch_grads = one_level.rescaled(arch_grads, loss_scale, self.architecture_optimizer)
         one_level.apply(self.optimizer, weight_grads, weight_vars, self.architecture_optimizer,
                         arch_grads, arch_vars)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
-        return self.compute_metrics(images, labels, logits)
+        return one_level.replica_logs(self.compute_metrics(images, labels, logits))
+
+    def test_step(self, data):
+        return one_level.replica_logs(super().test_step(data))
 
     def parameter_count(self, include_auxiliary=False) -> int:
         """Trainable parameters (weights and deformable logits), as PyTorch counts them."""

@@ -9,6 +9,7 @@ clipping, as PyTorch's `weight_decay` does in DARTS.
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -24,7 +25,7 @@ def reduced_gradients(tape, loss, variables):
 def weight_update(grads, weight_vars, grad_clip_norm, weight_decay):
     """(clipped grads + L2 decay, raw global norm) of already-reduced weight gradients."""
     raw_norm = tf.linalg.global_norm(grads)
-    if grad_clip_norm:
+    if tf.is_tensor(grad_clip_norm) or grad_clip_norm:
         grads, _ = tf.clip_by_global_norm(grads, grad_clip_norm, use_norm=raw_norm)
     return [g + weight_decay * v for g, v in zip(grads, weight_vars)], raw_norm
 
@@ -35,17 +36,86 @@ def architecture_update(grads, arch_vars, arch_weight_decay):
 
 
 def processed_gradients(tape, loss, weight_vars, arch_vars, grad_clip_norm, weight_decay,
-                        arch_weight_decay):
+                        arch_weight_decay, loss_scale=None):
     """Returns (weight grads, arch grads, raw weight-gradient global norm).
 
     Weight gradients are clipped by global norm (when `grad_clip_norm` is set)
     and get `weight_decay * w`; architecture gradients are never clipped and
     get `arch_weight_decay * alpha`.
+
+    With a `loss_scale` (float16 training: `loss` was multiplied by it), the
+    returned gradients stay multiplied by it, for a `LossScaleOptimizer` to
+    divide out and to skip when they overflowed: the clipping threshold and the
+    decay terms are scaled alike, which gives exactly the unscaled update.
     """
     grads = reduced_gradients(tape, loss, list(weight_vars) + list(arch_vars))
     weight_grads, arch_grads = grads[: len(weight_vars)], grads[len(weight_vars):]
-    weight_grads, raw_norm = weight_update(weight_grads, weight_vars, grad_clip_norm, weight_decay)
-    return weight_grads, architecture_update(arch_grads, arch_vars, arch_weight_decay), raw_norm
+    scale = 1.0 if loss_scale is None else tf.cast(loss_scale, tf.float32)
+    weight_grads, raw_norm = weight_update(weight_grads, weight_vars,
+                                           grad_clip_norm * scale if grad_clip_norm else None,
+                                           weight_decay * scale)
+    arch_grads = architecture_update(arch_grads, arch_vars, arch_weight_decay * scale)
+    return weight_grads, arch_grads, raw_norm / scale
+
+
+def loss_scale(optimizer):
+    """The dynamic loss scale of a `LossScaleOptimizer` (float16 training), else None."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.convert_to_tensor(optimizer.dynamic_scale)
+    return None
+
+
+def matching_loss_scaling(weight_optimizer, arch_optimizer):
+    """`arch_optimizer`, wrapped in a LossScaleOptimizer when the weights' is one
+    (Keras wraps the compiled optimizer under mixed_float16), so that an
+    overflowing step is skipped for alpha too."""
+    if (arch_optimizer is not None
+            and isinstance(weight_optimizer, keras.optimizers.LossScaleOptimizer)
+            and not isinstance(arch_optimizer, keras.optimizers.LossScaleOptimizer)):
+        return keras.optimizers.LossScaleOptimizer(arch_optimizer,
+                                                   name="architecture_loss_scale_optimizer")
+    return arch_optimizer
+
+
+def rescaled(arch_grads, weight_loss_scale, arch_optimizer):
+    """Architecture gradients computed at `weight_loss_scale`, brought to the
+    architecture optimizer's own scale (the two agree unless only one of them
+    saw an overflow; each divides by its own)."""
+    arch_scale = loss_scale(arch_optimizer)
+    if weight_loss_scale is None or arch_scale is None:
+        return arch_grads
+    return [g * (arch_scale / weight_loss_scale) for g in arch_grads]
+
+
+def first_replica_batch(strategy, iterator):
+    """The first replica's part of the next batch of a Keras epoch iterator.
+
+    Keras's `fit` learns the input shapes under a strategy by reducing a whole
+    batch over the replicas, which MultiWorkerMirroredStrategy cannot do for
+    nested batches; one replica's batch has the shapes it needs.
+    """
+    for _, _, batches in iterator:
+        batch = next(batches)
+        break
+    return tf.nest.map_structure(
+        lambda value: (strategy.experimental_local_results(value)[0]
+                       if isinstance(value, tf.distribute.DistributedValues) else value),
+        batch)
+
+
+def replica_logs(logs):
+    """A step's logs, shaped for Keras to reduce over the workers.
+
+    Under MultiWorkerMirroredStrategy Keras averages each log over the replicas
+    along axis 0, which a scalar lacks; a one-element vector averages to the
+    same scalar. Elsewhere the logs are returned unchanged.
+    """
+    strategy = tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not (
+            resolver is not None and resolver.task_type):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
 def apply(weight_optimizer, weight_grads, weight_vars, arch_optimizer=None, arch_grads=(),

@@ -38,8 +38,11 @@ class BatchNorm(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if self.affine:
-            self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-            self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+            # Never autocast: the fused kernel takes float32 scale/offset under mixed precision.
+            self.gamma = self.add_weight(shape=(channels,), initializer="ones", autocast=False,
+                                         name="gamma")
+            self.beta = self.add_weight(shape=(channels,), initializer="zeros", autocast=False,
+                                        name="beta")
         # "mean" aggregation lets every replica of a MirroredStrategy update them.
         self.moving_mean = self.add_weight(
             shape=(channels,), initializer="zeros", trainable=False, aggregation="mean",
@@ -53,7 +56,7 @@ class BatchNorm(keras.layers.Layer):
     def call(self, inputs, training=None):
         channels = inputs.shape[-1]
         if self.affine:
-            scale, offset = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+            scale, offset = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
         else:
             scale, offset = tf.ones([channels], tf.float32), tf.zeros([channels], tf.float32)
         if training:

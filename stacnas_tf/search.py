@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -36,7 +38,9 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import precision
 from stacnas_tf import search_space
+from stacnas_tf import strategy as strategy_lib
 from stacnas_tf import supernet
 
 
@@ -84,7 +88,12 @@ def _logits_json(model: supernet.SearchNetwork) -> dict:
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Records history and architecture summaries, then checkpoints, each epoch."""
+    """Records history and architecture summaries, then checkpoints, each epoch.
+
+    Without a `writer` (the non-chief workers of a multi-worker run) it only
+    checkpoints, into the worker's scratch folder: every worker must take part
+    in saving, as MultiWorkerMirroredStrategy's collectives expect.
+    """
 
     def __init__(self, stage_dir, manager, epoch_variable, history, schedule, writer):
         super().__init__()
@@ -96,6 +105,10 @@ class _EpochEnd(keras.callbacks.Callback):
         self.writer = writer
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.writer is None:
+            self.epoch_variable.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+            return
         logs = logs or {}
         model = self.model
         logits = _logits_json(model)
@@ -126,22 +139,29 @@ def build_supernet(config: config_lib.SearchConfig, stage: int,
                    image_shape) -> supernet.SearchNetwork:
     """The supernet of `stage`, built on one image. Training and loading both use it,
     so the variable paths the checkpoints are keyed by always agree."""
-    model = supernet.SearchNetwork(
-        stage_space, num_classes, channels=config.channels, num_cells=num_cells,
-        weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
-        grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
-        optimization=config.optimization, name=f"stage{stage}_supernet",
-    )
-    model(tf.zeros((1,) + tuple(image_shape)), training=False)
+    with precision.policy_scope(config.precision):
+        model = supernet.SearchNetwork(
+            stage_space, num_classes, channels=config.channels, num_cells=num_cells,
+            weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
+            grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
+            optimization=config.optimization, name=f"stage{stage}_supernet",
+        )
+        model(tf.zeros((1,) + tuple(image_shape)), training=False)
     return model
 
 
 def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, epochs: int,
               config: config_lib.SearchConfig, source: data.Source, output_dir: str,
-              strategy: tf.distribute.Strategy, verbose) -> StageResult:
-    """Trains one supernet to the end of its epochs (resuming if checkpointed)."""
+              strategy: tf.distribute.Strategy, verbose, jit_compile: bool = False) -> StageResult:
+    """Trains one supernet to the end of its epochs (resuming if checkpointed).
+
+    Only the chief writes into `output_dir`; every worker resumes from the
+    chief's checkpoints there (a shared folder in a multi-host run).
+    """
     stage_dir = os.path.join(output_dir, f"stage{stage}")
-    os.makedirs(stage_dir, exist_ok=True)
+    chief = strategy_lib.is_chief(strategy)
+    if chief:
+        os.makedirs(stage_dir, exist_ok=True)
     bi_level = config.optimization == "bi_level"
     examples = (data.bi_level_split(source, config.num_train_examples)[0] if bi_level
                 else config.num_train_examples)
@@ -157,38 +177,50 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             config.arch_lr, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
             epsilon=config.arch_epsilon,
         )
-        model.compile(weight_optimizer, architecture_optimizer)
+        model.compile(weight_optimizer, architecture_optimizer, jit_compile=jit_compile)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
         checkpoint = checkpoints.make(
             model, weight_optimizer=weight_optimizer,
             architecture_optimizer=architecture_optimizer, completed_epochs=epoch_variable,
         )
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(stage_dir, "checkpoints"), max_to_keep=2)
+    checkpoint_dir = os.path.join(stage_dir, "checkpoints")
     history_path = os.path.join(stage_dir, "history.json")
     history = []
-    if manager.latest_checkpoint:
-        checkpoints.restore(checkpoint, manager.latest_checkpoint)
-        history = files.read_json(history_path)[: int(epoch_variable.numpy())] if os.path.exists(history_path) else []
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest:
+        checkpoints.restore(checkpoint, latest)
+        if chief and os.path.exists(history_path):
+            history = files.read_json(history_path)[: int(epoch_variable.numpy())]
         logging.info("stage %d: resuming after epoch %d", stage, int(epoch_variable.numpy()))
     initial_epoch = int(epoch_variable.numpy())
     if initial_epoch < epochs:
+        scratch_dir = None if chief else tempfile.mkdtemp(prefix=f"stacnas-worker-stage{stage}-")
+        manager = tf.train.CheckpointManager(checkpoint, scratch_dir or checkpoint_dir, max_to_keep=2)
         pipeline = data.bi_level_pipeline if bi_level else data.train_pipeline
-        dataset = pipeline(
+        dataset = strategy_lib.distribute(strategy, lambda input_context: pipeline(
             source, config.batch_size, config.seed, epochs, initial_epoch,
             augment=data.default_augment(source.name), image_size=config.image_size,
-            num_examples=config.num_train_examples,
-        )
-        log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
-        writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
-        callbacks = [
-            _EpochEnd(stage_dir, manager, epoch_variable, history, schedule, writer),
-            keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
-        ]
+            num_examples=config.num_train_examples, input_context=input_context,
+        ))
+        if chief:
+            log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
+            writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
+            callbacks = [
+                _EpochEnd(stage_dir, manager, epoch_variable, history, schedule, writer),
+                keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
+            ]
+        else:
+            callbacks, verbose = [_EpochEnd(None, manager, epoch_variable, [], schedule, None)], 0
         if verbose:
             print(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
-                  f"({model.count_params():,} parameters)", flush=True)
-        model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=verbose, shuffle=False)
+                  f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s), "
+                  f"{config.precision}{', XLA' if jit_compile else ''})", flush=True)
+        try:
+            model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      callbacks=callbacks, verbose=verbose, shuffle=False)
+        finally:
+            if scratch_dir:
+                shutil.rmtree(scratch_dir, ignore_errors=True)
     logits = _logits_json(model)
     weights = [[e["weights"] for e in edges] for edges in logits.values()]
     result = {
@@ -197,7 +229,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
         "final_loss": history[-1]["loss"] if history else None,
         "final_accuracy": history[-1]["accuracy"] if history else None,
     }
-    del model, checkpoint, manager
+    del model, checkpoint
     gc.collect()
     return StageResult(stage, num_cells, stage_space, weights, result)
 
@@ -209,25 +241,29 @@ def _winners(stage: StageResult) -> list[list[str]]:
 
 def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str | None = None,
                manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
-               verbose="auto") -> genotype_lib.Genotype:
+               verbose="auto", jit_compile: bool = False) -> genotype_lib.Genotype:
     """Runs (or resumes) a two-stage StacNAS search and returns its genotype.
 
     The caller opens the distribution strategy; the default strategy is used
-    when none is given.
+    when none is given. In a multi-worker run every worker calls this with the
+    same arguments; only the chief writes into `output_dir`. `jit_compile`
+    compiles the training step with XLA.
     """
-    output_dir = files.prepare_output_dir(output_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = strategy_lib.is_chief(strategy)
+    output_dir = files.prepare_output_dir(output_dir) if chief else os.path.abspath(output_dir)
     genotype_path = os.path.join(output_dir, "genotype.json")
     if os.path.exists(os.path.join(output_dir, "config.json")):
         check_config_matches(output_dir, config)
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
             return genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
-    strategy = strategy or tf.distribute.get_strategy()
     source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
     data.model_input_shape(source, config.image_size)
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
-    check_config_matches(output_dir, config)
+    if chief:
+        check_config_matches(output_dir, config)
     space = config.space
 
     if config.grouping == "flat":
@@ -236,24 +272,26 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
             cells=(space.full_candidates(),) * (config.stage1_cells if config.per_cell_logits else 2),
             per_cell=config.per_cell_logits)
         final = _load_or_run(1, flat, config.stage1_cells, config.stage1_epochs, config, source,
-                             output_dir, strategy, verbose,
+                             output_dir, strategy, verbose, jit_compile,
                              extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))})
     else:
         stage1 = _load_or_run(
             1, search_space.stage1_space(space, config.stage1_cells, config.per_cell_logits),
             config.stage1_cells, config.stage1_epochs, config, source, output_dir, strategy,
-            verbose, extra=lambda s: _activation(space, s),
+            verbose, jit_compile, extra=lambda s: _activation(space, s),
         )
         stage2_space = search_space.stage2_space(
             space, _winners(stage1), config.stage2_cells, config.stage1_cells,
             config.per_cell_logits)
         final = _load_or_run(
             2, stage2_space, config.stage2_cells, config.stage2_epochs, config, source, output_dir,
-            strategy, verbose,
+            strategy, verbose, jit_compile,
             extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))},
         )
     genotype = genotype_lib.derive_genotype(final.space, final.weights, final.num_cells,
                                             space.num_nodes)
+    if not chief:
+        return genotype
     files.write_json(os.path.join(output_dir, "genotype_graph.json"), genotype.to_graph())
     files.write_text(os.path.join(output_dir, "genotype.dot"), genotype.to_dot())
     files.write_text(os.path.join(output_dir, "genotype.txt"), genotype.to_darts() + "\n")
@@ -273,7 +311,7 @@ def _activation(space: search_space.SearchSpace, stage: StageResult) -> dict:
 
 
 def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_dir, strategy,
-                 verbose, extra) -> StageResult:
+                 verbose, jit_compile, extra) -> StageResult:
     path = os.path.join(output_dir, f"stage{stage}", "result.json")
     if os.path.exists(path):
         result = files.read_json(path)
@@ -281,9 +319,10 @@ def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_d
         weights = [[e["weights"] for e in edges] for edges in result["logits"].values()]
         return StageResult(stage, num_cells, space, weights, result)
     outcome = run_stage(stage, stage_space, num_cells, epochs, config, source, output_dir,
-                        strategy, verbose)
+                        strategy, verbose, jit_compile)
     outcome.result.update(extra(outcome))
-    files.write_json(path, outcome.result)
+    if strategy_lib.is_chief(strategy):
+        files.write_json(path, outcome.result)
     return outcome
 
 

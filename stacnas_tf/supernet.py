@@ -41,6 +41,7 @@ class ArchitectureLogits(keras.layers.Layer):
             self.add_weight(
                 shape=(len(counts), self.width),
                 initializer=initializer,
+                autocast=False,  # alpha and its softmax stay float32 under mixed precision
                 name=f"alpha_{index}",
             )
             for index, counts in enumerate(self.candidate_counts)
@@ -182,11 +183,16 @@ class SearchNetwork(keras.Model):
         """
         kwargs.setdefault("loss", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         kwargs.setdefault("metrics", ["accuracy"])
+        # Explicit: Keras's "auto" would turn XLA on wherever there is a GPU.
+        kwargs.setdefault("jit_compile", False)
+        # Under mixed_float16 Keras wraps the weight optimizer in a LossScaleOptimizer.
         super().compile(optimizer=weight_optimizer, **kwargs)
+        architecture_optimizer = one_level.matching_loss_scaling(self.optimizer,
+                                                                 architecture_optimizer)
         self.architecture_optimizer = architecture_optimizer
         if not self.built:
             raise ValueError("SearchNetwork.compile: build the network (call it once) before compiling.")
-        weight_optimizer.build(self.weight_variables)
+        self.optimizer.build(self.weight_variables)
         architecture_optimizer.build(self.architecture_variables)
 
     def one_level_gradients(self, images, labels):
@@ -197,13 +203,16 @@ class SearchNetwork(keras.Model):
         """
         weight_vars = self.weight_variables
         arch_vars = self.architecture_variables
+        loss_scale = one_level.loss_scale(self.optimizer)
         with tf.GradientTape() as tape:
             logits = self(images, training=True)
             # compute_loss divides by the replica count under a strategy.
             loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
+            scaled_loss = loss if loss_scale is None else loss * loss_scale
         weight_grads, arch_grads, raw_norm = one_level.processed_gradients(
-            tape, loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
-            self.architecture_weight_decay)
+            tape, scaled_loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
+            self.architecture_weight_decay, loss_scale=loss_scale)
+        arch_grads = one_level.rescaled(arch_grads, loss_scale, self.architecture_optimizer)
         return loss, logits, weight_grads, arch_grads, raw_norm
 
     def train_step(self, data):
@@ -242,12 +251,21 @@ class SearchNetwork(keras.Model):
         one_level.apply(self.optimizer, weight_grads, weight_vars)
         return self._update_metrics(images, labels, logits, loss)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras hook (see one_level.first_replica_batch); a bi-level batch is
+        # (weight batch, architecture batch), of which one describes the inputs.
+        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
+            data_batch = one_level.first_replica_batch(self.distribute_strategy, iterator)
+            if self.optimization == "bi_level":
+                data_batch = data_batch[0]
+        super()._maybe_symbolic_build(data_batch=data_batch)
+
     def _update_metrics(self, images, labels, logits, loss):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for metric in self.metrics:
             if metric.name == "loss":
                 metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
-        return self.compute_metrics(images, labels, logits)
+        return one_level.replica_logs(self.compute_metrics(images, labels, logits))
 
     # --- results ---------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 
 import keras
 import tensorflow as tf
@@ -27,6 +29,8 @@ from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import network as network_lib
+from stacnas_tf import precision
+from stacnas_tf import strategy as strategy_lib
 
 
 def lr_schedule(config: config_lib.TrainConfig, steps_per_epoch: int):
@@ -47,18 +51,21 @@ def train_augment(config: config_lib.TrainConfig) -> data.Augment:
 def build_network(config: config_lib.TrainConfig, genotype, num_classes, image_shape,
                   auxiliary=None) -> network_lib.FinalNetwork:
     """The final network of `config`, built on one image of `image_shape`."""
-    net = network_lib.FinalNetwork(
-        genotype, num_classes, channels=config.channels, num_cells=config.num_cells,
-        stem=config.network, auxiliary=config.aux_weight > 0 if auxiliary is None else auxiliary,
-        deformable=config.deformable, name="final_network",
-    )
-    net(tf.zeros((1,) + tuple(image_shape)), training=False)
+    with precision.policy_scope(config.precision):
+        net = network_lib.FinalNetwork(
+            genotype, num_classes, channels=config.channels, num_cells=config.num_cells,
+            stem=config.network, auxiliary=config.aux_weight > 0 if auxiliary is None else auxiliary,
+            deformable=config.deformable, name="final_network",
+        )
+        net(tf.zeros((1,) + tuple(image_shape)), training=False)
     return net
 
 
-def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int):
+def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int,
+                    jit_compile: bool = False):
     """Compiles `net` with the recipe's optimizers; returns (schedule, weight and
-    architecture optimizers). Call under the strategy's scope."""
+    architecture optimizers). Call under the strategy's scope. `jit_compile`
+    compiles the training step with XLA."""
     schedule = lr_schedule(config, steps_per_epoch)
     weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
     architecture_optimizer = (
@@ -66,7 +73,8 @@ def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int):
         if config.deformable else None)
     net.compile(weight_optimizer, architecture_optimizer, aux_weight=config.aux_weight,
                 label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
-                weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay)
+                weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
+                jit_compile=jit_compile)
     return schedule, weight_optimizer, architecture_optimizer
 
 
@@ -83,7 +91,9 @@ class _DropPathRamp(keras.callbacks.Callback):
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Records the epoch in history.json, then checkpoints."""
+    """Records the epoch in history.json, then checkpoints. Without an
+    `output_dir` (non-chief workers) it only checkpoints, into the worker's
+    scratch folder: every worker must take part in saving."""
 
     def __init__(self, output_dir, manager, epoch_variable, history, schedule):
         super().__init__()
@@ -94,6 +104,10 @@ class _EpochEnd(keras.callbacks.Callback):
         self.schedule = schedule
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.output_dir is None:
+            self.epoch_variable.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+            return
         logs = {k: float(v) for k, v in (logs or {}).items()}
         logs.update({
             "epoch": epoch + 1,
@@ -122,68 +136,88 @@ def _check_folder(output_dir, config, genotype):
                 "--output_dir."
             )
     if os.path.exists(config_path):
-        files.check_same_config(output_dir, "a training run", files.read_json(config_path),
-                                config.to_dict())
+        # Through TrainConfig: fields added since the folder was made take their defaults.
+        saved = config_lib.TrainConfig(**files.read_json(config_path)).to_dict()
+        files.check_same_config(output_dir, "a training run", saved, config.to_dict())
 
 
 def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
                  manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
-                 verbose="auto") -> dict:
-    """Trains (or resumes) the final network of `config`; returns the final metrics."""
-    output_dir = files.prepare_output_dir(output_dir)
+                 verbose="auto", jit_compile: bool = False) -> dict:
+    """Trains (or resumes) the final network of `config`; returns the final metrics.
+
+    In a multi-worker run every worker calls this with the same arguments; only
+    the chief writes into `output_dir`, and every worker resumes from the
+    chief's checkpoints there.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = strategy_lib.is_chief(strategy)
+    output_dir = files.prepare_output_dir(output_dir) if chief else os.path.abspath(output_dir)
     genotype = genotype_lib.resolve(config.genotype)
     _check_folder(output_dir, config, genotype)
     metrics_path = os.path.join(output_dir, "metrics.json")
     if os.path.exists(metrics_path):
         return files.read_json(metrics_path)
-    strategy = strategy or tf.distribute.get_strategy()
     train_source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                              image_size=config.image_size)
     eval_source = data.load(config.dataset, "test", data_dir=data_dir, manual_dir=manual_dir,
                             image_size=config.image_size)
     image_shape = data.model_input_shape(train_source, config.image_size)
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
-    files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
-    files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
+    if chief:
+        files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
+        files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         net = build_network(config, genotype, train_source.num_classes, image_shape)
-        schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps)
+        schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps,
+                                                                             jit_compile)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
         trackables = {"weight_optimizer": weight_optimizer, "completed_epochs": epoch_variable}
         if architecture_optimizer is not None:
             trackables["architecture_optimizer"] = architecture_optimizer
         checkpoint = checkpoints.make(net, **trackables)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
-                                         max_to_keep=2)
+    checkpoint_dir = os.path.join(output_dir, "checkpoints")
     history_path = os.path.join(output_dir, "history.json")
     history = []
-    if manager.latest_checkpoint:
-        checkpoints.restore(checkpoint, manager.latest_checkpoint)
-        if os.path.exists(history_path):
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest:
+        checkpoints.restore(checkpoint, latest)
+        if chief and os.path.exists(history_path):
             history = files.read_json(history_path)[: int(epoch_variable.numpy())]
     initial_epoch = int(epoch_variable.numpy())
     eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
                                    config.num_eval_examples)
     if initial_epoch < config.epochs:
-        train_data = data.train_pipeline(
+        scratch_dir = None if chief else tempfile.mkdtemp(prefix="stacnas-worker-train-")
+        manager = tf.train.CheckpointManager(checkpoint, scratch_dir or checkpoint_dir, max_to_keep=2)
+        train_data = strategy_lib.distribute(strategy, lambda input_context: data.train_pipeline(
             train_source, config.batch_size, config.seed, config.epochs, initial_epoch,
             augment=train_augment(config), image_size=config.image_size,
-            num_examples=config.num_train_examples)
-        callbacks = [
-            _DropPathRamp(config.drop_path, config.epochs),
-            _EpochEnd(output_dir, manager, epoch_variable, history, schedule),
-            keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard"),
-                                        write_graph=False),
-        ]
+            num_examples=config.num_train_examples, input_context=input_context))
+        callbacks = [_DropPathRamp(config.drop_path, config.epochs)]
+        if chief:
+            callbacks += [
+                _EpochEnd(output_dir, manager, epoch_variable, history, schedule),
+                keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard"),
+                                            write_graph=False),
+            ]
+        else:
+            callbacks.append(_EpochEnd(None, manager, epoch_variable, [], schedule))
+            verbose = 0
         if verbose:
             print(f"Training {config.num_cells} cells, C={config.channels}: "
                   f"{net.parameter_count():,} parameters (without auxiliary head), "
-                  f"{config.epochs} epochs of {steps} steps", flush=True)
-        net.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                steps_per_epoch=steps, validation_data=eval_data, callbacks=callbacks,
-                verbose=verbose, shuffle=False)
+                  f"{config.epochs} epochs of {steps} steps, {strategy.num_replicas_in_sync} "
+                  f"replica(s), {config.precision}{', XLA' if jit_compile else ''}", flush=True)
+        try:
+            net.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                    steps_per_epoch=steps, validation_data=eval_data, callbacks=callbacks,
+                    verbose=verbose, shuffle=False)
+        finally:
+            if scratch_dir:
+                shutil.rmtree(scratch_dir, ignore_errors=True)
     results = net.evaluate(eval_data, verbose=0, return_dict=True)
     metrics = {
         "loss": float(results["loss"]), "top1": float(results["accuracy"]),
@@ -193,8 +227,9 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
         "eval_examples": int(min(config.num_eval_examples or eval_source.num_examples,
                                  eval_source.num_examples)),
     }
-    files.write_json(metrics_path, metrics)
-    del net, checkpoint, manager
+    if chief:
+        files.write_json(metrics_path, metrics)
+    del net, checkpoint
     gc.collect()
     return metrics
 

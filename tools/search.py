@@ -2,7 +2,9 @@
 
   python tools/search.py                         # the embedded default (Fashion-MNIST)
   python tools/search.py --preset=paper_cifar10 --data_dir=~/tensorflow_datasets \
-      --output_dir=runs/cifar10 --strategy=mirrored
+      --output_dir=runs/cifar10 --strategy=mirrored --scaling_rule=linear --precision=mixed_float16
+  TF_CONFIG='{"cluster": {"worker": ["h1:12345", "h2:12345"]}, "task": {"type": "worker", "index": 0}}' \
+      python tools/search.py --strategy=multi_worker --output_dir=/shared/runs/cifar10 ...
   python tools/search.py --grouping=flat --optimization=bi_level   # DARTS (first order)
 
 Flags left unset take the preset's values. Rerunning on the same
@@ -18,6 +20,7 @@ from absl import flags  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
+from tools import scale_flags  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.PRESETS),
                             "Named configuration; other flags override its fields.")
@@ -34,7 +37,7 @@ _STAGE1_CELLS = flags.DEFINE_integer("stage1_cells", None, "Cells of the stage-1
 _STAGE2_CELLS = flags.DEFINE_integer("stage2_cells", None, "Cells of the stage-2 supernet (paper: 20).")
 _STAGE1_EPOCHS = flags.DEFINE_integer("stage1_epochs", None, "Training epochs of stage 1.")
 _STAGE2_EPOCHS = flags.DEFINE_integer("stage2_epochs", None, "Training epochs of stage 2.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size at one replica (see --scaling_rule).")
 _CHANNELS = flags.DEFINE_integer("channels", None, "Initial channels C of the supernet (paper: 16).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Resize images to this square size.")
 _NUM_TRAIN = flags.DEFINE_integer("num_train_examples", None,
@@ -52,11 +55,6 @@ _GROUPING = flags.DEFINE_enum(
     "grouping", None, ["grouped", "flat"],
     "grouped: StacNAS's two stages; flat: DARTS's single stage over every op, with "
     "--stage1_cells/--stage1_epochs (ablation).")
-_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                              "Distribution strategy: one device, or MirroredStrategy.")
-_NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs for --strategy=mirrored (default: all).")
-_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 1,
-                                     "Logical CPU devices to mirror over when there is no GPU.")
 
 
 def _config() -> config_lib.SearchConfig:
@@ -87,11 +85,12 @@ def main(argv):
         config = _config()
         files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
         from stacnas_tf import search
-        from stacnas_tf import strategy as strategy_lib
 
-        strategy = strategy_lib.make_strategy(_STRATEGY.value, _NUM_GPUS.value, _CPU_REPLICAS.value)
+        strategy = scale_flags.open_strategy()
+        config = scale_flags.for_strategy(config, strategy, ("weight_lr", "weight_lr_min"))
         genotype = search.run_search(config, output_dir, data_dir=data_dir,
-                                     manual_dir=manual_dir, strategy=strategy)
+                                     manual_dir=manual_dir, strategy=strategy,
+                                     jit_compile=scale_flags.JIT_COMPILE.value)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
     print(f"genotype: {genotype.to_darts()}")

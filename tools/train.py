@@ -2,7 +2,8 @@
 
   bazel run //tools:train -- --genotype=runs/search/genotype.json      # embedded default
   bazel run //tools:train -- --preset=base --genotype=STACNAS_CIFAR10 \
-      --data_dir=$HOME/tensorflow_datasets --output_dir=runs/train_c10 --strategy=mirrored
+      --data_dir=$HOME/tensorflow_datasets --output_dir=runs/train_c10 --strategy=mirrored \
+      --precision=mixed_float16 --jit_compile
 
 Flags left unset take the preset's values. Rerunning on the same
 --output_dir resumes after the last completed epoch.
@@ -18,6 +19,7 @@ from absl import flags  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from tools import scale_flags  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.TRAIN_PRESETS),
                             "Recipe: base (DARTS CIFAR), fancy (base + AutoAugment), imagenet_base, default "
@@ -31,7 +33,7 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Official archives to buil
 _DATASET = flags.DEFINE_string("dataset", None,
                                "cifar10, cifar100, imagenet2012, fashion_mnist, digits or folder:PATH.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Training epochs.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size at one replica (see --scaling_rule).")
 _CHANNELS = flags.DEFINE_integer("channels", None, "Initial channels C.")
 _NUM_CELLS = flags.DEFINE_integer("num_cells", None, "Cells of the network.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Resize images to this square size.")
@@ -43,9 +45,6 @@ _AUTOAUGMENT = flags.DEFINE_bool("autoaugment", None, "AutoAugment's CIFAR-10 po
 _DEFORMABLE = flags.DEFINE_bool("deformable", None,
                                 "Keep `none` on every edge as a learned scale (Algorithm 1, stage 3).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed.")
-_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "Distribution strategy.")
-_NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs for --strategy=mirrored (default: all).")
-_CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 1, "Logical CPU devices to mirror over without GPUs.")
 
 
 def _config() -> config_lib.TrainConfig:
@@ -73,12 +72,12 @@ def main(argv):
     try:
         config = _config()
         files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
-        from stacnas_tf import strategy as strategy_lib
         from stacnas_tf import train
 
-        strategy = strategy_lib.make_strategy(_STRATEGY.value, _NUM_GPUS.value, _CPU_REPLICAS.value)
+        strategy = scale_flags.open_strategy()
+        config = scale_flags.for_strategy(config, strategy, ("lr", "lr_min"))
         metrics = train.run_training(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
-                                     strategy=strategy)
+                                     strategy=strategy, jit_compile=scale_flags.JIT_COMPILE.value)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
     print(f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
