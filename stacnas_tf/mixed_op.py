@@ -48,3 +48,4 @@ class MixedOp(keras.layers.Layer):
         config = super().get_config()
         config.update({"candidates": list(self.candidates), "filters": self.filters, "stride": self.stride})
         return config
+
