@@ -1,12 +1,15 @@
 """Speed and memory of the one-level search step on random data.
 
   PYTHONPATH=. .venv/bin/python benchmarks/search_step.py --channels=16 --num_cells=8 \
-      --batch_size=32 --image_size=32 --steps=5 --output=benchmarks/results/search_step.json
+      --batch_size=32 --image_size=32 --steps=5 --output=benchmarks/results/search_step.json \
+      [--jit_compile] [--precision=mixed_bfloat16]
 
-For each supernet (`stage1`: none + one op per group; `full`: all 8 DARTS ops)
+For each supernet (`stage1`: none + one op per group; `stage2`: none + the
+separable convolutions, the costliest stage-2 group; `full`: all 8 DARTS ops)
 it runs in a fresh process (so peak RSS is that of one network) and prints
 one JSON line: first step seconds (tracing included), median seconds per
-later step, images per second, peak RSS in MB and parameter count.
+later step, images per second, peak RSS (and GPU memory) in MB and parameter
+count.
 """
 
 import json
@@ -27,30 +30,42 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Square input size (3 channels).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the first.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
-_SPACES = flags.DEFINE_list("spaces", ["stage1", "full"], "Supernets to measure: stage1, full.")
+_PRECISION = flags.DEFINE_enum("precision", "float32",
+                               ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+_SPACES = flags.DEFINE_list("spaces", ["stage1", "full"],
+                            "Supernets to measure: stage1, stage2, full.")
+_SPACE_NAMES = ("stage1", "stage2", "full")
 _OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON lines to this file.")
 
 
-def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_compile):
+def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_compile,
+            precision_name="float32"):
     import keras
     import tensorflow as tf
 
+    from stacnas_tf import precision
     from stacnas_tf import search_space
     from stacnas_tf import supernet
 
     space = search_space.SearchSpace()
-    cell = space.stage1_candidates() if space_name == "stage1" else space.full_candidates()
+    cell = {
+        "stage1": space.stage1_candidates,
+        "stage2": lambda: tuple(("none", "sep_conv_3x3", "sep_conv_5x5") for _ in range(14)),
+        "full": space.full_candidates,
+    }[space_name]()
     keras.utils.set_random_seed(0)
-    net = supernet.SearchNetwork(search_space.StageSpace.shared(cell, cell), 10,
-                                 channels=channels, num_cells=num_cells, seed=0)
-    net(tf.zeros([1, image_size, image_size, 3]))
+    with precision.policy_scope(precision_name):
+        net = supernet.SearchNetwork(search_space.StageSpace.shared(cell, cell), 10,
+                                     channels=channels, num_cells=num_cells, seed=0)
+        net(tf.zeros([1, image_size, image_size, 3]))
     net.compile(keras.optimizers.SGD(0.025, momentum=0.9),
                 keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999), jit_compile=jit_compile)
     timing = time_train_steps(net, batch_size, image_size, steps)
     return {
         "benchmark": "search_step", "framework": "keras-tf", "space": space_name,
         "channels": channels, "num_cells": num_cells, "batch_size": batch_size,
-        "image_size": image_size, "jit_compile": jit_compile, "steps": steps,
+        "image_size": image_size, "jit_compile": jit_compile, "precision": precision_name,
+        "steps": steps,
         **timing,
         "parameters": int(net.count_params()),
         "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -62,12 +77,12 @@ def main(argv):
     del argv
     context = multiprocessing.get_context("spawn")
     for space_name in _SPACES.value:
-        if space_name not in ("stage1", "full"):
-            raise app.UsageError(f"--spaces: expected stage1 or full, got {space_name!r}.")
+        if space_name not in _SPACE_NAMES:
+            raise app.UsageError(f"--spaces: expected one of {list(_SPACE_NAMES)}, got {space_name!r}.")
         with context.Pool(1) as pool:
             result = pool.apply(measure, (space_name, _CHANNELS.value, _NUM_CELLS.value,
                                           _BATCH_SIZE.value, _IMAGE_SIZE.value, _STEPS.value,
-                                          _JIT.value))
+                                          _JIT.value, _PRECISION.value))
         line = json.dumps(result)
         print(line, flush=True)
         if _OUTPUT.value:

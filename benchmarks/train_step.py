@@ -1,7 +1,7 @@
 """Speed and memory of a final-network training step on random data.
 
   PYTHONPATH=. .venv/bin/python benchmarks/train_step.py --channels=36 --num_cells=20 \
-      --batch_size=96 --image_size=32 --steps=5 [--jit_compile] [--mixed_precision=mixed_bfloat16]
+      --batch_size=96 --image_size=32 --steps=5 [--jit_compile] [--precision=mixed_bfloat16]
 
 Runs in a fresh process and prints one JSON line: first step seconds (tracing
 included), median seconds per later step, images per second, peak RSS in MB
@@ -28,35 +28,35 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 96, "Batch size.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "Square input size (3 channels).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the first.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
-_PRECISION = flags.DEFINE_enum("mixed_precision", "float32",
+_PRECISION = flags.DEFINE_enum("precision", "float32",
                                ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON line to this file.")
 
 
-def measure(genotype, network, channels, num_cells, batch_size, image_size, steps, jit, precision):
+def measure(genotype, network, channels, num_cells, batch_size, image_size, steps, jit,
+            precision_name):
     import keras
     import tensorflow as tf
 
     from stacnas_tf import genotype as genotype_lib
     from stacnas_tf import network as network_lib
+    from stacnas_tf import precision
 
-    keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
-    net = network_lib.FinalNetwork(genotype_lib.PUBLISHED[genotype], 10, channels=channels,
-                                   num_cells=num_cells, stem=network, auxiliary=True)
-    net(tf.zeros([1, image_size, image_size, 3]), training=False)
+    with precision.policy_scope(precision_name):
+        net = network_lib.FinalNetwork(genotype_lib.PUBLISHED[genotype], 10, channels=channels,
+                                       num_cells=num_cells, stem=network, auxiliary=True)
+        net(tf.zeros([1, image_size, image_size, 3]), training=False)
     net.compile(keras.optimizers.SGD(0.025, momentum=0.9), jit_compile=jit)
     timing = time_train_steps(net, batch_size, image_size, steps)
     result = {
         "benchmark": "train_step", "genotype": genotype, "network": network, "channels": channels,
         "num_cells": num_cells, "batch_size": batch_size, "image_size": image_size,
-        "jit_compile": jit, "mixed_precision": precision, "steps": steps,
+        "jit_compile": jit, "precision": precision_name, "steps": steps,
         **timing,
         "parameters": net.parameter_count(include_auxiliary=True),
         "tensorflow": tf.__version__, "cpu_count": os.cpu_count(), "machine": platform.machine(),
     }
-    if tf.config.list_physical_devices("GPU"):
-        result["peak_gpu_mb"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
     return result
 
 

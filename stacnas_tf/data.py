@@ -336,7 +336,8 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                    image_size: int | None = None, num_examples: int | None = None,
                    shuffle_buffer: int = 20000, first_example: int = 0,
                    input_context: tf.distribute.InputContext | None = None,
-                   deterministic: bool = True, cache: bool = False) -> tf.data.Dataset:
+                   deterministic: bool = True, cache: bool = False,
+                   parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
     """Batches for epochs [initial_epoch, epochs), a function of `seed` alone.
 
     The examples are reshuffled every pass by a seeded shuffle of the repeated
@@ -352,7 +353,8 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     replica, so one global step consumes exactly the examples a single-process
     step would. `cache` keeps the decoded source examples in memory after the
     first pass; `deterministic=False` lets parallel augmentation deliver out of
-    order (faster when augmentation times vary, but batches then differ run to run).
+    order (faster when augmentation times vary, but batches then differ run to run);
+    `parallel_calls` is how many examples are augmented at once (tf.data tunes it).
     """
     augment = augment or Augment()
     available = source.num_examples - first_example
@@ -387,7 +389,7 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
         image = _augment(image, pair, augment, source)
         return image, label
 
-    return (stream.map(transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return (stream.map(transform, num_parallel_calls=parallel_calls, deterministic=deterministic)
             .batch(replica_batch, drop_remainder=True)
             .take((epochs - initial_epoch) * steps * batches_per_step)
             .prefetch(tf.data.AUTOTUNE))

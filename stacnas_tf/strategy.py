@@ -129,12 +129,17 @@ def scale_for_replicas(config, rule: str, replicas: int, lr_fields: tuple[str, .
 
 
 def distribute(strategy: tf.distribute.Strategy, make_dataset):
-    """The training input for `strategy`: `make_dataset(input_context)` builds one
-    pipeline per worker (each reads its own shard and batches per replica), or,
-    on a single replica, the plain dataset for `make_dataset(None)`."""
+    """The training input for `strategy`.
+
+    Across several workers, `make_dataset(input_context)` builds one pipeline
+    per worker, which reads and augments only its own shard and batches per
+    replica. On one machine `make_dataset(None)` gives the global batches and
+    Keras splits them over the local replicas (its own split is the one
+    verified for every network here; per-replica batches there made the
+    collectives of a deformable network disagree).
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     multi_worker = resolver is not None and bool(resolver.task_type)
-    if strategy.num_replicas_in_sync == 1 and not multi_worker:
+    if not multi_worker:
         return make_dataset(None)
-    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
-    return strategy.distribute_datasets_from_function(make_dataset, options)
+    return strategy.distribute_datasets_from_function(make_dataset)
