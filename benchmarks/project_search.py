@@ -50,7 +50,7 @@ def project(rows, epochs=80, examples=50000, batch_size=64):
             "stage1_step_s": stage1["median_step_s"], "stage2_step_s": round(stage2_step, 4),
             "stage2": "measured" if stage2 else "estimated from stage 1",
             "stage1_h": round(hours[0], 2), "stage2_h": round(hours[1], 2),
-            "total_h": round(sum(hours), 2), "gpu_days": round(sum(hours) / 24, 3),
+            "total_h": round(sum(hours), 2), "days": round(sum(hours) / 24, 3),
             "peak_gpu_mb": max(r.get("peak_gpu_mb", 0) for r in (stage1, stage2) if r),
         }
     return {"epochs_per_stage": epochs, "examples": examples, "batch_size": batch_size,

@@ -32,6 +32,9 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the first.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 _PRECISION = flags.DEFINE_enum("precision", "float32",
                                ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+_GRAPPLER = flags.DEFINE_bool("grappler", True,
+                               "Run TF's Grappler graph optimizations (off: faster first step, "
+                               "slower steps).")
 _SPACES = flags.DEFINE_list("spaces", ["stage1", "full"],
                             "Supernets to measure: stage1, stage2, full.")
 _SPACE_NAMES = ("stage1", "stage2", "full")
@@ -39,10 +42,12 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON lines to thi
 
 
 def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_compile,
-            precision_name="float32"):
+            precision_name="float32", grappler=True):
     import keras
     import tensorflow as tf
 
+    if not grappler:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     from stacnas_tf import precision
     from stacnas_tf import search_space
     from stacnas_tf import supernet
@@ -65,7 +70,7 @@ def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_
         "benchmark": "search_step", "framework": "keras-tf", "space": space_name,
         "channels": channels, "num_cells": num_cells, "batch_size": batch_size,
         "image_size": image_size, "jit_compile": jit_compile, "precision": precision_name,
-        "steps": steps,
+        "grappler": grappler, "steps": steps,
         **timing,
         "parameters": int(net.count_params()),
         "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -82,7 +87,7 @@ def main(argv):
         with context.Pool(1) as pool:
             result = pool.apply(measure, (space_name, _CHANNELS.value, _NUM_CELLS.value,
                                           _BATCH_SIZE.value, _IMAGE_SIZE.value, _STEPS.value,
-                                          _JIT.value, _PRECISION.value))
+                                          _JIT.value, _PRECISION.value, _GRAPPLER.value))
         line = json.dumps(result)
         print(line, flush=True)
         if _OUTPUT.value:
