@@ -19,6 +19,7 @@ def _tool(name):
 
 def _run(name, *flags):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
     return subprocess.run(_tool(name) + list(flags), capture_output=True, text=True, env=env,
                           timeout=600)
 
@@ -42,6 +43,9 @@ def test_search_smoke_preset_end_to_end(tmp_path):
     ("--dataset=svhn", "--dataset: unknown dataset 'svhn'"),
     ("--groups=/nonexistent/groups.json", "--groups: file /nonexistent/groups.json does not exist"),
     ("--data_dir=/nonexistent", "--data_dir: folder /nonexistent does not exist"),
+    ("--strategy=multi_worker", "--strategy=multi_worker: set TF_CONFIG on every worker"),
+    ("--cpu_replicas=3", "--batch_size=32 does not split evenly over 3 replicas"),
+    ("--precision=float64", "--precision"),
 ])
 def test_search_refuses_bad_flags_before_any_work(tmp_path, flag, message):
     result = _run("search", "--preset=smoke", f"--output_dir={tmp_path / 'run'}", flag)
@@ -74,7 +78,21 @@ def test_train_evaluate_and_describe_binaries(tmp_path):
     assert json.loads(described.stdout)["parameters"] == 3_169_414
 
 
+def test_search_scales_batch_and_learning_rate_and_runs_mixed_precision(tmp_path):
+    out = tmp_path / "run"
+    result = _run("search", "--preset=smoke", f"--output_dir={out}", "--cpu_replicas=2",
+                  "--scaling_rule=linear", "--precision=mixed_bfloat16", "--stage1_cells=2",
+                  "--stage2_cells=2", "--num_train_examples=256")
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert (config["batch_size"], config["precision"]) == (64, "mixed_bfloat16")
+    assert config["weight_lr"] == pytest.approx(2 * 0.025)
+    assert "2 replica(s), mixed_bfloat16" in result.stdout
+    assert json.loads((out / "genotype.json").read_text())["format"] == "stacnas_tf.genotype"
+
+
 @pytest.mark.parametrize("flags,message", [
+    (["--strategy=multi_worker"], "--strategy=multi_worker: set TF_CONFIG"),
     (["--genotype=NOPE"], "--genotype: 'NOPE' is neither a published genotype"),
     (["--epochs=0"], "--epochs: expected a positive integer"),
     (["--genotype=Genotype(normal=[('sep_conv_3x3', 9)] * 8)"], "--genotype"),
