@@ -14,8 +14,12 @@ import tensorflow as tf
 
 
 def reduced_gradients(tape, loss, variables):
-    """Gradients of `loss`, summed over the replicas of a strategy."""
-    grads = tape.gradient(loss, list(variables))
+    """Gradients of `loss`, summed over the replicas of a strategy. A variable
+    the loss does not reach (the normal cells' logits of a supernet too shallow
+    to have a normal cell) gets a zero gradient."""
+    variables = list(variables)
+    grads = [tf.zeros(v.shape, v.dtype) if g is None else g
+             for g, v in zip(tape.gradient(loss, variables), variables)]
     replica_context = tf.distribute.get_replica_context()
     if replica_context is not None and replica_context.num_replicas_in_sync > 1:
         grads = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
