@@ -32,6 +32,9 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after the first.")
 _JIT = flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
 _PRECISION = flags.DEFINE_enum("precision", "float32",
                                ["float32", "mixed_float16", "mixed_bfloat16"], "Keras dtype policy.")
+_FUSED_SGD = flags.DEFINE_bool("fused_sgd", True,
+                                "Weights' SGD as one fused op per variable (as the search runs "
+                                "it); off: Keras's SGD.")
 _GRAPPLER = flags.DEFINE_bool("grappler", True,
                                "Run TF's Grappler graph optimizations (off: faster first step, "
                                "slower steps).")
@@ -42,12 +45,13 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also append the JSON lines to thi
 
 
 def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_compile,
-            precision_name="float32", grappler=True):
+            precision_name="float32", grappler=True, fused_sgd=True):
     import keras
     import tensorflow as tf
 
     if not grappler:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    from stacnas_tf import optimizers
     from stacnas_tf import precision
     from stacnas_tf import search_space
     from stacnas_tf import supernet
@@ -63,14 +67,15 @@ def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_
         net = supernet.SearchNetwork(search_space.StageSpace.shared(cell, cell), 10,
                                      channels=channels, num_cells=num_cells, seed=0)
         net(tf.zeros([1, image_size, image_size, 3]))
-    net.compile(keras.optimizers.SGD(0.025, momentum=0.9),
+    sgd = optimizers.FusedSGD if fused_sgd else keras.optimizers.SGD
+    net.compile(sgd(0.025, momentum=0.9),
                 keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999), jit_compile=jit_compile)
     timing = time_train_steps(net, batch_size, image_size, steps)
     return {
         "benchmark": "search_step", "framework": "keras-tf", "space": space_name,
         "channels": channels, "num_cells": num_cells, "batch_size": batch_size,
         "image_size": image_size, "jit_compile": jit_compile, "precision": precision_name,
-        "grappler": grappler, "steps": steps,
+        "grappler": grappler, "fused_sgd": fused_sgd, "steps": steps,
         **timing,
         "parameters": int(net.count_params()),
         "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -87,7 +92,8 @@ def main(argv):
         with context.Pool(1) as pool:
             result = pool.apply(measure, (space_name, _CHANNELS.value, _NUM_CELLS.value,
                                           _BATCH_SIZE.value, _IMAGE_SIZE.value, _STEPS.value,
-                                          _JIT.value, _PRECISION.value, _GRAPPLER.value))
+                                          _JIT.value, _PRECISION.value, _GRAPPLER.value,
+                                          _FUSED_SGD.value))
         line = json.dumps(result)
         print(line, flush=True)
         if _OUTPUT.value:

@@ -40,6 +40,7 @@ def measure(genotype, network, channels, num_cells, batch_size, image_size, step
 
     from stacnas_tf import genotype as genotype_lib
     from stacnas_tf import network as network_lib
+    from stacnas_tf import optimizers
     from stacnas_tf import precision
 
     keras.utils.set_random_seed(0)
@@ -47,7 +48,7 @@ def measure(genotype, network, channels, num_cells, batch_size, image_size, step
         net = network_lib.FinalNetwork(genotype_lib.PUBLISHED[genotype], 10, channels=channels,
                                        num_cells=num_cells, stem=network, auxiliary=True)
         net(tf.zeros([1, image_size, image_size, 3]), training=False)
-    net.compile(keras.optimizers.SGD(0.025, momentum=0.9), jit_compile=jit)
+    net.compile(optimizers.FusedSGD(0.025, momentum=0.9), jit_compile=jit)
     timing = time_train_steps(net, batch_size, image_size, steps)
     result = {
         "benchmark": "train_step", "genotype": genotype, "network": network, "channels": channels,

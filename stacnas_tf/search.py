@@ -38,6 +38,7 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import optimizers
 from stacnas_tf import precision
 from stacnas_tf import search_space
 from stacnas_tf import strategy as strategy_lib
@@ -172,7 +173,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
         model = build_supernet(config, stage, stage_space, num_cells, source.num_classes,
                                image_shape)
         schedule = _lr_schedule(config, steps, epochs)
-        weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.weight_momentum)
+        weight_optimizer = optimizers.FusedSGD(schedule, momentum=config.weight_momentum)
         architecture_optimizer = keras.optimizers.Adam(
             config.arch_lr, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
             epsilon=config.arch_epsilon,

@@ -29,6 +29,7 @@ from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import network as network_lib
+from stacnas_tf import optimizers
 from stacnas_tf import precision
 from stacnas_tf import strategy as strategy_lib
 
@@ -67,7 +68,7 @@ def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int,
     architecture optimizers). Call under the strategy's scope. `jit_compile`
     compiles the training step with XLA."""
     schedule = lr_schedule(config, steps_per_epoch)
-    weight_optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
+    weight_optimizer = optimizers.FusedSGD(schedule, momentum=config.momentum)
     architecture_optimizer = (
         keras.optimizers.Adam(config.arch_lr, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
         if config.deformable else None)

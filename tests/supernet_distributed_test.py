@@ -8,6 +8,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from stacnas_tf import optimizers  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 from stacnas_tf import strategy as strategy_lib  # noqa: E402
 from stacnas_tf import supernet  # noqa: E402
@@ -23,7 +24,7 @@ def _network(strategy):
                                      weight_decay=WD, architecture_weight_decay=ARCH_WD)
         keras.utils.set_random_seed(0)
         net(tf.zeros([1, 8, 8, 1]))
-        net.compile(keras.optimizers.SGD(LR, momentum=0.9),
+        net.compile(optimizers.FusedSGD(LR, momentum=0.9),
                     keras.optimizers.Adam(ARCH_LR, beta_1=0.5, beta_2=0.999, epsilon=1e-8))
     return net
 

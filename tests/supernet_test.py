@@ -7,6 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from stacnas_tf import optimizers  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 from stacnas_tf import supernet  # noqa: E402
 
@@ -21,7 +22,7 @@ def _network(num_cells=3, per_cell=False, **kwargs):
 
 
 def _compile(net, weight_lr=0.1):
-    weight_opt = keras.optimizers.SGD(weight_lr, momentum=0.9)
+    weight_opt = optimizers.FusedSGD(weight_lr, momentum=0.9)
     arch_opt = keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
     net.compile(weight_opt, arch_opt)
     return weight_opt, arch_opt
