@@ -29,14 +29,22 @@ def reduced_gradients(tape, loss, variables):
 def weight_update(grads, weight_vars, grad_clip_norm, weight_decay):
     """(clipped grads + L2 decay, raw global norm) of already-reduced weight gradients."""
     raw_norm = tf.linalg.global_norm(grads)
+    # One scale and one decay tensor for all variables: a supernet has thousands,
+    # and per-variable constants and identities (as tf.clip_by_global_norm adds)
+    # make its graph, and so its tracing, larger.
+    decay = tf.convert_to_tensor(weight_decay, tf.float32)
     if tf.is_tensor(grad_clip_norm) or grad_clip_norm:
-        grads, _ = tf.clip_by_global_norm(grads, grad_clip_norm, use_norm=raw_norm)
-    return [g + weight_decay * v for g, v in zip(grads, weight_vars)], raw_norm
+        # tf.clip_by_global_norm's scale: clip / max(norm, clip), NaN when the norm is.
+        clip = tf.convert_to_tensor(grad_clip_norm, tf.float32)
+        scale = clip * tf.minimum(1.0 / raw_norm, 1.0 / clip)
+        return [g * scale + decay * v for g, v in zip(grads, weight_vars)], raw_norm
+    return [g + decay * v for g, v in zip(grads, weight_vars)], raw_norm
 
 
 def architecture_update(grads, arch_vars, arch_weight_decay):
     """Already-reduced architecture gradients + L2 decay; never clipped."""
-    return [g + arch_weight_decay * v for g, v in zip(grads, arch_vars)]
+    decay = tf.convert_to_tensor(arch_weight_decay, tf.float32)
+    return [g + decay * v for g, v in zip(grads, arch_vars)]
 
 
 def processed_gradients(tape, loss, weight_vars, arch_vars, grad_clip_norm, weight_decay,

@@ -30,4 +30,14 @@ class FusedSGD(keras.optimizers.SGD):
         tf.raw_ops.ResourceApplyKerasMomentum(
             var=target.handle, accum=accumulator.handle,
             lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
-            momentum=tf.cast(self.momentum, dtype), use_locking=False, use_nesterov=False)
+            momentum=self._momentum_tensor(dtype), use_locking=False, use_nesterov=False)
+
+    def _momentum_tensor(self, dtype):
+        # One constant per graph, not one per variable.
+        graph = tf.compat.v1.get_default_graph()
+        cached = self.__dict__.get("_momentum_constant")
+        if cached is None or cached[0] is not graph or cached[1].dtype != dtype:
+            cached = (graph, tf.constant(self.momentum, dtype))
+            # Set past __setattr__: a graph tensor is no state to track or save.
+            self.__dict__["_momentum_constant"] = cached
+        return cached[1]

@@ -134,9 +134,7 @@ def distribute(strategy: tf.distribute.Strategy, make_dataset):
     Across several workers, `make_dataset(input_context)` builds one pipeline
     per worker, which reads and augments only its own shard and batches per
     replica. On one machine `make_dataset(None)` gives the global batches and
-    Keras splits them over the local replicas (its own split is the one
-    verified for every network here; per-replica batches there made the
-    collectives of a deformable network disagree).
+    Keras splits them over the local replicas.
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     multi_worker = resolver is not None and bool(resolver.task_type)
