@@ -147,4 +147,5 @@ def test_two_workers_agree_only_the_chief_writes_and_a_restart_resumes(tmp_path)
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["logits"] == {name: [e["logits"] for e in edges]
                                      for name, edges in first[0]["logits"].items()}
-    assert os.listdir(scratch) == []  # the worker's scratch checkpoints are gone
+    # The worker's scratch checkpoints are gone (Python may keep its caches there).
+    assert [name for name in os.listdir(scratch) if name.startswith("stacnas-worker-")] == []
