@@ -35,7 +35,3 @@ def policy_scope(precision: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def needs_loss_scaling(precision: str) -> bool:
-    return check(precision) == "mixed_float16"

@@ -98,10 +98,6 @@ def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def num_replicas(strategy: tf.distribute.Strategy | None) -> int:
-    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
-
-
 def scale_factor(rule: str, replicas: int) -> float:
     """How much the global batch and the learning rate grow with `replicas`:
     `none` keeps both (the batch is split over the replicas), `linear` multiplies
