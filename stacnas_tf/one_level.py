@@ -4,7 +4,9 @@ Shared by the supernet (search, and its bi-level ablation, which uses the same
 pieces on two batches) and deformable final networks. Gradients are
 summed over replicas first, so clipping sees the global batch's gradient and
 every replica applies the same update; L2 decay is added to the gradient after
-clipping, as PyTorch's `weight_decay` does in DARTS.
+clipping, as PyTorch's `weight_decay` does in DARTS. Also what both models'
+training steps share for float16 loss scaling and for running under
+MultiWorkerMirroredStrategy.
 """
 
 from __future__ import annotations
