@@ -7,7 +7,8 @@
 For each supernet (`stage1`: none + one op per group; `stage2`: none + the
 separable convolutions, the costliest stage-2 group; `full`: all 8 DARTS ops)
 it runs in a fresh process (so peak RSS is that of one network) and prints
-one JSON line: first step seconds (tracing included), median seconds per
+one JSON line: seconds to construct, build and compile the supernet
+(`build_s`), first step seconds (tracing included), median seconds per
 later step, images per second, peak RSS (and GPU memory) in MB and parameter
 count.
 """
@@ -16,6 +17,7 @@ import json
 import multiprocessing
 import os
 import platform
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -63,20 +65,22 @@ def measure(space_name, channels, num_cells, batch_size, image_size, steps, jit_
         "full": space.full_candidates,
     }[space_name]()
     keras.utils.set_random_seed(0)
+    start = time.perf_counter()
     with precision.policy_scope(precision_name):
         net = supernet.SearchNetwork(search_space.StageSpace.shared(cell, cell), 10,
                                      channels=channels, num_cells=num_cells, seed=0)
-        net(tf.zeros([1, image_size, image_size, 3]))
+        net.build((None, image_size, image_size, 3))
     sgd = optimizers.FusedSGD if fused_sgd else keras.optimizers.SGD
     net.compile(sgd(0.025, momentum=0.9),
                 keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999), jit_compile=jit_compile)
+    build_s = time.perf_counter() - start
     timing = time_train_steps(net, batch_size, image_size, steps)
     return {
         "benchmark": "search_step", "framework": "keras-tf", "space": space_name,
         "channels": channels, "num_cells": num_cells, "batch_size": batch_size,
         "image_size": image_size, "jit_compile": jit_compile, "precision": precision_name,
         "grappler": grappler, "fused_sgd": fused_sgd, "steps": steps,
-        **timing,
+        "build_s": round(build_s, 3), **timing,
         "parameters": int(net.count_params()),
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "cpu_count": os.cpu_count(), "machine": platform.machine(),

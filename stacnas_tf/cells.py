@@ -21,6 +21,18 @@ def make_preprocessing(filters, reduction_prev, affine):
     return pre0, pre1
 
 
+def build_cell_layers(cell, input_shape, edge_layers):
+    """Builds a cell's preprocessing and edge layers for inputs of `input_shape`
+    (the shapes of both inputs); every edge reads a state of `cell.filters`."""
+    shape0, shape1 = input_shape
+    cell.preprocess0.build(shape0)
+    cell.preprocess1.build(shape1)
+    state_shape = (None, None, None, cell.filters)  # kernels depend on channels alone
+    for layer in edge_layers:
+        if layer is not None:
+            layer.build(state_shape)
+
+
 @keras.saving.register_keras_serializable(package="stacnas_tf")
 class SearchCell(keras.layers.Layer):
     """A supernet cell: every edge is a MixedOp over its candidates.
@@ -51,6 +63,10 @@ class SearchCell(keras.layers.Layer):
             )
             for index, (source, node) in enumerate(search_space.edge_endpoints(num_nodes))
         ]
+
+    def build(self, input_shape):
+        # Explicit, so Keras need not trace `call` to find the edges' variables.
+        build_cell_layers(self, input_shape, self.edges)
 
     def call(self, inputs, weights, training=None):
         return tf.concat(self.states(inputs, weights, training=training)[2:], axis=-1)
@@ -146,6 +162,10 @@ class DerivedCell(keras.layers.Layer):
             self.edge_logits = self.add_weight(
                 shape=(len(self.edges), 2), initializer="zeros", autocast=False,
                 name="edge_logits")
+
+    def build(self, input_shape):
+        # Explicit, so Keras need not trace `call` to find the edges' variables.
+        build_cell_layers(self, input_shape, self.edge_ops)
 
     @property
     def output_filters(self):

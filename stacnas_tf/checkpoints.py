@@ -8,6 +8,7 @@ explicitly, keyed by their Keras paths; optimizers are tracked as usual.
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -48,3 +49,26 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
             f"checkpoint {path} does not fit this network (another genotype or size?): "
             f"{str(e).splitlines()[0][:300]}"
         ) from e
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: the chief records it (`record`, which subclasses
+    implement), then every worker saves the checkpoint with the completed-epoch
+    count. Non-chief workers (`chief=False`) save into their scratch folder:
+    MultiWorkerMirroredStrategy's collectives expect every worker to take part."""
+
+    def __init__(self, manager, epoch_variable, chief=True):
+        super().__init__()
+        self.manager = manager
+        self.epoch_variable = epoch_variable
+        self.chief = chief
+
+    def record(self, epoch, logs):
+        """Writes the chief's account of `epoch` (0-based) before the checkpoint:
+        a crash between the two only repeats the epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.chief:
+            self.record(epoch, logs or {})
+        self.epoch_variable.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)

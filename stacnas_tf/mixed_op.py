@@ -32,6 +32,12 @@ class MixedOp(keras.layers.Layer):
             for op in candidates
         ]
 
+    def build(self, input_shape):
+        # Explicit, so Keras need not trace `call` to find the candidates' variables.
+        for op in self.candidate_ops:
+            if op is not None:
+                op.build(input_shape)
+
     def call(self, inputs, weights, training=None):
         # One Unpack instead of a strided slice (and its constants) per candidate.
         # The weights come as float32 softmax; the sum runs in the ops' compute dtype.

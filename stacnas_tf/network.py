@@ -70,7 +70,7 @@ class AuxiliaryHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="stacnas_tf")
-class FinalNetwork(keras.Model):
+class FinalNetwork(one_level.TrainingHooks, keras.Model):
     """A network of `num_cells` DerivedCells built from `genotype`.
 
     stem="cifar": 3x3 conv to 3C + BN; stem="imagenet": DARTS's two-stage
@@ -213,36 +213,24 @@ class FinalNetwork(keras.Model):
         self.optimizer.build(self.weight_variables)
         if self.architecture_variables:
             architecture_optimizer.build(self.architecture_variables)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras hook (see one_level.first_replica_batch).
-        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
-            data_batch = one_level.first_replica_batch(self.distribute_strategy, iterator)
-        super()._maybe_symbolic_build(data_batch=data_batch)
+        self._build_compiled_state(self.num_classes)
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        weight_vars, arch_vars = self.weight_variables, self.architecture_variables
-        loss_scale = one_level.loss_scale(self.optimizer)
-        with tf.GradientTape() as tape:
+
+        def forward():
             outputs = self(images, training=True)
             logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
             # Both terms are divided by the replica count under a strategy.
             loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
             if aux_logits is not None and self.aux_weight:
                 loss += self.aux_weight * self.loss(labels, aux_logits)
-            scaled_loss = loss if loss_scale is None else loss * loss_scale
-        weight_grads, arch_grads, _ = one_level.processed_gradients(
-            tape, scaled_loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
-            self.architecture_weight_decay, loss_scale=loss_scale)
-        arch_grads = one_level.rescaled(arch_grads, loss_scale, self.architecture_optimizer)
-        one_level.apply(self.optimizer, weight_grads, weight_vars, self.architecture_optimizer,
-                        arch_grads, arch_vars)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
-        return one_level.replica_logs(self.compute_metrics(images, labels, logits))
+            return loss, logits
+
+        loss, logits, weight_grads, arch_grads, _ = self._one_level_gradients(forward)
+        one_level.apply(self.optimizer, weight_grads, self.weight_variables,
+                        self.architecture_optimizer, arch_grads, self.architecture_variables)
+        return self._step_logs(images, labels, logits, loss)
 
     def test_step(self, data):
         return one_level.replica_logs(super().test_step(data))

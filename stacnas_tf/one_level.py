@@ -101,6 +101,70 @@ def rescaled(arch_grads, weight_loss_scale, arch_optimizer):
     return [g * (arch_scale / weight_loss_scale) for g in arch_grads]
 
 
+class TrainingHooks:
+    """What the training steps of the supernet and the final network share;
+    mix in before `keras.Model`. The model provides `weight_variables`,
+    `architecture_variables`, `architecture_optimizer`, `grad_clip_norm`,
+    `weight_decay` and `architecture_weight_decay`."""
+
+    def _one_level_gradients(self, forward):
+        """(loss, outputs, weight grads, architecture grads, raw weight-gradient
+        norm) of one forward/backward pass; `forward()` returns (loss, outputs).
+
+        Under float16 the gradients come from the scaled loss, the weights'
+        with clipping and decay scaled alike; see `processed_gradients`.
+        """
+        scale = loss_scale(self.optimizer)
+        with tf.GradientTape() as tape:
+            loss, outputs = forward()
+            scaled_loss = loss if scale is None else loss * scale
+        weight_grads, arch_grads, raw_norm = processed_gradients(
+            tape, scaled_loss, self.weight_variables, self.architecture_variables,
+            self.grad_clip_norm, self.weight_decay, self.architecture_weight_decay,
+            loss_scale=scale)
+        arch_grads = rescaled(arch_grads, scale, self.architecture_optimizer)
+        return loss, outputs, weight_grads, arch_grads, raw_norm
+
+    def _step_logs(self, images, labels, logits, loss):
+        """Updates the metrics with a step's loss and logits; returns the logs."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for metric in self.metrics:
+            if metric.name == "loss":
+                # The loss was divided by the replica count; the tracker wants the batch mean.
+                metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
+        return replica_logs(self.compute_metrics(images, labels, logits))
+
+    def _describing_batch(self, batch):
+        """The part of a training batch that describes the model's inputs."""
+        return batch
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras hook (see first_replica_batch).
+        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
+            data_batch = self._describing_batch(
+                first_replica_batch(self.distribute_strategy, iterator))
+        super()._maybe_symbolic_build(data_batch=data_batch)
+
+    def _build_compiled_state(self, num_classes):
+        """Creates the compiled loss's and metrics' state for integer labels and
+        [batch, num_classes] logits, the only shapes it depends on here.
+
+        Keras would create it by tracing the whole network symbolically when
+        fit starts under a strategy, or else inside the first training step,
+        which tf.function must then trace a second time; either doubled the
+        start-up of a deep supernet.
+        """
+        # Keras's own means of running code on symbolic tensors (its fit does the same).
+        from keras.src import backend as keras_backend
+
+        labels = keras.KerasTensor((None,), dtype="int64")
+        logits = keras.KerasTensor((None, num_classes), dtype="float32")
+        keras_backend.compute_output_spec(self.compute_metrics, None, labels, logits)
+        keras_backend.compute_output_spec(
+            lambda y, y_pred: self.compute_loss(y=y, y_pred=y_pred, training=False),
+            labels, logits)
+
+
 def first_replica_batch(strategy, iterator):
     """The first replica's part of the next batch of a Keras epoch iterator.
 

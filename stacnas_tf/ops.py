@@ -18,6 +18,17 @@ from stacnas_tf import search_space
 
 _SERIALIZE_PACKAGE = "stacnas_tf"
 
+# Layers made of sublayers build them explicitly in `build`. Without it Keras
+# finds their variables by tracing `call` symbolically, again at every level
+# of nesting: building a supernet took as long as its first training step.
+
+
+def _channels(shape, channels=None):
+    """An input shape for building sublayers: their kernels depend on the
+    channel count alone, and leaving out the spatial size keeps Keras from
+    checking it against kernels that only see a padded or subsampled input."""
+    return (None, None, None, shape[-1] if channels is None else channels)
+
 
 @keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
 class BatchNorm(keras.layers.Layer):
@@ -102,6 +113,10 @@ class ReLUConvBN(keras.layers.Layer):
         )
         self.bn = BatchNorm(affine=affine, name="bn")
 
+    def build(self, input_shape):
+        self.conv.build(_channels(input_shape))
+        self.bn.build(_channels(input_shape, self.filters))
+
     def call(self, inputs, training=None):
         return self.bn(self.conv(tf.nn.relu(inputs)), training=training)
 
@@ -125,6 +140,11 @@ class FactorizedReduce(keras.layers.Layer):
         self.conv_even = keras.layers.Conv2D(filters // 2, 1, use_bias=False, name="conv_even")
         self.conv_odd = keras.layers.Conv2D(filters // 2, 1, use_bias=False, name="conv_odd")
         self.bn = BatchNorm(affine=affine, name="bn")
+
+    def build(self, input_shape):
+        self.conv_even.build(_channels(input_shape))
+        self.conv_odd.build(_channels(input_shape))
+        self.bn.build(_channels(input_shape, self.filters))
 
     def call(self, inputs, training=None):
         x = tf.nn.relu(inputs)
@@ -152,6 +172,10 @@ class Pool(keras.layers.Layer):
         self.stride = stride
         self.batch_norm = batch_norm
         self.bn = BatchNorm(affine=False, name="bn") if batch_norm else None
+
+    def build(self, input_shape):
+        if self.bn is not None:
+            self.bn.build(_channels(input_shape))
 
     def call(self, inputs, training=None):
         # TF's stride-1 'SAME' pools pad symmetrically and ignore the padding,
@@ -211,6 +235,13 @@ class DilConv(keras.layers.Layer):
         self.pointwise = keras.layers.Conv2D(filters, 1, use_bias=False, name="pointwise")
         self.bn = BatchNorm(affine=affine, name="bn")
 
+    def build(self, input_shape):
+        if isinstance(self.pre, keras.layers.Layer):
+            self.pre.build(_channels(input_shape))
+        self.depthwise.build(_channels(input_shape))
+        self.pointwise.build(_channels(input_shape))
+        self.bn.build(_channels(input_shape, self.filters))
+
     def call(self, inputs, training=None):
         x = _apply_depthwise(self.pre, self.depthwise, tf.nn.relu(inputs), self.stride)
         return self.bn(self.pointwise(x), training=training)
@@ -246,6 +277,11 @@ class SepConv(keras.layers.Layer):
     def build(self, input_shape):
         # The first pointwise conv keeps the input width, known only here.
         self.pointwise1 = keras.layers.Conv2D(input_shape[-1], 1, use_bias=False, name="pointwise1")
+        if isinstance(self.pre1, keras.layers.Layer):
+            self.pre1.build(_channels(input_shape))
+        for layer in (self.depthwise1, self.pointwise1, self.bn1, self.depthwise2, self.pointwise2):
+            layer.build(_channels(input_shape))
+        self.bn2.build(_channels(input_shape, self.filters))
 
     def call(self, inputs, training=None):
         x = _apply_depthwise(self.pre1, self.depthwise1, tf.nn.relu(inputs), self.stride)

@@ -88,29 +88,18 @@ def _logits_json(model: supernet.SearchNetwork) -> dict:
     }
 
 
-class _EpochEnd(keras.callbacks.Callback):
-    """Records history and architecture summaries, then checkpoints, each epoch.
+class _EpochEnd(checkpoints.EpochCheckpoint):
+    """Records history and architecture summaries (chief only), then checkpoints, each epoch."""
 
-    Without a `writer` (the non-chief workers of a multi-worker run) it only
-    checkpoints, into the worker's scratch folder: every worker must take part
-    in saving, as MultiWorkerMirroredStrategy's collectives expect.
-    """
-
-    def __init__(self, stage_dir, manager, epoch_variable, history, schedule, writer):
-        super().__init__()
+    def __init__(self, manager, epoch_variable, chief, stage_dir=None, history=None,
+                 schedule=None, writer=None):
+        super().__init__(manager, epoch_variable, chief)
         self.stage_dir = stage_dir
-        self.manager = manager
-        self.epoch_variable = epoch_variable
         self.history_entries = history
         self.schedule = schedule
         self.writer = writer
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.writer is None:
-            self.epoch_variable.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
-            return
-        logs = logs or {}
+    def record(self, epoch, logs):
         model = self.model
         logits = _logits_json(model)
         lr = float(self.schedule(model.optimizer.iterations))
@@ -129,17 +118,15 @@ class _EpochEnd(keras.callbacks.Callback):
                         tf.summary.scalar(f"alpha/{name}/{e['edge']}/{op}", weight)
             tf.summary.scalar("lr", lr)
         self.writer.flush()
-        # History first: a crash before the checkpoint only repeats this epoch.
         files.write_json(os.path.join(self.stage_dir, "history.json"), self.history_entries)
-        self.epoch_variable.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
 
 
 def build_supernet(config: config_lib.SearchConfig, stage: int,
                    stage_space: search_space.StageSpace, num_cells: int, num_classes: int,
                    image_shape) -> supernet.SearchNetwork:
-    """The supernet of `stage`, built on one image. Training and loading both use it,
-    so the variable paths the checkpoints are keyed by always agree."""
+    """The supernet of `stage`, built for images of `image_shape`. Training and
+    loading both use it, so the variable paths the checkpoints are keyed by
+    always agree."""
     with precision.policy_scope(config.precision):
         model = supernet.SearchNetwork(
             stage_space, num_classes, channels=config.channels, num_cells=num_cells,
@@ -147,7 +134,7 @@ def build_supernet(config: config_lib.SearchConfig, stage: int,
             grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
             optimization=config.optimization, name=f"stage{stage}_supernet",
         )
-        model(tf.zeros((1,) + tuple(image_shape)), training=False)
+        model.build((None,) + tuple(image_shape))
     return model
 
 
@@ -207,11 +194,11 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
             writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
             callbacks = [
-                _EpochEnd(stage_dir, manager, epoch_variable, history, schedule, writer),
+                _EpochEnd(manager, epoch_variable, True, stage_dir, history, schedule, writer),
                 keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
             ]
         else:
-            callbacks, verbose = [_EpochEnd(None, manager, epoch_variable, [], schedule, None)], 0
+            callbacks, verbose = [_EpochEnd(manager, epoch_variable, chief=False)], 0
         if verbose:
             print(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
                   f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s), "

@@ -62,7 +62,7 @@ class ArchitectureLogits(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="stacnas_tf")
-class SearchNetwork(keras.Model):
+class SearchNetwork(one_level.TrainingHooks, keras.Model):
     """The DARTS/StacNAS supernet, trained with one-level optimization.
 
     stem (3x3 conv to stem_multiplier * channels, BatchNorm) -> `num_cells`
@@ -144,6 +144,19 @@ class SearchNetwork(keras.Model):
         # Logits in float32 under mixed precision, as Keras recommends.
         self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
+    def build(self, input_shape):
+        # Explicit, so building creates the variables without tracing the network.
+        stem_shape = tuple(input_shape[:-1]) + (self.stem_multiplier * self.channels,)
+        self.stem_conv.build(input_shape)
+        self.stem_bn.build(stem_shape)
+        shape0 = shape1 = stem_shape
+        for cell in self.search_cells:
+            cell.build((shape0, shape1))
+            # Kernels depend on channel counts alone.
+            shape0, shape1 = shape1, (None, None, None, cell.num_nodes * cell.filters)
+        self.global_pool.build(shape1)
+        self.classifier.build((None, shape1[-1]))
+
     def call(self, images, training=None):
         return self.classifier(self.global_pool(self.run_cells(images, training=training)))
 
@@ -194,6 +207,7 @@ class SearchNetwork(keras.Model):
             raise ValueError("SearchNetwork.compile: build the network (call it once) before compiling.")
         self.optimizer.build(self.weight_variables)
         architecture_optimizer.build(self.architecture_variables)
+        self._build_compiled_state(self.num_classes)
 
     def one_level_gradients(self, images, labels):
         """Loss, logits and processed gradients of one forward/backward pass.
@@ -201,19 +215,12 @@ class SearchNetwork(keras.Model):
         Returns (loss, logits, weight_grads, architecture_grads, raw weight-gradient
         norm); see `one_level.processed_gradients`.
         """
-        weight_vars = self.weight_variables
-        arch_vars = self.architecture_variables
-        loss_scale = one_level.loss_scale(self.optimizer)
-        with tf.GradientTape() as tape:
+        def forward():
             logits = self(images, training=True)
             # compute_loss divides by the replica count under a strategy.
-            loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
-            scaled_loss = loss if loss_scale is None else loss * loss_scale
-        weight_grads, arch_grads, raw_norm = one_level.processed_gradients(
-            tape, scaled_loss, weight_vars, arch_vars, self.grad_clip_norm, self.weight_decay,
-            self.architecture_weight_decay, loss_scale=loss_scale)
-        arch_grads = one_level.rescaled(arch_grads, loss_scale, self.architecture_optimizer)
-        return loss, logits, weight_grads, arch_grads, raw_norm
+            return self.compute_loss(x=images, y=labels, y_pred=logits, training=True), logits
+
+        return self._one_level_gradients(forward)
 
     def train_step(self, data):
         if self.optimization == "bi_level":
@@ -222,7 +229,7 @@ class SearchNetwork(keras.Model):
         loss, logits, weight_grads, arch_grads, _ = self.one_level_gradients(images, labels)
         one_level.apply(self.optimizer, weight_grads, self.weight_variables,
                         self.architecture_optimizer, arch_grads, self.architecture_variables)
-        return self._update_metrics(images, labels, logits, loss)
+        return self._step_logs(images, labels, logits, loss)
 
     def bi_level_step(self, weight_batch, architecture_batch):
         """DARTS's first-order bi-level step (the ablation of table 4).
@@ -249,23 +256,11 @@ class SearchNetwork(keras.Model):
             one_level.reduced_gradients(tape, loss, weight_vars), weight_vars,
             self.grad_clip_norm, self.weight_decay)
         one_level.apply(self.optimizer, weight_grads, weight_vars)
-        return self._update_metrics(images, labels, logits, loss)
+        return self._step_logs(images, labels, logits, loss)
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras hook (see one_level.first_replica_batch); a bi-level batch is
-        # (weight batch, architecture batch), of which one describes the inputs.
-        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
-            data_batch = one_level.first_replica_batch(self.distribute_strategy, iterator)
-            if self.optimization == "bi_level":
-                data_batch = data_batch[0]
-        super()._maybe_symbolic_build(data_batch=data_batch)
-
-    def _update_metrics(self, images, labels, logits, loss):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
-        return one_level.replica_logs(self.compute_metrics(images, labels, logits))
+    def _describing_batch(self, batch):
+        # A bi-level batch is (weight batch, architecture batch); each describes the inputs.
+        return batch[0] if self.optimization == "bi_level" else batch
 
     # --- results ---------------------------------------------------------------
 

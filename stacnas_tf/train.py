@@ -91,25 +91,18 @@ class _DropPathRamp(keras.callbacks.Callback):
         self.model.drop_path_rate.assign(self.maximum * epoch / self.epochs)
 
 
-class _EpochEnd(keras.callbacks.Callback):
-    """Records the epoch in history.json, then checkpoints. Without an
-    `output_dir` (non-chief workers) it only checkpoints, into the worker's
-    scratch folder: every worker must take part in saving."""
+class _EpochEnd(checkpoints.EpochCheckpoint):
+    """Records the epoch in history.json (chief only), then checkpoints."""
 
-    def __init__(self, output_dir, manager, epoch_variable, history, schedule):
-        super().__init__()
+    def __init__(self, manager, epoch_variable, chief, output_dir=None, history=None,
+                 schedule=None):
+        super().__init__(manager, epoch_variable, chief)
         self.output_dir = output_dir
-        self.manager = manager
-        self.epoch_variable = epoch_variable
         self.history_entries = history
         self.schedule = schedule
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.output_dir is None:
-            self.epoch_variable.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
-            return
-        logs = {k: float(v) for k, v in (logs or {}).items()}
+    def record(self, epoch, logs):
+        logs = {k: float(v) for k, v in logs.items()}
         logs.update({
             "epoch": epoch + 1,
             "lr": float(self.schedule(self.model.optimizer.iterations)),
@@ -119,8 +112,6 @@ class _EpochEnd(keras.callbacks.Callback):
             logs["edge_scales"] = [cell.edge_scales().numpy().tolist() for cell in self.model.derived_cells]
         self.history_entries.append(logs)
         files.write_json(os.path.join(self.output_dir, "history.json"), self.history_entries)
-        self.epoch_variable.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
 
 
 def _check_folder(output_dir, config, genotype):
@@ -200,12 +191,12 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
         callbacks = [_DropPathRamp(config.drop_path, config.epochs)]
         if chief:
             callbacks += [
-                _EpochEnd(output_dir, manager, epoch_variable, history, schedule),
+                _EpochEnd(manager, epoch_variable, True, output_dir, history, schedule),
                 keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard"),
                                             write_graph=False),
             ]
         else:
-            callbacks.append(_EpochEnd(None, manager, epoch_variable, [], schedule))
+            callbacks.append(_EpochEnd(manager, epoch_variable, chief=False))
             verbose = 0
         if verbose:
             print(f"Training {config.num_cells} cells, C={config.channels}: "

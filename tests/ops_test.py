@@ -21,6 +21,22 @@ def test_output_shapes(name, stride):
     assert tuple(layer(x, training=True).shape) == (2, 12 // stride, 12 // stride, 8)
 
 
+def _variable_specs(layer):
+    return [(v.path, tuple(v.shape)) for v in layer.weights]
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_explicit_build_creates_exactly_the_variables_of_a_call(name, stride):
+    built = ops.make_op(name, 8, stride, affine=False, search=True, layer_name=name)
+    built.build((None, 12, 12, 8))
+    called = ops.make_op(name, 8, stride, affine=False, search=True, layer_name=name)
+    called(tf.zeros([1, 12, 12, 8]), training=False)
+    assert _variable_specs(built) == _variable_specs(called)
+    built(tf.zeros([1, 12, 12, 8]), training=False)
+    assert _variable_specs(built) == _variable_specs(called)
+
+
 def _torch_like_pool(x, kind):
     """Reference 3x3 stride-2 pool with padding 1 as PyTorch computes it."""
     n, h, w, c = x.shape

@@ -52,6 +52,34 @@ def test_output_shape_and_reduction_cells():
     assert net.stem_conv.filters == 12  # 3C stem
 
 
+def test_build_creates_the_variables_of_a_call_and_one_trace_serves_the_steps():
+    stage = search_space.stage1_space(SPACE, 5, False)
+    built = supernet.SearchNetwork(stage, 10, channels=4, num_cells=5, seed=0, name="net")
+    built.build((None, 8, 8, 1))
+    called = _network(num_cells=5, name="net")
+    assert [(v.path, tuple(v.shape)) for v in built.weights] == [
+        (v.path, tuple(v.shape)) for v in called.weights]
+    _compile(built)
+    # Compiling created every variable, so tf.function traces the step once
+    # (not a second time for variables made on the first call), and Keras
+    # needs no symbolic pass of its own through the network.
+    variables = len(built.variables)
+    traced = {"train_step": 0, "call": 0}
+    for name in traced:
+        method = getattr(built, name)
+
+        def counting(*args, _method=method, _name=name, **kwargs):
+            traced[_name] += 1
+            return _method(*args, **kwargs)
+
+        setattr(built, name, counting)
+    x, y = _batch()
+    built.train_on_batch(x, y)
+    built.train_on_batch(x, y)
+    assert traced == {"train_step": 1, "call": 1}
+    assert len(built.variables) == variables
+
+
 def test_train_step_updates_weights_with_sgd_and_logits_with_adam():
     net = _network()
     weight_opt, arch_opt = _compile(net)
