@@ -134,15 +134,15 @@ class TrainingHooks:
                 metric.update_state(loss * replicas, sample_weight=tf.shape(images)[0])
         return replica_logs(self.compute_metrics(images, labels, logits))
 
-    def _describing_batch(self, batch):
-        """The part of a training batch that describes the model's inputs."""
-        return batch
-
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras hook (see first_replica_batch).
-        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
-            data_batch = self._describing_batch(
-                first_replica_batch(self.distribute_strategy, iterator))
+        # Keras hook. Under a strategy Keras takes a batch from a throwaway
+        # iterator over the training data to build what is still unbuilt; the
+        # models are built and `compile` builds the rest, so no batch is taken.
+        # A throwaway iterator is not free: every iterator over a seeded,
+        # reshuffling dataset draws the next shuffle orders, so a resumed run
+        # (whose first batch lies a pass further on) would train on other
+        # batches than an uninterrupted one; under MultiWorkerMirroredStrategy
+        # Keras could not even reduce a nested batch.
         super()._maybe_symbolic_build(data_batch=data_batch)
 
     def _build_compiled_state(self, num_classes):
@@ -163,22 +163,6 @@ class TrainingHooks:
         keras_backend.compute_output_spec(
             lambda y, y_pred: self.compute_loss(y=y, y_pred=y_pred, training=False),
             labels, logits)
-
-
-def first_replica_batch(strategy, iterator):
-    """The first replica's part of the next batch of a Keras epoch iterator.
-
-    Keras's `fit` learns the input shapes under a strategy by reducing a whole
-    batch over the replicas, which MultiWorkerMirroredStrategy cannot do for
-    nested batches; one replica's batch has the shapes it needs.
-    """
-    for _, _, batches in iterator:
-        batch = next(batches)
-        break
-    return tf.nest.map_structure(
-        lambda value: (strategy.experimental_local_results(value)[0]
-                       if isinstance(value, tf.distribute.DistributedValues) else value),
-        batch)
 
 
 def replica_logs(logs):

@@ -258,10 +258,6 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
         one_level.apply(self.optimizer, weight_grads, weight_vars)
         return self._step_logs(images, labels, logits, loss)
 
-    def _describing_batch(self, batch):
-        # A bi-level batch is (weight batch, architecture batch); each describes the inputs.
-        return batch[0] if self.optimization == "bi_level" else batch
-
     # --- results ---------------------------------------------------------------
 
     def logit_values(self):
