@@ -213,7 +213,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         self.optimizer.build(self.weight_variables)
         if self.architecture_variables:
             architecture_optimizer.build(self.architecture_variables)
-        self._build_compiled_state(self.num_classes)
+        self._build_compiled_state()
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)

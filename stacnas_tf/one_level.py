@@ -4,9 +4,8 @@ Shared by the supernet (search, and its bi-level ablation, which uses the same
 pieces on two batches) and deformable final networks. Gradients are
 summed over replicas first, so clipping sees the global batch's gradient and
 every replica applies the same update; L2 decay is added to the gradient after
-clipping, as PyTorch's `weight_decay` does in DARTS. Also what both models'
-training steps share for float16 loss scaling and for running under
-MultiWorkerMirroredStrategy.
+clipping, as PyTorch's `weight_decay` does in DARTS. `TrainingHooks` is what
+both models' training steps share (float16 loss scaling, logs, Keras hooks).
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def rescaled(arch_grads, weight_loss_scale, arch_optimizer):
 
 class TrainingHooks:
     """What the training steps of the supernet and the final network share;
-    mix in before `keras.Model`. The model provides `weight_variables`,
+    mix in before `keras.Model`. The model provides `num_classes`, `weight_variables`,
     `architecture_variables`, `architecture_optimizer`, `grad_clip_norm`,
     `weight_decay` and `architecture_weight_decay`."""
 
@@ -145,9 +144,9 @@ class TrainingHooks:
         # Keras could not even reduce a nested batch.
         super()._maybe_symbolic_build(data_batch=data_batch)
 
-    def _build_compiled_state(self, num_classes):
+    def _build_compiled_state(self):
         """Creates the compiled loss's and metrics' state for integer labels and
-        [batch, num_classes] logits, the only shapes it depends on here.
+        [batch, self.num_classes] logits, the only shapes it depends on here.
 
         Keras would create it by tracing the whole network symbolically when
         fit starts under a strategy, or else inside the first training step,
@@ -158,7 +157,7 @@ class TrainingHooks:
         from keras.src import backend as keras_backend
 
         labels = keras.KerasTensor((None,), dtype="int64")
-        logits = keras.KerasTensor((None, num_classes), dtype="float32")
+        logits = keras.KerasTensor((None, self.num_classes), dtype="float32")
         keras_backend.compute_output_spec(self.compute_metrics, None, labels, logits)
         keras_backend.compute_output_spec(
             lambda y, y_pred: self.compute_loss(y=y, y_pred=y_pred, training=False),

@@ -212,6 +212,12 @@ def _depthwise(kernel_size, stride, dilation, name):
     )
 
 
+def _build_depthwise(pre, layer, input_shape):
+    if isinstance(pre, keras.layers.Layer):
+        pre.build(_channels(input_shape))
+    layer.build(_channels(input_shape))
+
+
 def _apply_depthwise(pre, layer, x, stride):
     if pre == "subsample":
         x = x[:, ::stride, ::stride, :]
@@ -236,9 +242,7 @@ class DilConv(keras.layers.Layer):
         self.bn = BatchNorm(affine=affine, name="bn")
 
     def build(self, input_shape):
-        if isinstance(self.pre, keras.layers.Layer):
-            self.pre.build(_channels(input_shape))
-        self.depthwise.build(_channels(input_shape))
+        _build_depthwise(self.pre, self.depthwise, input_shape)
         self.pointwise.build(_channels(input_shape))
         self.bn.build(_channels(input_shape, self.filters))
 
@@ -277,9 +281,8 @@ class SepConv(keras.layers.Layer):
     def build(self, input_shape):
         # The first pointwise conv keeps the input width, known only here.
         self.pointwise1 = keras.layers.Conv2D(input_shape[-1], 1, use_bias=False, name="pointwise1")
-        if isinstance(self.pre1, keras.layers.Layer):
-            self.pre1.build(_channels(input_shape))
-        for layer in (self.depthwise1, self.pointwise1, self.bn1, self.depthwise2, self.pointwise2):
+        _build_depthwise(self.pre1, self.depthwise1, input_shape)
+        for layer in (self.pointwise1, self.bn1, self.depthwise2, self.pointwise2):
             layer.build(_channels(input_shape))
         self.bn2.build(_channels(input_shape, self.filters))
 

@@ -194,7 +194,8 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
             writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
             callbacks = [
-                _EpochEnd(manager, epoch_variable, True, stage_dir, history, schedule, writer),
+                _EpochEnd(manager, epoch_variable, chief=True, stage_dir=stage_dir, history=history,
+                          schedule=schedule, writer=writer),
                 keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
             ]
         else:

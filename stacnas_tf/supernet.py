@@ -207,7 +207,7 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
             raise ValueError("SearchNetwork.compile: build the network (call it once) before compiling.")
         self.optimizer.build(self.weight_variables)
         architecture_optimizer.build(self.architecture_variables)
-        self._build_compiled_state(self.num_classes)
+        self._build_compiled_state()
 
     def one_level_gradients(self, images, labels):
         """Loss, logits and processed gradients of one forward/backward pass.

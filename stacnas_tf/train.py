@@ -191,7 +191,8 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
         callbacks = [_DropPathRamp(config.drop_path, config.epochs)]
         if chief:
             callbacks += [
-                _EpochEnd(manager, epoch_variable, True, output_dir, history, schedule),
+                _EpochEnd(manager, epoch_variable, chief=True, output_dir=output_dir, history=history,
+                          schedule=schedule),
                 keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard"),
                                             write_graph=False),
             ]
