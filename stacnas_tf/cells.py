@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from stacnas_tf import mixed_op
@@ -35,11 +36,12 @@ def build_cell_layers(cell, input_shape, edge_layers):
 
 @keras.saving.register_keras_serializable(package="stacnas_tf")
 class SearchCell(keras.layers.Layer):
-    """A supernet cell: every edge is a MixedOp over its candidates.
+    """A supernet cell: every edge is a weighted sum of its candidate ops.
 
     Node j is the sum of its incoming edges; the output is the channel-wise
     concatenation of the `num_nodes` intermediate nodes (4 x filters channels).
-    In a reduction cell the edges leaving the two inputs have stride 2.
+    In a reduction cell the edges leaving the two inputs have stride 2. The
+    edges leaving one state are computed together (`mixed_op.MixedEdges`).
     """
 
     def __init__(self, candidates, filters, reduction, reduction_prev, num_nodes=4, **kwargs):
@@ -56,36 +58,63 @@ class SearchCell(keras.layers.Layer):
         self.reduction_prev = reduction_prev
         self.num_nodes = num_nodes
         self.preprocess0, self.preprocess1 = make_preprocessing(filters, reduction_prev, affine=False)
-        self.edges = [
-            mixed_op.MixedOp(
-                candidates[index], filters, stride=2 if reduction and source < 2 else 1,
-                name=f"edge_{source}_{node}",
+        endpoints = search_space.edge_endpoints(num_nodes)
+        # Every state but the last node feeds edges; `fan_out[s]` lists the
+        # indices (in edge order) of the edges that read state s.
+        self.fan_out = tuple(
+            tuple(e for e, (source, _) in enumerate(endpoints) if source == state)
+            for state in range(num_nodes + 1)
+        )
+        self.edge_groups = [
+            mixed_op.MixedEdges(
+                [candidates[e] for e in edges], filters,
+                stride=2 if reduction and state < 2 else 1, name=f"edges_from_{state}",
             )
-            for index, (source, node) in enumerate(search_space.edge_endpoints(num_nodes))
+            for state, edges in enumerate(self.fan_out)
         ]
+        self._source_order = np.array([e for edges in self.fan_out for e in edges], dtype=np.int32)
 
     def build(self, input_shape):
         # Explicit, so Keras need not trace `call` to find the edges' variables.
-        build_cell_layers(self, input_shape, self.edges)
+        build_cell_layers(self, input_shape, self.edge_groups)
 
     def call(self, inputs, weights, training=None):
         return tf.concat(self.states(inputs, weights, training=training)[2:], axis=-1)
 
     def states(self, inputs, weights, training=None):
-        """The two preprocessed inputs and the `num_nodes` node outputs; edge
-        `e` of `search_space.edge_endpoints` reads state `source`."""
+        """The two preprocessed inputs and the `num_nodes` node outputs."""
         s0, s1 = inputs
-        if tf.is_tensor(weights):
-            weights = tf.unstack(weights)
+        # One gather and one split hand every state its edges' weights.
+        weights = tf.split(tf.gather(weights, self._source_order),
+                           [len(edges) for edges in self.fan_out])
         states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
-        index = 0
+        incoming = [[] for _ in range(self.num_nodes)]
+
+        def run_edges_from(state):
+            outputs = self.edge_groups[state](states[state], weights[state], training=training)
+            for e, output in zip(self.fan_out[state], outputs):
+                incoming[self.edge_node(e)].append(output)
+
+        run_edges_from(0)
+        run_edges_from(1)
         for node in range(self.num_nodes):
-            terms = []
-            for source in range(2 + node):
-                terms.append(self.edges[index](states[source], weights[index], training=training))
-                index += 1
-            states.append(tf.add_n(terms))
+            states.append(tf.add_n(incoming[node]))
+            if len(states) - 1 < len(self.fan_out):
+                run_edges_from(len(states) - 1)
         return states
+
+    def edge_node(self, edge):
+        """The intermediate node (0-based) that edge `edge` feeds."""
+        return search_space.edge_endpoints(self.num_nodes)[edge][1] - 2
+
+    def edge_op_outputs(self, states, training=None):
+        """Every edge's unweighted op outputs, in edge order: a list of {op: tensor}
+        (`states` from `states`)."""
+        outputs = [None] * len(self.candidates)
+        for state, (group, edges) in enumerate(zip(self.edge_groups, self.fan_out)):
+            for e, edge_outputs in zip(edges, group.op_outputs(states[state], training=training)):
+                outputs[e] = edge_outputs
+        return outputs
 
     def get_config(self):
         config = super().get_config()

@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -21,9 +22,45 @@ def test_search_cell_shapes(reduction, reduction_prev):
     out = cell((s0, s1), weights, training=True)
     side = 4 if reduction else 8
     assert tuple(out.shape) == (2, side, side, 4 * 6)  # concat of the 4 nodes
-    assert len(cell.edges) == 14
-    strides = [edge.stride for edge in cell.edges]
-    assert strides == [2 if reduction and src < 2 else 1 for src, _ in search_space.edge_endpoints(4)]
+    # One group of edges per state that feeds edges: inputs 0, 1 and nodes 0-2.
+    endpoints = search_space.edge_endpoints(4)
+    assert [len(edges) for edges in cell.fan_out] == [4, 4, 3, 2, 1]
+    for state, (group, edges) in enumerate(zip(cell.edge_groups, cell.fan_out)):
+        assert all(endpoints[e][0] == state for e in edges)
+        assert group.stride == (2 if reduction and state < 2 else 1)
+
+
+STAGE2 = (
+    ("none", "sep_conv_3x3", "sep_conv_5x5"), ("none", "skip_connect"),
+    ("none", "max_pool_3x3", "avg_pool_3x3"), ("none", "dil_conv_3x3", "dil_conv_5x5"),
+) * 3 + (("none", "skip_connect"), ("none", "sep_conv_3x3", "sep_conv_5x5"))
+
+
+@pytest.mark.parametrize("candidates", [CELL, STAGE2], ids=["stage1", "stage2"])
+@pytest.mark.parametrize("reduction", [False, True])
+def test_each_node_sums_its_incoming_edges(candidates, reduction):
+    cell = cells.SearchCell(candidates, 6, reduction, False)
+    inputs = (tf.random.normal([2, 8, 8, 10], seed=0), tf.random.normal([2, 8, 8, 12], seed=1))
+    width = max(len(edge) for edge in candidates)
+    logits = np.array([[np.random.RandomState(e).randn() if k < len(edge) else -1e9
+                        for k in range(width)] for e, edge in enumerate(candidates)], np.float32)
+    weights = tf.nn.softmax(logits, axis=-1)
+    states = cell.states(inputs, weights, training=False)
+    outputs = cell.edge_op_outputs(states, training=False)
+    endpoints = search_space.edge_endpoints(4)
+    for node in range(4):
+        expected = sum(
+            weights[e, k].numpy() * outputs[e][op].numpy()
+            for e, (_, target) in enumerate(endpoints) if target == node + 2
+            for k, op in enumerate(candidates[e]) if op != "none"
+        )
+        np.testing.assert_allclose(states[2 + node].numpy(), expected, atol=1e-4)
+    # Each edge computes from the state it reads: the skip edges pass it on.
+    for e, (source, _) in enumerate(endpoints):
+        if not reduction or source >= 2:
+            if "skip_connect" in candidates[e]:
+                np.testing.assert_allclose(outputs[e]["skip_connect"].numpy(),
+                                           states[source].numpy(), atol=1e-6)
 
 
 def _variable_specs(layer):

@@ -3,40 +3,90 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from stacnas_tf import mixed_op  # noqa: E402
 
-CANDIDATES = ("none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3")
+STAGE1 = ("none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3")
+# Stage 2: each edge holds `none` and the group its stage-1 winner belongs to.
+STAGE2 = (
+    ("none", "sep_conv_3x3", "sep_conv_5x5"),
+    ("none", "max_pool_3x3", "avg_pool_3x3"),
+    ("none", "skip_connect"),
+    ("none", "sep_conv_3x3", "sep_conv_5x5"),
+)
 
 
-def test_output_is_softmax_weighted_sum_of_candidates():
-    layer = mixed_op.MixedOp(CANDIDATES, 4, stride=1)
+def _weights(candidates, seed):
+    """Softmax weights per edge over its own candidates, zero past them (as the supernet pads)."""
+    rng = np.random.RandomState(seed)
+    width = max(len(edge) for edge in candidates)
+    logits = np.full((len(candidates), width), -1e9, np.float32)
+    for e, edge in enumerate(candidates):
+        logits[e, : len(edge)] = rng.randn(len(edge))
+    return tf.nn.softmax(tf.constant(logits), axis=-1)
+
+
+@pytest.mark.parametrize("candidates", [(STAGE1,) * 3, STAGE2], ids=["stage1", "stage2"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_edge_is_the_softmax_weighted_sum_of_its_own_candidates(candidates, stride):
+    layer = mixed_op.MixedEdges(candidates, 4, stride=stride)
     x = tf.random.normal([2, 8, 8, 4], seed=0)
-    alpha = tf.constant([0.3, -1.0, 0.5, 2.0, 0.1])
-    weights = tf.nn.softmax(alpha)
-    got = layer(x, weights, training=False).numpy()
-    expected = sum(
-        weights[k] * op(x, training=False) for k, op in enumerate(layer.candidate_ops) if op is not None
-    ).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-6)
-    # skip_connect contributes weights[1] * x exactly.
-    only_skip = tf.one_hot(1, 5)
-    np.testing.assert_allclose(layer(x, only_skip, training=False).numpy(), x.numpy(), atol=1e-6)
-    # all the weight on `none`: the edge outputs zero.
-    np.testing.assert_allclose(layer(x, tf.one_hot(0, 5), training=False).numpy(), 0.0, atol=1e-7)
+    weights = _weights(candidates, seed=1)
+    got = [o.numpy() for o in layer(x, weights, training=False)]
+    outputs = layer.op_outputs(x, training=False)
+    assert len(got) == len(candidates)
+    for e, edge in enumerate(candidates):
+        assert sorted(outputs[e]) == sorted(op for op in edge if op != "none")
+        expected = sum(weights[e, k].numpy() * outputs[e][op].numpy()
+                       for k, op in enumerate(edge) if op != "none")
+        np.testing.assert_allclose(got[e], expected, atol=1e-5)
+        assert got[e].shape == (2, 8 // stride, 8 // stride, 4)
 
 
-def test_gradient_reaches_the_logits():
-    layer = mixed_op.MixedOp(CANDIDATES, 4, stride=2)
-    x = tf.random.normal([2, 8, 8, 4], seed=1)
-    alpha = tf.Variable(tf.zeros([5]))
+def test_one_hot_weights_pick_one_op_of_one_edge():
+    layer = mixed_op.MixedEdges(STAGE2, 4, stride=1)
+    x = tf.random.normal([2, 8, 8, 4], seed=2)
+    outputs = layer.op_outputs(x, training=False)
+    # Edge 2 fully on skip: exactly its input. Edge 0 fully on none: zero.
+    weights = np.zeros((4, 3), np.float32)
+    weights[0, 0] = weights[1, 2] = weights[2, 1] = weights[3, 1] = 1.0
+    got = [o.numpy() for o in layer(x, tf.constant(weights), training=False)]
+    np.testing.assert_allclose(got[0], 0.0, atol=1e-7)
+    np.testing.assert_allclose(got[1], outputs[1]["avg_pool_3x3"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(got[2], x.numpy(), atol=1e-6)
+    np.testing.assert_allclose(got[3], outputs[3]["sep_conv_3x3"].numpy(), atol=1e-6)
+    # Edges 0 and 3 hold the same ops but their own weights.
+    assert np.abs(outputs[0]["sep_conv_3x3"].numpy() - got[3]).max() > 1e-3
+
+
+def test_gradient_reaches_every_candidate_logit():
+    layer = mixed_op.MixedEdges(STAGE2, 4, stride=2)
+    x = tf.random.normal([2, 8, 8, 4], seed=3)
+    alpha = tf.Variable(tf.random.normal([4, 3], seed=4) * 0.1)
+    mask = np.array([[len(edge) > k for k in range(3)] for edge in STAGE2])
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(tf.square(layer(x, tf.nn.softmax(alpha), training=True)))
+        weights = tf.nn.softmax(tf.where(mask, alpha, -1e9), axis=-1)
+        loss = tf.add_n([tf.reduce_sum(tf.square(o)) for o in layer(x, weights, training=True)])
     grad = tape.gradient(loss, alpha).numpy()
-    assert grad.shape == (5,) and np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+    assert np.all(np.isfinite(grad))
+    assert np.all(np.abs(grad[mask]) > 0) and np.all(grad[~mask] == 0)
+
+
+def test_ops_are_batched_once_per_op():
+    layer = mixed_op.MixedEdges(STAGE2, 4)
+    assert layer.op_names == ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
+                              "sep_conv_5x5")
+    assert layer.op_edges == ((1,), (1,), (2,), (0, 3), (0, 3))
+    assert [op.num_edges for op in layer.batched_ops] == [1, 1, 1, 2, 2]
+
+
+def test_unknown_op_is_refused():
+    with pytest.raises(ValueError, match="unknown op"):
+        mixed_op.MixedEdges([("none", "conv_9x9")], 4)
 
 
 def test_config_round_trip():
-    layer = mixed_op.MixedOp(CANDIDATES, 4, stride=2, name="edge")
-    assert mixed_op.MixedOp.from_config(layer.get_config()).get_config() == layer.get_config()
+    layer = mixed_op.MixedEdges(STAGE2, 4, stride=2, name="edges")
+    assert mixed_op.MixedEdges.from_config(layer.get_config()).get_config() == layer.get_config()

@@ -92,10 +92,10 @@ def make_statistics_fn(model):
 
         def on_cell(cell, inputs, weights):
             states = cell.states(inputs, weights, training=False)
-            endpoints = search_space.edge_endpoints(cell.num_nodes)
-            for edge, (source, _) in zip(cell.edges, endpoints):
-                ops = [edge.candidate_ops[k] for k in measured_ops(edge.candidates)]
-                collected.append(batch_statistics([op(states[source], training=False) for op in ops]))
+            outputs = cell.edge_op_outputs(states, training=False)
+            for candidates, edge_outputs in zip(cell.candidates, outputs):
+                collected.append(batch_statistics(
+                    [edge_outputs[candidates[k]] for k in measured_ops(candidates)]))
 
         model.run_cells(images, training=False, on_cell=on_cell)
         return collected
@@ -106,9 +106,9 @@ def make_statistics_fn(model):
 def measure(model, batches, num_images: int, progress=None) -> dict:
     """Correlations of the measured ops on every edge of `model` (a SearchNetwork
     whose edges all hold the same candidates) over `num_images` images of `batches`."""
-    candidates = model.search_cells[0].edges[0].candidates
+    candidates = model.search_cells[0].candidates[0]
     for cell in model.search_cells:
-        if any(edge.candidates != candidates for edge in cell.edges):
+        if any(edge != candidates for edge in cell.candidates):
             raise ValueError("correlation: every edge of the supernet must hold the same candidates "
                              "(a flat search, --grouping=flat).")
     ops = [candidates[k] for k in measured_ops(candidates)]
@@ -134,7 +134,7 @@ def measure(model, batches, num_images: int, progress=None) -> dict:
     return {
         "ops": ops, "num_images": seen, "mean": mean.tolist(),
         # The paper's section 2.3.2 reads the first edge of the last cell.
-        "first_edge_last_cell": per_edge[len(names) - len(model.search_cells[-1].edges)].tolist(),
+        "first_edge_last_cell": per_edge[len(names) - len(model.search_cells[-1].candidates)].tolist(),
         "edges": [{"edge": name, "correlation": c.tolist()} for name, c in zip(names, per_edge)],
     }
 

@@ -1,0 +1,264 @@
+"""Search-network primitives applied to one input for several edges at once.
+
+Every edge of a cell that reads the same state applies the same candidate
+ops to the same tensor, each edge with its own weights. Computing them one
+edge at a time puts 14 copies of every op (and of its gradient) into a
+cell's graph, and the supernet's start-up (tracing, Grappler) grows with the
+graph. Here one layer computes an op for all `num_edges` edges leaving a
+state: the input is tiled once along channels, depthwise kernels are stacked
+along channels, pointwise kernels become a grouped convolution (one group per
+edge), and one BatchNorm normalizes all edges' channels (BatchNorm is
+per-channel, so this is the edges' own BatchNorms side by side).
+
+Outputs hold the edges' outputs side by side along channels, edge-major:
+channels [e * filters, (e + 1) * filters) belong to edge e. Each edge
+computes exactly what `ops.make_op(..., search=True)` computes for it; the
+windows are placed as in `ops` (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from stacnas_tf import ops as ops_lib
+from stacnas_tf import search_space
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class EdgeStackedGlorotUniform(keras.initializers.RandomUniform):
+    """Glorot-uniform for a kernel that stacks `num_blocks` equal kernels along
+    its last axis (or the one before it, `axis=-2`, for depthwise kernels).
+
+    Each block is drawn with the fans of its own kernel, so every edge starts
+    with the distribution Keras gives a layer of its own.
+    """
+
+    def __init__(self, num_blocks, axis=-1, seed=None):
+        super().__init__(seed=seed)  # RandomUniform for Keras's seed handling
+        self.num_blocks = num_blocks
+        self.axis = axis
+
+    def __call__(self, shape, dtype=None):
+        block = list(shape)
+        block[self.axis] //= self.num_blocks
+        receptive_field = math.prod(block[:-2])
+        fan_in, fan_out = block[-2] * receptive_field, block[-1] * receptive_field
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=self.seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("minval")
+        config.pop("maxval")
+        config.update({"num_blocks": self.num_blocks, "axis": self.axis})
+        return config
+
+
+def _tile(x, num_edges):
+    return x if num_edges == 1 else tf.tile(x, [1, 1, 1, num_edges])
+
+
+def _place(x, kernel_size, stride, dilation):
+    """Prepares `x` so that a stride-1 'SAME' depthwise conv (dilation
+    `dilation`, or 1 when it returns dilation 1) or a strided 'VALID' one puts
+    its windows where DARTS does. Returns (x, strides, padding, dilation)."""
+    if stride == 1:
+        return x, 1, "SAME", dilation
+    if dilation == stride:
+        # A dilation-2, stride-2 conv reads only even pixels: subsample, then undilated.
+        return x[:, ::stride, ::stride, :], 1, "SAME", 1
+    if dilation != 1:
+        raise ValueError(f"stride {stride} with dilation {dilation} is not supported.")
+    pad = kernel_size // 2
+    return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), stride, "VALID", 1
+
+
+def _depthwise(x, kernel, strides, padding, dilation):
+    return tf.nn.depthwise_conv2d(
+        x, kernel, strides=[1, strides, strides, 1], padding=padding,
+        dilations=[dilation, dilation])
+
+
+class _BatchedOp(keras.layers.Layer):
+    """Common arguments: `filters` output channels per edge, `stride`, and
+    `num_edges`, the number of edges computed side by side."""
+
+    def __init__(self, filters, stride=1, num_edges=1, **kwargs):
+        super().__init__(**kwargs)
+        if num_edges < 1:
+            raise ValueError(f"{type(self).__name__}: num_edges must be positive, got {num_edges}.")
+        self.filters = filters
+        self.stride = stride
+        self.num_edges = num_edges
+
+    def _kernel(self, shape, num_blocks, axis, name):
+        return self.add_weight(shape=shape, initializer=EdgeStackedGlorotUniform(num_blocks, axis),
+                               name=name)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "stride": self.stride, "num_edges": self.num_edges})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class BatchedSepConv(_BatchedOp):
+    """`num_edges` SepConvs (ReLU -> depthwise k x k -> pointwise -> BN, twice;
+    the first has the stride) on one input, side by side."""
+
+    def __init__(self, filters, kernel_size, stride=1, num_edges=1, **kwargs):
+        super().__init__(filters, stride, num_edges, **kwargs)
+        self.kernel_size = kernel_size
+        self.bn1 = ops_lib.BatchNorm(affine=False, name="bn1")
+        self.bn2 = ops_lib.BatchNorm(affine=False, name="bn2")
+
+    def build(self, input_shape):
+        channels, edges, k = input_shape[-1], self.num_edges, self.kernel_size
+        self.depthwise1 = self._kernel((k, k, edges * channels, 1), edges, -2, "depthwise1")
+        self.pointwise1 = self._kernel((1, 1, channels, edges * channels), edges, -1, "pointwise1")
+        self.depthwise2 = self._kernel((k, k, edges * channels, 1), edges, -2, "depthwise2")
+        self.pointwise2 = self._kernel((1, 1, channels, edges * self.filters), edges, -1,
+                                       "pointwise2")
+        self.bn1.build((None, None, None, edges * channels))
+        self.bn2.build((None, None, None, edges * self.filters))
+
+    def call(self, inputs, training=None):
+        x, strides, padding, dilation = _place(tf.nn.relu(inputs), self.kernel_size, self.stride, 1)
+        x = _depthwise(_tile(x, self.num_edges), self.depthwise1, strides, padding, dilation)
+        # Input channels = num_edges x the kernel's: a grouped conv, one group per edge.
+        x = self.bn1(tf.nn.conv2d(x, self.pointwise1, 1, "VALID"), training=training)
+        x = _depthwise(tf.nn.relu(x), self.depthwise2, 1, "SAME", 1)
+        return self.bn2(tf.nn.conv2d(x, self.pointwise2, 1, "VALID"), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class BatchedDilConv(_BatchedOp):
+    """`num_edges` DilConvs (ReLU -> dilated depthwise k x k -> pointwise -> BN)
+    on one input, side by side."""
+
+    def __init__(self, filters, kernel_size, stride=1, dilation=2, num_edges=1, **kwargs):
+        super().__init__(filters, stride, num_edges, **kwargs)
+        self.kernel_size = kernel_size
+        self.dilation = dilation
+        self.bn = ops_lib.BatchNorm(affine=False, name="bn")
+
+    def build(self, input_shape):
+        channels, edges, k = input_shape[-1], self.num_edges, self.kernel_size
+        self.depthwise = self._kernel((k, k, edges * channels, 1), edges, -2, "depthwise")
+        self.pointwise = self._kernel((1, 1, channels, edges * self.filters), edges, -1,
+                                      "pointwise")
+        self.bn.build((None, None, None, edges * self.filters))
+
+    def call(self, inputs, training=None):
+        x, strides, padding, dilation = _place(
+            tf.nn.relu(inputs), self.kernel_size, self.stride, self.dilation)
+        x = _depthwise(_tile(x, self.num_edges), self.depthwise, strides, padding, dilation)
+        return self.bn(tf.nn.conv2d(x, self.pointwise, 1, "VALID"), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "dilation": self.dilation})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class BatchedFactorizedReduce(_BatchedOp):
+    """`num_edges` FactorizedReduces (the stride-2 skip_connect): ReLU, two 1x1
+    convs on the even and the odd pixel grid, each giving half of an edge's
+    `filters`, then BatchNorm."""
+
+    def __init__(self, filters, num_edges=1, **kwargs):
+        super().__init__(filters, 2, num_edges, **kwargs)
+        if filters % 2:
+            raise ValueError(f"BatchedFactorizedReduce: filters must be even, got {filters}.")
+        self.bn = ops_lib.BatchNorm(affine=False, name="bn")
+
+    def build(self, input_shape):
+        channels, edges = input_shape[-1], self.num_edges
+        # Groups alternate even grid, odd grid, edge by edge: each edge's output
+        # is [even half, odd half], as FactorizedReduce concatenates them.
+        self.kernel = self._kernel((1, 1, channels, edges * self.filters), 2 * edges, -1, "kernel")
+        self.bn.build((None, None, None, edges * self.filters))
+
+    def call(self, inputs, training=None):
+        x = tf.nn.relu(inputs)
+        grids = tf.concat([x[:, ::2, ::2, :], x[:, 1::2, 1::2, :]], axis=-1)
+        x = tf.nn.conv2d(_tile(grids, self.num_edges), self.kernel, 1, "VALID")
+        return self.bn(x, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("stride")
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class BatchedPool(_BatchedOp):
+    """3x3 max or average pooling followed by a BatchNorm without affine
+    parameters, for `num_edges` edges.
+
+    The op has no weights, and the BatchNorms of all edges see the same input,
+    so their outputs and moving statistics are equal: it is computed once and
+    tiled.
+    """
+
+    def __init__(self, kind, stride=1, num_edges=1, **kwargs):
+        super().__init__(None, stride, num_edges, **kwargs)
+        self.kind = kind
+        self.pool = ops_lib.Pool(kind, stride=stride, batch_norm=True, name="pool")
+
+    def build(self, input_shape):
+        self.pool.build(input_shape)
+
+    def call(self, inputs, training=None):
+        return _tile(self.pool(inputs, training=training), self.num_edges)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("filters")
+        config.update({"kind": self.kind})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class TiledIdentity(_BatchedOp):
+    """The stride-1 skip_connect of `num_edges` edges: the input, tiled."""
+
+    def __init__(self, num_edges=1, **kwargs):
+        super().__init__(None, 1, num_edges, **kwargs)
+
+    def call(self, inputs, training=None):
+        return _tile(inputs, self.num_edges)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("filters")
+        config.pop("stride")
+        return config
+
+
+def make_batched_op(name: str, filters: int, stride: int, num_edges: int, layer_name: str):
+    """Search primitive `name` (not `none`) for `num_edges` edges reading one
+    state of `filters` channels; outputs `num_edges * filters` channels."""
+    if name == search_space.SKIP:
+        if stride == 1:
+            return TiledIdentity(num_edges, name=layer_name)
+        return BatchedFactorizedReduce(filters, num_edges, name=layer_name)
+    if name in ("max_pool_3x3", "avg_pool_3x3"):
+        return BatchedPool(name[:3], stride=stride, num_edges=num_edges, name=layer_name)
+    if name in ("sep_conv_3x3", "sep_conv_5x5"):
+        return BatchedSepConv(filters, int(name[-1]), stride=stride, num_edges=num_edges,
+                              name=layer_name)
+    if name in ("dil_conv_3x3", "dil_conv_5x5"):
+        return BatchedDilConv(filters, int(name[-1]), stride=stride, dilation=2,
+                              num_edges=num_edges, name=layer_name)
+    search_space.check_ops([name], "make_batched_op")
+    raise ValueError(f"make_batched_op: `{name}` has no layer (its output is zero).")

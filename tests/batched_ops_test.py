@@ -1,0 +1,151 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import batched_ops  # noqa: E402
+from stacnas_tf import ops  # noqa: E402
+from stacnas_tf import search_space  # noqa: E402
+
+OPS = [op for op in search_space.PRIMITIVES if op != "none"]
+EDGES = 3
+CHANNELS = 4
+
+
+def _edge_blocks(batched, edge):
+    """(per-edge variable path suffix, that edge's block of the batched variable), by the
+    layout batched_ops documents: edge e owns block e of the stacked axis."""
+    def block(variable, axis, count=EDGES, index=edge):
+        return np.split(variable.numpy(), count, axis=axis)[index]
+
+    if isinstance(batched, batched_ops.BatchedSepConv):
+        return {
+            "depthwise1/kernel": block(batched.depthwise1, -2),
+            "pointwise1/kernel": block(batched.pointwise1, -1),
+            "bn1/moving_mean": block(batched.bn1.moving_mean, 0),
+            "bn1/moving_variance": block(batched.bn1.moving_variance, 0),
+            "depthwise2/kernel": block(batched.depthwise2, -2),
+            "pointwise2/kernel": block(batched.pointwise2, -1),
+            "bn2/moving_mean": block(batched.bn2.moving_mean, 0),
+            "bn2/moving_variance": block(batched.bn2.moving_variance, 0),
+        }
+    if isinstance(batched, batched_ops.BatchedDilConv):
+        return {
+            "depthwise/kernel": block(batched.depthwise, -2),
+            "pointwise/kernel": block(batched.pointwise, -1),
+            "bn/moving_mean": block(batched.bn.moving_mean, 0),
+            "bn/moving_variance": block(batched.bn.moving_variance, 0),
+        }
+    if isinstance(batched, batched_ops.BatchedFactorizedReduce):
+        return {
+            # Groups alternate even, odd per edge.
+            "conv_even/kernel": block(batched.kernel, -1, 2 * EDGES, 2 * edge),
+            "conv_odd/kernel": block(batched.kernel, -1, 2 * EDGES, 2 * edge + 1),
+            "bn/moving_mean": block(batched.bn.moving_mean, 0),
+            "bn/moving_variance": block(batched.bn.moving_variance, 0),
+        }
+    if isinstance(batched, batched_ops.BatchedPool):
+        # One BatchNorm serves every edge.
+        return {"bn/moving_mean": batched.pool.bn.moving_mean.numpy(),
+                "bn/moving_variance": batched.pool.bn.moving_variance.numpy()}
+    assert isinstance(batched, batched_ops.TiledIdentity)
+    return {}
+
+
+def _variables_by_suffix(layer):
+    return {"/".join(v.path.split("/")[1:]): v for v in layer.weights}
+
+
+def _per_edge_copies(name, stride, batched):
+    copies = []
+    for edge in range(EDGES):
+        layer = ops.make_op(name, CHANNELS, stride, affine=False, search=True, layer_name=name)
+        layer.build((None, None, None, CHANNELS))
+        variables = _variables_by_suffix(layer)
+        blocks = _edge_blocks(batched, edge)
+        assert sorted(variables) == sorted(blocks)
+        for suffix, value in blocks.items():
+            variables[suffix].assign(value)
+        copies.append(layer)
+    return copies
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_each_edge_computes_its_own_op_with_its_own_weights(name, stride):
+    keras.utils.set_random_seed(1)
+    batched = batched_ops.make_batched_op(name, CHANNELS, stride, EDGES, layer_name=name)
+    batched.build((None, None, None, CHANNELS))
+    edges = _per_edge_copies(name, stride, batched)
+    x = tf.random.normal([2, 8, 8, CHANNELS], seed=3)
+    for training in (True, False, True):
+        got = np.split(batched(x, training=training).numpy(), EDGES, axis=-1)
+        for edge, layer in zip(range(EDGES), edges):
+            np.testing.assert_allclose(got[edge], layer(x, training=training).numpy(), atol=2e-5)
+    # Training calls moved the moving statistics of every edge alike.
+    for edge, layer in enumerate(edges):
+        variables = _variables_by_suffix(layer)
+        for suffix, value in _edge_blocks(batched, edge).items():
+            np.testing.assert_allclose(value, variables[suffix].numpy(), atol=1e-6)
+    if name not in (search_space.SKIP, "max_pool_3x3", "avg_pool_3x3") or (
+            name == search_space.SKIP and stride == 2):
+        # Independent weights: the edges' outputs differ.
+        assert np.abs(got[0] - got[1]).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "dil_conv_5x5", search_space.SKIP])
+def test_gradients_reach_every_edges_weights(name):
+    batched = batched_ops.make_batched_op(name, CHANNELS, 2, EDGES, layer_name=name)
+    x = tf.random.normal([2, 8, 8, CHANNELS], seed=4)
+    batched.build(x.shape)
+    with tf.GradientTape() as tape:
+        out = batched(x, training=True)
+        # Weighs each edge's output differently, so no gradient cancels by symmetry.
+        loss = tf.reduce_sum(tf.square(out) * tf.repeat(tf.constant([1.0, 2.0, 3.0]), CHANNELS))
+    grads = tape.gradient(loss, batched.trainable_variables)
+    assert grads and all(g is not None for g in grads)
+    for variable, grad in zip(batched.trainable_variables, grads):
+        axis = -2 if "depthwise" in variable.path else -1
+        for block in np.split(grad.numpy(), EDGES, axis=axis):
+            assert np.abs(block).max() > 0, variable.path
+
+
+def test_stacked_initializer_draws_each_block_with_its_own_fans():
+    keras.utils.set_random_seed(0)
+    shape = (3, 3, 4 * 64, 1)
+    kernel = batched_ops.EdgeStackedGlorotUniform(4, axis=-2)(shape).numpy()
+    # One block is a (3, 3, 64, 1) depthwise kernel: fan_in 576, fan_out 9.
+    limit = np.sqrt(6.0 / (576 + 9))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+    blocks = np.split(kernel, 4, axis=-2)
+    assert not np.allclose(blocks[0], blocks[1])
+    np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.05)
+    pointwise = batched_ops.EdgeStackedGlorotUniform(4)((1, 1, 16, 64)).numpy()
+    assert np.abs(pointwise).max() <= np.sqrt(6.0 / 32)
+
+
+@pytest.mark.parametrize("layer", [
+    batched_ops.BatchedSepConv(8, 5, stride=2, num_edges=4, name="a"),
+    batched_ops.BatchedDilConv(8, 3, stride=1, dilation=2, num_edges=2, name="b"),
+    batched_ops.BatchedFactorizedReduce(8, num_edges=3, name="c"),
+    batched_ops.BatchedPool("avg", stride=2, num_edges=4, name="d"),
+    batched_ops.TiledIdentity(num_edges=2, name="e"),
+])
+def test_config_round_trip(layer):
+    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+    initializer = batched_ops.EdgeStackedGlorotUniform(3, axis=-2, seed=5)
+    assert batched_ops.EdgeStackedGlorotUniform.from_config(
+        initializer.get_config()).get_config() == initializer.get_config()
+
+
+def test_none_and_unknown_ops_are_refused():
+    with pytest.raises(ValueError, match="none"):
+        batched_ops.make_batched_op("none", 4, 1, 2, layer_name="x")
+    with pytest.raises(ValueError, match="unknown op"):
+        batched_ops.make_batched_op("conv_7x7", 4, 1, 2, layer_name="x")
+    with pytest.raises(ValueError, match="num_edges"):
+        batched_ops.BatchedSepConv(4, 3, num_edges=0)
