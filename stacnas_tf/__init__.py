@@ -1,3 +1,3 @@
 """stacnas_tf: StacNAS (stable and consistent differentiable NAS) in Keras 3 / TensorFlow."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -46,7 +46,8 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ValueError(
-            f"checkpoint {path} does not fit this network (another genotype or size?): "
+            f"checkpoint {path} does not fit this network (another genotype or size, or a "
+            f"stacnas_tf 0.1 search checkpoint, whose supernet had one layer per edge?): "
             f"{str(e).splitlines()[0][:300]}"
         ) from e
 
