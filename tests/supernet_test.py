@@ -193,3 +193,28 @@ def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
 def test_unknown_optimization_is_refused():
     with pytest.raises(ValueError, match="optimization"):
         _network(optimization="two_level")
+
+
+def _two_steps(jit_compile, stage):
+    keras.utils.set_random_seed(0)
+    net = supernet.SearchNetwork(stage, 10, channels=4, num_cells=3, seed=0)
+    net.build((None, 8, 8, 1))
+    net.compile(optimizers.FusedSGD(0.1, momentum=0.9), keras.optimizers.Adam(3e-3),
+                jit_compile=jit_compile)
+    x, y = _batch()
+    losses = [net.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(2)]
+    return losses, [v.numpy() for v in net.architecture_variables]
+
+
+def test_xla_compiled_step_matches_the_graph_step():
+    # Stage-2 candidates: every op kind, batched over edges of different groups.
+    winners = ["sep_conv_3x3", "max_pool_3x3", "skip_connect", "dil_conv_3x3"] * 3 + [
+        "skip_connect", "sep_conv_3x3"]
+    cell = SPACE.activate(winners)
+    stage = search_space.StageSpace.shared(cell, cell)
+    graph_losses, graph_alpha = _two_steps(False, stage)
+    xla_losses, xla_alpha = _two_steps(True, stage)
+    np.testing.assert_allclose(xla_losses, graph_losses, rtol=1e-5)
+    assert graph_losses[1] < graph_losses[0]
+    for xla, graph in zip(xla_alpha, graph_alpha):
+        np.testing.assert_allclose(xla, graph, atol=2e-4)
