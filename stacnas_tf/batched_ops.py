@@ -62,18 +62,14 @@ def _tile(x, num_edges):
 
 
 def _place(x, kernel_size, stride, dilation):
-    """Prepares `x` so that a stride-1 'SAME' depthwise conv (dilation
-    `dilation`, or 1 when it returns dilation 1) or a strided 'VALID' one puts
-    its windows where DARTS does. Returns (x, strides, padding, dilation)."""
-    if stride == 1:
-        return x, 1, "SAME", dilation
-    if dilation == stride:
-        # A dilation-2, stride-2 conv reads only even pixels: subsample, then undilated.
-        return x[:, ::stride, ::stride, :], 1, "SAME", 1
-    if dilation != 1:
-        raise ValueError(f"stride {stride} with dilation {dilation} is not supported.")
-    pad = kernel_size // 2
-    return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), stride, "VALID", 1
+    """Prepares `x` for a depthwise conv placed as in DARTS (`ops.depthwise_placement`);
+    returns (x, strides, padding, dilation) for `_depthwise`."""
+    pre, strides, padding, dilation = ops_lib.depthwise_placement(kernel_size, stride, dilation)
+    if pre == "subsample":
+        x = x[:, ::stride, ::stride, :]
+    elif pre is not None:
+        x = tf.pad(x, [[0, 0], [pre, pre], [pre, pre], [0, 0]])
+    return x, strides, padding.upper(), dilation
 
 
 def _depthwise(x, kernel, strides, padding, dilation):

@@ -194,22 +194,29 @@ class Pool(keras.layers.Layer):
         return config
 
 
-def _depthwise(kernel_size, stride, dilation, name):
-    """A depthwise conv placed as in DARTS; returns (pre-transform, layer)."""
+def depthwise_placement(kernel_size, stride, dilation):
+    """Where DARTS puts a depthwise conv's windows, as TF ops can: returns
+    (pre, strides, padding, dilation). `pre` is None (a stride-1 'SAME' conv),
+    "subsample" (a dilation-2, stride-2 conv reads only even pixels: subsample,
+    then an undilated stride-1 conv), or the width of an explicit symmetric
+    zero padding before a strided 'VALID' conv."""
     if stride == 1:
-        return None, keras.layers.DepthwiseConv2D(
-            kernel_size, padding="same", dilation_rate=dilation, use_bias=False, name=name
-        )
+        return None, 1, "same", dilation
     if dilation == stride:
-        return "subsample", keras.layers.DepthwiseConv2D(
-            kernel_size, padding="same", use_bias=False, name=name
-        )
+        return "subsample", 1, "same", 1
     if dilation != 1:
         raise ValueError(f"stride {stride} with dilation {dilation} is not supported.")
-    pad = kernel_size // 2
-    return keras.layers.ZeroPadding2D(pad, name=f"{name}_pad"), keras.layers.DepthwiseConv2D(
-        kernel_size, strides=stride, padding="valid", use_bias=False, name=name
-    )
+    return kernel_size // 2, stride, "valid", 1
+
+
+def _depthwise(kernel_size, stride, dilation, name):
+    """A depthwise conv placed as in DARTS; returns (pre-transform, layer)."""
+    pre, strides, padding, dilation = depthwise_placement(kernel_size, stride, dilation)
+    if pre is not None and pre != "subsample":
+        pre = keras.layers.ZeroPadding2D(pre, name=f"{name}_pad")
+    return pre, keras.layers.DepthwiseConv2D(
+        kernel_size, strides=strides, padding=padding, dilation_rate=dilation, use_bias=False,
+        name=name)
 
 
 def _build_depthwise(pre, layer, input_shape):
