@@ -26,12 +26,12 @@ def build_cell_layers(cell, input_shape, edge_layers):
     """Builds a cell's preprocessing and edge layers for inputs of `input_shape`
     (the shapes of both inputs); every edge reads a state of `cell.filters`."""
     shape0, shape1 = input_shape
-    cell.preprocess0.build(shape0)
-    cell.preprocess1.build(shape1)
     state_shape = (None, None, None, cell.filters)  # kernels depend on channels alone
-    for layer in edge_layers:
-        if layer is not None:
-            layer.build(state_shape)
+    shapes = [shape0, shape1] + [state_shape] * len(edge_layers)
+    for layer, shape in zip([cell.preprocess0, cell.preprocess1] + list(edge_layers), shapes):
+        # Skips layers already run on their own (`SearchCell.states` before a call).
+        if layer is not None and not layer.built:
+            layer.build(shape)
 
 
 @keras.saving.register_keras_serializable(package="stacnas_tf")

@@ -62,7 +62,7 @@ class MixedEdges(keras.layers.Layer):
     def build(self, input_shape):
         # Explicit, so Keras need not trace `call` to find the ops' variables.
         for layer in self.batched_ops:
-            if not layer.built:  # `op_outputs` may have run them already
+            if not layer.built:  # `op_outputs` may have run it already
                 layer.build(input_shape)
 
     def call(self, inputs, weights, training=None):

@@ -96,3 +96,20 @@ def test_wrong_edge_count_is_refused():
 def test_config_round_trip():
     cell = cells.SearchCell(CELL, 6, True, False, name="c")
     assert cells.SearchCell.from_config(cell.get_config()).get_config() == cell.get_config()
+
+
+@pytest.mark.parametrize("num_nodes", [1, 2, 5])
+def test_other_node_counts_route_every_edge_to_its_node(num_nodes):
+    endpoints = search_space.edge_endpoints(num_nodes)
+    candidates = [("none", "skip_connect", "sep_conv_3x3")] * len(endpoints)
+    cell = cells.SearchCell(candidates, 4, False, False, num_nodes=num_nodes)
+    inputs = (tf.random.normal([2, 8, 8, 6], seed=2), tf.random.normal([2, 8, 8, 6], seed=3))
+    # All weight on skip: node j is the sum of the states its edges read.
+    weights = tf.one_hot([1] * len(endpoints), 3)
+    states = cell.states(inputs, weights, training=False)
+    assert len(states) == 2 + num_nodes
+    for node in range(num_nodes):
+        expected = sum(states[source].numpy() for source, target in endpoints if target == node + 2)
+        np.testing.assert_allclose(states[2 + node].numpy(), expected, atol=1e-5)
+    out = cell(inputs, weights, training=False)
+    assert tuple(out.shape) == (2, 8, 8, 4 * num_nodes)
