@@ -73,6 +73,7 @@ class SearchCell(keras.layers.Layer):
             for state, edges in enumerate(self.fan_out)
         ]
         self._source_order = np.array([e for edges in self.fan_out for e in edges], dtype=np.int32)
+        self._edge_nodes = tuple(node - 2 for _, node in endpoints)  # 0-based node fed by each edge
 
     def build(self, input_shape):
         # Explicit, so Keras need not trace `call` to find the edges' variables.
@@ -93,7 +94,7 @@ class SearchCell(keras.layers.Layer):
         def run_edges_from(state):
             outputs = self.edge_groups[state](states[state], weights[state], training=training)
             for e, output in zip(self.fan_out[state], outputs):
-                incoming[self.edge_node(e)].append(output)
+                incoming[self._edge_nodes[e]].append(output)
 
         run_edges_from(0)
         run_edges_from(1)
@@ -102,10 +103,6 @@ class SearchCell(keras.layers.Layer):
             if len(states) - 1 < len(self.fan_out):
                 run_edges_from(len(states) - 1)
         return states
-
-    def edge_node(self, edge):
-        """The intermediate node (0-based) that edge `edge` feeds."""
-        return search_space.edge_endpoints(self.num_nodes)[edge][1] - 2
 
     def edge_op_outputs(self, states, training=None):
         """Every edge's unweighted op outputs, in edge order: a list of {op: tensor}
