@@ -14,6 +14,10 @@ Outputs hold the edges' outputs side by side along channels, edge-major:
 channels [e * filters, (e + 1) * filters) belong to edge e. Each edge
 computes exactly what `ops.make_op(..., search=True)` computes for it; the
 windows are placed as in `ops` (see its docstring).
+
+Every layer's `call` takes an optional `scale`, one multiplier per output
+channel (the mixed op's architecture weights). Ops that end in a BatchNorm
+fold it into that BatchNorm's fused kernel; the others multiply.
 """
 
 from __future__ import annotations
@@ -72,6 +76,10 @@ def _place(x, kernel_size, stride, dilation):
     return x, strides, padding.upper(), dilation
 
 
+def _scaled(x, scale):
+    return x if scale is None else x * tf.cast(scale, x.dtype)
+
+
 def _depthwise(x, kernel, strides, padding, dilation):
     return tf.nn.depthwise_conv2d(
         x, kernel, strides=[1, strides, strides, 1], padding=padding,
@@ -121,13 +129,14 @@ class BatchedSepConv(_BatchedOp):
         self.bn1.build((None, None, None, edges * channels))
         self.bn2.build((None, None, None, edges * self.filters))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, scale=None):
         x, strides, padding, dilation = _place(tf.nn.relu(inputs), self.kernel_size, self.stride, 1)
         x = _depthwise(_tile(x, self.num_edges), self.depthwise1, strides, padding, dilation)
         # Input channels = num_edges x the kernel's: a grouped conv, one group per edge.
         x = self.bn1(tf.nn.conv2d(x, self.pointwise1, 1, "VALID"), training=training)
         x = _depthwise(tf.nn.relu(x), self.depthwise2, 1, "SAME", 1)
-        return self.bn2(tf.nn.conv2d(x, self.pointwise2, 1, "VALID"), training=training)
+        return self.bn2(tf.nn.conv2d(x, self.pointwise2, 1, "VALID"), training=training,
+                        scale=scale)
 
     def get_config(self):
         config = super().get_config()
@@ -153,11 +162,12 @@ class BatchedDilConv(_BatchedOp):
                                       "pointwise")
         self.bn.build((None, None, None, edges * self.filters))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, scale=None):
         x, strides, padding, dilation = _place(
             tf.nn.relu(inputs), self.kernel_size, self.stride, self.dilation)
         x = _depthwise(_tile(x, self.num_edges), self.depthwise, strides, padding, dilation)
-        return self.bn(tf.nn.conv2d(x, self.pointwise, 1, "VALID"), training=training)
+        return self.bn(tf.nn.conv2d(x, self.pointwise, 1, "VALID"), training=training,
+                       scale=scale)
 
     def get_config(self):
         config = super().get_config()
@@ -184,11 +194,11 @@ class BatchedFactorizedReduce(_BatchedOp):
         self.kernel = self._kernel((1, 1, channels, edges * self.filters), 2 * edges, -1, "kernel")
         self.bn.build((None, None, None, edges * self.filters))
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, scale=None):
         x = tf.nn.relu(inputs)
         grids = tf.concat([x[:, ::2, ::2, :], x[:, 1::2, 1::2, :]], axis=-1)
         x = tf.nn.conv2d(_tile(grids, self.num_edges), self.kernel, 1, "VALID")
-        return self.bn(x, training=training)
+        return self.bn(x, training=training, scale=scale)
 
     def get_config(self):
         config = super().get_config()
@@ -214,8 +224,9 @@ class BatchedPool(_BatchedOp):
     def build(self, input_shape):
         self.pool.build(input_shape)
 
-    def call(self, inputs, training=None):
-        return _tile(self.pool(inputs, training=training), self.num_edges)
+    def call(self, inputs, training=None, scale=None):
+        # Scaled after the tile: the edges' scales differ.
+        return _scaled(_tile(self.pool(inputs, training=training), self.num_edges), scale)
 
     def get_config(self):
         config = super().get_config()
@@ -231,8 +242,8 @@ class TiledIdentity(_BatchedOp):
     def __init__(self, num_edges=1, **kwargs):
         super().__init__(None, 1, num_edges, **kwargs)
 
-    def call(self, inputs, training=None):
-        return _tile(inputs, self.num_edges)
+    def call(self, inputs, training=None, scale=None):
+        return _scaled(_tile(inputs, self.num_edges), scale)
 
     def get_config(self):
         config = super().get_config()

@@ -38,6 +38,12 @@ class BatchNorm(keras.layers.Layer):
     decay by `momentum` (Keras convention, 0.9) and the moving variance uses
     the unbiased batch variance. With `affine=False` there is no scale/offset,
     as in the DARTS search network. `training=None` means inference.
+
+    `scale` (affine-free layers only) multiplies each output channel: the
+    search network weights every edge's op output by its architecture weight
+    this way, inside the fused kernel, whose gradient also yields the
+    weight's gradient, instead of a multiplication and a reduction of its own
+    over the whole activation.
     """
 
     def __init__(self, affine=True, momentum=0.9, epsilon=1e-5, **kwargs):
@@ -64,12 +70,17 @@ class BatchNorm(keras.layers.Layer):
             autocast=False, name="moving_variance",
         )
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, scale=None):
         channels = inputs.shape[-1]
         if self.affine:
+            if scale is not None:
+                raise ValueError(f"BatchNorm {self.name}: `scale` needs affine=False.")
             scale, offset = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
         else:
-            scale, offset = tf.ones([channels], tf.float32), tf.zeros([channels], tf.float32)
+            # The fused kernel takes a float32 scale whatever the inputs' dtype.
+            scale = (tf.ones([channels], tf.float32) if scale is None
+                     else tf.cast(scale, tf.float32))
+            offset = tf.zeros([channels], tf.float32)
         if training:
             # The kernel also updates the moving statistics (exponential_avg_factor):
             # one op instead of a dozen per layer keeps the supernet's graph, and

@@ -97,6 +97,29 @@ def test_each_edge_computes_its_own_op_with_its_own_weights(name, stride):
         assert np.abs(got[0] - got[1]).max() > 1e-3
 
 
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_scale_multiplies_each_output_channel(name, stride):
+    # Ops with a final BatchNorm fold the scale into it, the others multiply:
+    # either way the output is the unscaled output times the scale, and the
+    # scale's gradient is the output's gradient summed over batch and pixels.
+    keras.utils.set_random_seed(2)
+    batched = batched_ops.make_batched_op(name, CHANNELS, stride, EDGES, layer_name=name)
+    x = tf.random.normal([2, 8, 8, CHANNELS], seed=5)
+    batched.build(x.shape)
+    scale = tf.random.uniform([EDGES * CHANNELS], -1.0, 1.0, seed=6)
+    for training in (True, False):
+        unscaled = batched(x, training=training)
+        with tf.GradientTape() as tape:
+            tape.watch(scale)
+            out = batched(x, training=training, scale=scale)
+            loss = tf.reduce_sum(out * tf.cos(unscaled))
+        np.testing.assert_allclose(out.numpy(), unscaled.numpy() * scale.numpy(), atol=2e-5)
+        np.testing.assert_allclose(
+            tape.gradient(loss, scale).numpy(),
+            tf.reduce_sum(unscaled * tf.cos(unscaled), axis=(0, 1, 2)).numpy(), rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["sep_conv_3x3", "dil_conv_5x5", search_space.SKIP])
 def test_gradients_reach_every_edges_weights(name):
     batched = batched_ops.make_batched_op(name, CHANNELS, 2, EDGES, layer_name=name)

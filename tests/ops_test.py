@@ -115,6 +115,27 @@ def test_batch_norm_matches_pytorch_semantics():
         inference, (x - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + 1e-5), atol=1e-4)
 
 
+@pytest.mark.parametrize("training", [True, None])
+def test_batch_norm_scale_multiplies_each_channel_and_gets_its_gradient(training):
+    x = tf.constant(np.random.RandomState(4).randn(4, 5, 5, 3).astype(np.float32))
+    target = tf.constant(np.random.RandomState(5).randn(4, 5, 5, 3).astype(np.float32))
+    scale = tf.constant([0.5, -2.0, 0.0])
+    plain, scaled = ops.BatchNorm(affine=False), ops.BatchNorm(affine=False)
+    unscaled = plain(x, training=training)
+    with tf.GradientTape() as tape:
+        tape.watch(scale)
+        out = scaled(x, training=training, scale=scale)
+        loss = tf.reduce_sum(out * target)
+    np.testing.assert_allclose(out.numpy(), unscaled.numpy() * scale.numpy(), atol=1e-5)
+    # d loss / d scale_c = sum over the batch and pixels of target * unscaled output.
+    np.testing.assert_allclose(tape.gradient(loss, scale).numpy(),
+                               tf.reduce_sum(target * unscaled, axis=(0, 1, 2)).numpy(), rtol=1e-4)
+    # The moving statistics do not depend on the scale.
+    np.testing.assert_allclose(scaled.moving_variance.numpy(), plain.moving_variance.numpy())
+    with pytest.raises(ValueError, match="affine=False"):
+        ops.BatchNorm(affine=True)(x, training=training, scale=scale)
+
+
 @pytest.mark.parametrize("layer", [
     ops.BatchNorm(affine=False, name="bn"), ops.ReLUConvBN(8, 1, affine=False, name="rcb"),
     ops.FactorizedReduce(8, name="fr"), ops.Pool("avg", 2, batch_norm=True, name="pool"),
