@@ -63,7 +63,7 @@ def float32_step():
 
 
 # Measured on this model: gradient cosine 0.999 (float16) / 0.987 (bfloat16),
-# loss within 0.02% / 0.2%, weights after the step within 0.08% / 0.2%.
+# loss within 0.02% / 0.14%, weights after the step within 0.06% / 0.19%.
 @pytest.mark.parametrize("policy,compute_dtype,min_cosine,tolerance", [
     ("mixed_float16", "float16", 0.99, 0.005), ("mixed_bfloat16", "bfloat16", 0.95, 0.02)])
 def test_gradients_reach_alpha_and_a_step_matches_float32(float32_step, policy, compute_dtype,
