@@ -22,6 +22,7 @@ fold it into that BatchNorm's fused kernel; the others multiply.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -80,6 +81,39 @@ def _scaled(x, scale):
     return x if scale is None else x * tf.cast(scale, x.dtype)
 
 
+def _grouped_pointwise(x, kernel):
+    """A 1x1 convolution whose input channels are `groups` blocks of the kernel's
+    input width, each block mapped by its own slice of the kernel's outputs."""
+    groups = x.shape[-1] // kernel.shape[2]
+    if groups == 1 or grouped_conv_gradient_available(x.dtype.name):
+        return tf.nn.conv2d(x, kernel, 1, "VALID")
+    # The same product as a batched matmul over the groups (1.5x slower where
+    # both run): TF's stock CPU kernels have no gradient for grouped
+    # convolutions; only its oneDNN kernels do, and TF turns those on only on
+    # some CPUs (not on AVX2-only ones) and not for every dtype.
+    shape = tf.shape(x)
+    blocks = tf.reshape(x, tf.concat([shape[:3], [groups, kernel.shape[2]]], 0))
+    weights = tf.reshape(kernel, [kernel.shape[2], groups, kernel.shape[3] // groups])
+    out = tf.einsum("bhwgc,cgo->bhwgo", blocks, tf.cast(weights, x.dtype))
+    return tf.reshape(out, tf.concat([shape[:3], [kernel.shape[3]]], 0))
+
+
+@functools.cache
+def grouped_conv_gradient_available(dtype: str) -> bool:
+    """Whether this process's TensorFlow computes the input gradient of a grouped
+    convolution in `dtype` (tried once per dtype on a tiny one, eagerly)."""
+    with tf.init_scope():  # run now, also when called while tracing a tf.function
+        try:
+            tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=[1, 2, 2, 4], filter=tf.ones([1, 1, 2, 4], dtype),
+                out_backprop=tf.ones([1, 2, 2, 4], dtype), strides=[1, 1, 1, 1],
+                padding="VALID").numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.NotFoundError):
+            return False
+    return True
+
+
 def _depthwise(x, kernel, strides, padding, dilation):
     return tf.nn.depthwise_conv2d(
         x, kernel, strides=[1, strides, strides, 1], padding=padding,
@@ -133,9 +167,9 @@ class BatchedSepConv(_BatchedOp):
         x, strides, padding, dilation = _place(tf.nn.relu(inputs), self.kernel_size, self.stride, 1)
         x = _depthwise(_tile(x, self.num_edges), self.depthwise1, strides, padding, dilation)
         # Input channels = num_edges x the kernel's: a grouped conv, one group per edge.
-        x = self.bn1(tf.nn.conv2d(x, self.pointwise1, 1, "VALID"), training=training)
+        x = self.bn1(_grouped_pointwise(x, self.pointwise1), training=training)
         x = _depthwise(tf.nn.relu(x), self.depthwise2, 1, "SAME", 1)
-        return self.bn2(tf.nn.conv2d(x, self.pointwise2, 1, "VALID"), training=training,
+        return self.bn2(_grouped_pointwise(x, self.pointwise2), training=training,
                         scale=scale)
 
     def get_config(self):
@@ -166,7 +200,7 @@ class BatchedDilConv(_BatchedOp):
         x, strides, padding, dilation = _place(
             tf.nn.relu(inputs), self.kernel_size, self.stride, self.dilation)
         x = _depthwise(_tile(x, self.num_edges), self.depthwise, strides, padding, dilation)
-        return self.bn(tf.nn.conv2d(x, self.pointwise, 1, "VALID"), training=training,
+        return self.bn(_grouped_pointwise(x, self.pointwise), training=training,
                        scale=scale)
 
     def get_config(self):
@@ -197,7 +231,7 @@ class BatchedFactorizedReduce(_BatchedOp):
     def call(self, inputs, training=None, scale=None):
         x = tf.nn.relu(inputs)
         grids = tf.concat([x[:, ::2, ::2, :], x[:, 1::2, 1::2, :]], axis=-1)
-        x = tf.nn.conv2d(_tile(grids, self.num_edges), self.kernel, 1, "VALID")
+        x = _grouped_pointwise(_tile(grids, self.num_edges), self.kernel)
         return self.bn(x, training=training, scale=scale)
 
     def get_config(self):
@@ -252,6 +286,34 @@ class TiledIdentity(_BatchedOp):
         return config
 
 
+@keras.saving.register_keras_serializable(package="stacnas_tf")
+class EdgeStack(_BatchedOp):
+    """`num_edges` edges of an op that has no batched form (`conv_7x1_1x7`),
+    one `ops` layer per edge, their outputs side by side."""
+
+    def __init__(self, op, filters, stride=1, num_edges=1, **kwargs):
+        super().__init__(filters, stride, num_edges, **kwargs)
+        self.op = op
+        self.edge_ops = [
+            ops_lib.make_op(op, filters, stride, affine=False, search=True, layer_name=f"edge_{e}")
+            for e in range(num_edges)
+        ]
+
+    def build(self, input_shape):
+        for layer in self.edge_ops:
+            layer.build(input_shape)
+
+    def call(self, inputs, training=None, scale=None):
+        scales = [None] * self.num_edges if scale is None else tf.split(scale, self.num_edges)
+        return tf.concat([layer(inputs, training=training, scale=edge_scale)
+                          for layer, edge_scale in zip(self.edge_ops, scales)], axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"op": self.op})
+        return config
+
+
 def make_batched_op(name: str, filters: int, stride: int, num_edges: int, layer_name: str):
     """Search primitive `name` (not `none`) for `num_edges` edges reading one
     state of `filters` channels; outputs `num_edges * filters` channels."""
@@ -261,9 +323,11 @@ def make_batched_op(name: str, filters: int, stride: int, num_edges: int, layer_
         return BatchedFactorizedReduce(filters, num_edges, name=layer_name)
     if name in ("max_pool_3x3", "avg_pool_3x3"):
         return BatchedPool(name[:3], stride=stride, num_edges=num_edges, name=layer_name)
-    if name in ("sep_conv_3x3", "sep_conv_5x5"):
+    if name in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
         return BatchedSepConv(filters, int(name[-1]), stride=stride, num_edges=num_edges,
                               name=layer_name)
+    if name == "conv_7x1_1x7":
+        return EdgeStack(name, filters, stride=stride, num_edges=num_edges, name=layer_name)
     if name in ("dil_conv_3x3", "dil_conv_5x5"):
         return BatchedDilConv(filters, int(name[-1]), stride=stride, dilation=2,
                               num_edges=num_edges, name=layer_name)

@@ -197,6 +197,15 @@ class DerivedCell(keras.layers.Layer):
     def output_filters(self):
         return len(self.concat) * self.filters
 
+    def compute_output_shape(self, input_shape):
+        # Nodes have the (preprocessed) newer input's size; a reduction halves
+        # it as DARTS's stride-2 ops do (ceil(side / 2)).
+        _, (batch, height, width, _) = input_shape
+        if self.reduction:
+            height = None if height is None else (height + 1) // 2
+            width = None if width is None else (width + 1) // 2
+        return (batch, height, width, self.output_filters)
+
     def edge_scales(self):
         """The learned scale of every edge (deformable cells only)."""
         return tf.nn.softmax(tf.convert_to_tensor(self.edge_logits), axis=-1)[:, 1]

@@ -344,6 +344,55 @@ PUBLISHED = {
          ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
         [2, 3, 4, 5],
     ),
+    # Zoph et al., NASNet-A, as the DARTS code's genotypes.py has it (5 nodes).
+    "NASNET": Genotype.from_edges(
+        [("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 0), ("sep_conv_3x3", 0),
+         ("avg_pool_3x3", 1), ("skip_connect", 0), ("avg_pool_3x3", 0), ("avg_pool_3x3", 0),
+         ("sep_conv_3x3", 1), ("skip_connect", 1)],
+        [2, 3, 4, 5, 6],
+        [("sep_conv_5x5", 1), ("sep_conv_7x7", 0), ("max_pool_3x3", 1), ("sep_conv_7x7", 0),
+         ("avg_pool_3x3", 1), ("sep_conv_5x5", 0), ("skip_connect", 3), ("avg_pool_3x3", 2),
+         ("sep_conv_3x3", 2), ("max_pool_3x3", 1)],
+        [4, 5, 6],
+    ),
+    # Real et al., AmoebaNet-A, as the DARTS code's genotypes.py has it (5 nodes).
+    "AMOEBANET": Genotype.from_edges(
+        [("avg_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2),
+         ("sep_conv_3x3", 0), ("avg_pool_3x3", 3), ("sep_conv_3x3", 1), ("skip_connect", 1),
+         ("skip_connect", 0), ("avg_pool_3x3", 1)],
+        [4, 5, 6],
+        [("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("sep_conv_7x7", 2),
+         ("sep_conv_7x7", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("max_pool_3x3", 1),
+         ("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)],
+        [3, 4, 6],
+    ),
+    # Xu et al., PC-DARTS, searched on CIFAR-10 (its genotypes.py: PC_DARTS_cifar).
+    "PC_DARTS_CIFAR10": Genotype.from_edges(
+        [("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("dil_conv_3x3", 1),
+         ("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("avg_pool_3x3", 0), ("dil_conv_3x3", 1)],
+        [2, 3, 4, 5],
+        [("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 2),
+         ("sep_conv_3x3", 0), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2)],
+        [2, 3, 4, 5],
+    ),
+    # Xu et al., PC-DARTS, searched on ImageNet (its genotypes.py: PC_DARTS_image).
+    "PC_DARTS_IMAGENET": Genotype.from_edges(
+        [("skip_connect", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 0), ("skip_connect", 1),
+         ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("dil_conv_5x5", 4)],
+        [2, 3, 4, 5],
+        [("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2), ("max_pool_3x3", 1),
+         ("sep_conv_3x3", 2), ("sep_conv_3x3", 1), ("sep_conv_5x5", 0), ("sep_conv_3x3", 3)],
+        [2, 3, 4, 5],
+    ),
+    # Chen et al., P-DARTS (its genotypes.py: PDARTS).
+    "PDARTS": Genotype.from_edges(
+        [("skip_connect", 0), ("dil_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
+         ("sep_conv_3x3", 1), ("sep_conv_3x3", 3), ("sep_conv_3x3", 0), ("dil_conv_5x5", 4)],
+        [2, 3, 4, 5],
+        [("avg_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("dil_conv_5x5", 2),
+         ("max_pool_3x3", 0), ("dil_conv_3x3", 1), ("dil_conv_3x3", 1), ("dil_conv_5x5", 3)],
+        [2, 3, 4, 5],
+    ),
     # StacNAS, CIFAR-10 cells read from the paper's figures 3 and 4.
     "STACNAS_CIFAR10": Genotype.from_edges(
         [("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 2), ("skip_connect", 0),

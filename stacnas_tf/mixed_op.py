@@ -38,9 +38,9 @@ class MixedEdges(keras.layers.Layer):
         self.candidates = candidates
         self.filters = filters
         self.stride = stride
-        # In PRIMITIVES order, so layer names and creation order do not depend on edge order.
+        # In `search_space.OPS` order, so layer names and creation order do not depend on edge order.
         self.op_names = tuple(
-            op for op in search_space.PRIMITIVES
+            op for op in search_space.OPS
             if op != search_space.NONE and any(op in edge for edge in candidates)
         )
         self.op_edges = tuple(

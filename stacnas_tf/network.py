@@ -54,6 +54,23 @@ class AuxiliaryHead(keras.layers.Layer):
         # Logits in float32 under mixed precision, as Keras recommends.
         self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
+    def build(self, input_shape):
+        _, height, width, channels = input_shape
+        if height is None or width is None or height < 5 or width < 5:
+            raise ValueError(
+                f"the auxiliary head needs a map of at least 5x5, got {height}x{width}: use "
+                "larger images or no auxiliary head (--aux_weight=0)."
+            )
+        # Explicit, with the spatial size: the classifier's input width depends on it.
+        stride = self.pool.strides[0]
+        pooled = ((height - 5) // stride + 1, (width - 5) // stride + 1)
+        self.conv1.build((None, height, width, channels))
+        self.bn1.build((None, None, None, 128))
+        self.conv2.build((None, pooled[0], pooled[1], 128))
+        if self.bn2 is not None:
+            self.bn2.build((None, None, None, 768))
+        self.classifier.build((None, (pooled[0] - 1) * (pooled[1] - 1) * 768))
+
     def call(self, inputs, training=None):
         x = self.pool(tf.nn.relu(inputs))
         x = tf.nn.relu(self.bn1(self.conv1(x), training=training))
@@ -139,8 +156,25 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         self.classifier = keras.layers.Dense(num_classes, dtype="float32", name="classifier")
 
     def build(self, input_shape):
-        # Sublayers build on the first call; nothing else depends on the input shape.
-        self.built = True
+        # Every sublayer is built here, before any call: Keras's loader
+        # (`keras.models.load_model`) calls `build` and then assigns the saved
+        # weights, so a variable made later would silently keep its initial value.
+        shape = (None,) + tuple(input_shape[1:])
+        for layer in self.stem_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        shape0 = shape
+        for layer in self.stem1_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        shape1 = shape
+        for index, cell in enumerate(self.derived_cells):
+            cell.build((shape0, shape1))
+            shape0, shape1 = shape1, cell.compute_output_shape((shape0, shape1))
+            if index == self.aux_position and self.auxiliary_head is not None:
+                self.auxiliary_head.build(shape1)
+        self.global_pool.build(shape1)
+        self.classifier.build((None, shape1[-1]))
 
     def call(self, images, training=None):
         x = images
@@ -155,18 +189,8 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         drop_path_rate = self.drop_path_rate if training else 0.0
         for index, cell in enumerate(self.derived_cells):
             s0, s1 = s1, cell((s0, s1), drop_path_rate=drop_path_rate, training=training)
-            if index == self.aux_position and self.auxiliary_head is not None:
-                if training:
-                    aux_logits = self.auxiliary_head(s1, training=training)
-                elif not self.auxiliary_head.built:
-                    if s1.shape[1] < 5 or s1.shape[2] < 5:
-                        raise ValueError(
-                            f"the auxiliary head needs a map of at least 5x5 after cell {index}, "
-                            f"got {s1.shape[1]}x{s1.shape[2]}: use larger images or no auxiliary "
-                            "head (--aux_weight=0)."
-                        )
-                    # Built with the network, so optimizers built on its variables include it.
-                    self.auxiliary_head(s1, training=False)
+            if index == self.aux_position and self.auxiliary_head is not None and training:
+                aux_logits = self.auxiliary_head(s1, training=training)
         logits = self.classifier(self.global_pool(s1))
         if aux_logits is not None:
             return logits, aux_logits
@@ -184,12 +208,13 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
 
     # --- training --------------------------------------------------------------
 
-    def compile(self, weight_optimizer, architecture_optimizer=None, aux_weight=0.4,
+    def compile(self, optimizer, architecture_optimizer=None, aux_weight=0.4,
                 label_smoothing=0.0, grad_clip_norm=5.0, weight_decay=3e-4,
                 architecture_weight_decay=1e-3, **kwargs):
         """Compiles for DARTS-style training: cross-entropy (optionally label-smoothed)
         plus `aux_weight` x the auxiliary head's, SGD on the weights, and, for
-        deformable networks, `architecture_optimizer` on the edge logits (one-level)."""
+        deformable networks, `architecture_optimizer` on the edge logits (one-level).
+        `optimizer` steps the weights."""
         kwargs.setdefault("loss", SparseCrossentropy(label_smoothing=label_smoothing))
         kwargs.setdefault("metrics", [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -198,7 +223,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         # Explicit: Keras's "auto" would turn XLA on wherever there is a GPU.
         kwargs.setdefault("jit_compile", False)
         # Under mixed_float16 Keras wraps the weight optimizer in a LossScaleOptimizer.
-        super().compile(optimizer=weight_optimizer, **kwargs)
+        super().compile(optimizer=optimizer, **kwargs)
         if self.architecture_variables and architecture_optimizer is None:
             raise ValueError("a deformable network needs an architecture_optimizer.")
         architecture_optimizer = one_level.matching_loss_scaling(self.optimizer,
@@ -214,6 +239,13 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         if self.architecture_variables:
             architecture_optimizer.build(self.architecture_variables)
         self._build_compiled_state()
+
+    def _extra_compile_config(self):
+        return {
+            "architecture_optimizer": self.architecture_optimizer, "aux_weight": self.aux_weight,
+            "grad_clip_norm": self.grad_clip_norm, "weight_decay": self.weight_decay,
+            "architecture_weight_decay": self.architecture_weight_decay,
+        }
 
     def train_step(self, data):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -274,24 +306,73 @@ class SparseCrossentropy(keras.losses.Loss):
         return config
 
 
-def multiply_adds(model: keras.Model, image_shape) -> int:
-    """Multiply-adds of one image through `model` at inference: the sum over
-    convolutions (full and depthwise) and dense layers of output pixels x
-    kernel size x input channels (per group) x output channels."""
-    function = tf.function(lambda x: model(x, training=False))
-    graph = function.get_concrete_function(
-        tf.TensorSpec((1,) + tuple(image_shape), tf.float32)).graph
-    total = 0
-    for op in graph.get_operations():
-        if op.type == "Conv2D":
-            out = op.outputs[0].shape
-            kh, kw, cin, cout = op.inputs[1].shape
-            total += out[1] * out[2] * kh * kw * cin * cout
-        elif op.type == "DepthwiseConv2dNative":
-            out = op.outputs[0].shape
-            kh, kw, _, _ = op.inputs[1].shape
-            total += out[1] * out[2] * out[3] * kh * kw
-        elif op.type in ("MatMul", "BatchMatMulV2"):
-            a, b = op.inputs[0].shape, op.inputs[1].shape
-            total += int(a[-2]) * int(a[-1]) * int(b[-1])
-    return int(total)
+def multiply_adds(model: keras.layers.Layer, image_shape) -> int:
+    """Multiply-adds of one image through `model` at inference.
+
+    The sum over the convolutions and dense layers that run at inference (the
+    auxiliary head does not) of: output pixels x kernel area x input channels
+    per group x output channels (convolutions), output pixels x kernel area x
+    channels x depth multiplier (depthwise), inputs x units (dense). Each term
+    comes from the layer's configuration and the shape of its input, not from
+    the ops TensorFlow runs: TF computes a stride-1 dilated depthwise conv on a
+    space-to-batch rearranged input, whose shapes would hide 3/4 of its work.
+    """
+    counts = []
+    with _recorded_inputs(counts):
+        tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec((1,) + tuple(image_shape), tf.float32))
+    return int(sum(_layer_multiply_adds(layer, shape) for layer, shape in counts))
+
+
+class _recorded_inputs:
+    """Within the block, appends (layer, input shape) to `counts` for every call
+    of a Keras convolution or dense layer."""
+
+    _CLASSES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+    def __init__(self, counts):
+        self.counts = counts
+        self.originals = {}
+
+    def __enter__(self):
+        # Keras 3 has no forward hooks; wrapping the classes' public `call` for
+        # the duration of one trace is the least intrusive way to see every
+        # instance's input, however deeply nested (tested by the counts).
+        for cls in self._CLASSES:
+            original = cls.__dict__.get("call")
+            self.originals[cls] = original
+            inherited = cls.call
+
+            def call(layer, inputs, *args, _inherited=inherited, **kwargs):
+                self.counts.append((layer, tuple(inputs.shape)))
+                return _inherited(layer, inputs, *args, **kwargs)
+
+            cls.call = call
+        return self
+
+    def __exit__(self, *exc):
+        for cls, original in self.originals.items():
+            if original is None:
+                del cls.call
+            else:
+                cls.call = original
+
+
+def _conv_output_side(side, kernel, stride, dilation, padding):
+    if padding == "same":
+        return -(-side // stride)
+    return (side - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _layer_multiply_adds(layer, input_shape) -> int:
+    if isinstance(layer, keras.layers.Dense):
+        return int(np.prod(input_shape[1:-1], dtype=np.int64)) * input_shape[-1] * layer.units
+    kernel_h, kernel_w = layer.kernel_size
+    out_h, out_w = (
+        _conv_output_side(side, kernel, stride, dilation, layer.padding)
+        for side, kernel, stride, dilation in zip(input_shape[1:3], layer.kernel_size,
+                                                  layer.strides, layer.dilation_rate))
+    channels = input_shape[-1]
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return out_h * out_w * kernel_h * kernel_w * channels * layer.depth_multiplier
+    return out_h * out_w * kernel_h * kernel_w * (channels // layer.groups) * layer.filters

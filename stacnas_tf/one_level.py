@@ -124,6 +124,22 @@ class TrainingHooks:
         arch_grads = rescaled(arch_grads, scale, self.architecture_optimizer)
         return loss, outputs, weight_grads, arch_grads, raw_norm
 
+    # Keras saves `compile`'s arguments in a `.keras` file, but on loading it
+    # does not call an overridden `compile` (it warns instead), and it knows
+    # nothing of the architecture optimizer or the models' other arguments.
+    def _extra_compile_config(self) -> dict:
+        """The compile arguments beyond Keras's own (the model overrides it)."""
+        return {"architecture_optimizer": self.architecture_optimizer}
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config.update(keras.saving.serialize_keras_object(self._extra_compile_config()))
+        return config
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
     def _step_logs(self, images, labels, logits, loss):
         """Updates the metrics with a step's loss and logits; returns the logs."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

@@ -319,6 +319,42 @@ class SepConv(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package=_SERIALIZE_PACKAGE)
+class Conv7x1_1x7(keras.layers.Layer):
+    """DARTS's `conv_7x1_1x7`: ReLU -> 1x7 conv (stride 1 x s) -> 7x1 conv
+    (stride s x 1) -> BatchNorm; full convolutions, no bias, padding 3 on the
+    long side of each kernel."""
+
+    def __init__(self, filters, stride=1, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.stride = stride
+        self.affine = affine
+        # 'valid' after an explicit symmetric padding: 'same' would pad a
+        # stride-2 conv on one side only, off DARTS's windows.
+        self.pad_1x7 = keras.layers.ZeroPadding2D(((0, 0), (3, 3)), name="pad_1x7")
+        self.conv_1x7 = keras.layers.Conv2D(filters, (1, 7), strides=(1, stride), use_bias=False,
+                                            name="conv_1x7")
+        self.pad_7x1 = keras.layers.ZeroPadding2D(((3, 3), (0, 0)), name="pad_7x1")
+        self.conv_7x1 = keras.layers.Conv2D(filters, (7, 1), strides=(stride, 1), use_bias=False,
+                                            name="conv_7x1")
+        self.bn = BatchNorm(affine=affine, name="bn")
+
+    def build(self, input_shape):
+        self.conv_1x7.build(_channels(input_shape))
+        self.conv_7x1.build(_channels(input_shape, self.filters))
+        self.bn.build(_channels(input_shape, self.filters))
+
+    def call(self, inputs, training=None, scale=None):
+        x = self.conv_1x7(self.pad_1x7(tf.nn.relu(inputs)))
+        return self.bn(self.conv_7x1(self.pad_7x1(x)), training=training, scale=scale)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "stride": self.stride, "affine": self.affine})
+        return config
+
+
 def make_op(name: str, filters: int, stride: int, affine: bool, search: bool, layer_name: str):
     """Builds primitive `name` mapping `filters` channels to `filters` channels.
 
@@ -333,8 +369,10 @@ def make_op(name: str, filters: int, stride: int, affine: bool, search: bool, la
         return FactorizedReduce(filters, affine=affine, name=layer_name)
     if name in ("max_pool_3x3", "avg_pool_3x3"):
         return Pool(name[:3], stride=stride, batch_norm=search, name=layer_name)
-    if name in ("sep_conv_3x3", "sep_conv_5x5"):
+    if name in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
         return SepConv(filters, int(name[-1]), stride=stride, affine=affine, name=layer_name)
+    if name == "conv_7x1_1x7":
+        return Conv7x1_1x7(filters, stride=stride, affine=affine, name=layer_name)
     if name in ("dil_conv_3x3", "dil_conv_5x5"):
         return DilConv(filters, int(name[-1]), stride=stride, dilation=2, affine=affine, name=layer_name)
     search_space.check_ops([name], "make_op")

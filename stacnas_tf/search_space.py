@@ -31,6 +31,11 @@ PRIMITIVES = (
     "dil_conv_5x5",
 )
 
+# The DARTS reference's other ops: NASNet's and AmoebaNet's cells use them, so
+# final networks build them; a search may add them to its groups.
+EXTRA_OPS = ("sep_conv_7x7", "conv_7x1_1x7")
+OPS = PRIMITIVES + EXTRA_OPS
+
 # The paper's groups (section 2.3.2): ops whose outputs correlate share a group.
 PAPER_GROUPS = (
     (SKIP,),
@@ -61,10 +66,10 @@ def reduction_positions(num_cells: int) -> frozenset[int]:
 
 
 def check_ops(ops: Iterable[str], where: str) -> None:
-    unknown = [op for op in ops if op not in PRIMITIVES]
+    unknown = [op for op in ops if op not in OPS]
     if unknown:
         raise ValueError(
-            f"{where}: unknown op name(s) {unknown}; expected one of {list(PRIMITIVES)}."
+            f"{where}: unknown op name(s) {unknown}; expected one of {list(OPS)}."
         )
 
 

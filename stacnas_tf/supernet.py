@@ -188,8 +188,8 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
 
     # --- training --------------------------------------------------------------
 
-    def compile(self, weight_optimizer, architecture_optimizer, **kwargs):
-        """Compiles with the weight optimizer; `architecture_optimizer` steps alpha.
+    def compile(self, optimizer, architecture_optimizer, **kwargs):
+        """Compiles with `optimizer` for the weights; `architecture_optimizer` steps alpha.
 
         Both optimizers must be created under the caller's strategy scope. Each
         is built here on its own variables so neither touches the other's.
@@ -199,7 +199,7 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
         # Explicit: Keras's "auto" would turn XLA on wherever there is a GPU.
         kwargs.setdefault("jit_compile", False)
         # Under mixed_float16 Keras wraps the weight optimizer in a LossScaleOptimizer.
-        super().compile(optimizer=weight_optimizer, **kwargs)
+        super().compile(optimizer=optimizer, **kwargs)
         architecture_optimizer = one_level.matching_loss_scaling(self.optimizer,
                                                                  architecture_optimizer)
         self.architecture_optimizer = architecture_optimizer

@@ -11,7 +11,7 @@ from stacnas_tf import batched_ops  # noqa: E402
 from stacnas_tf import ops  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 
-OPS = [op for op in search_space.PRIMITIVES if op != "none"]
+OPS = [op for op in search_space.OPS if op != "none"]
 EDGES = 3
 CHANNELS = 4
 
@@ -52,6 +52,8 @@ def _edge_blocks(batched, edge):
         # One BatchNorm serves every edge.
         return {"bn/moving_mean": batched.pool.bn.moving_mean.numpy(),
                 "bn/moving_variance": batched.pool.bn.moving_variance.numpy()}
+    if isinstance(batched, batched_ops.EdgeStack):
+        return {"/".join(v.path.split("/")[2:]): v.numpy() for v in batched.edge_ops[edge].weights}
     assert isinstance(batched, batched_ops.TiledIdentity)
     return {}
 
@@ -135,6 +137,28 @@ def test_gradients_reach_every_edges_weights(name):
         axis = -2 if "depthwise" in variable.path else -1
         for block in np.split(grad.numpy(), EDGES, axis=axis):
             assert np.abs(block).max() > 0, variable.path
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_grouped_pointwise_without_a_grouped_gradient_kernel(monkeypatch, dtype):
+    # Where TF lacks the grouped convolution's gradient (its stock CPU kernels),
+    # a batched matmul computes the same product; both forms, and their gradients.
+    x = tf.cast(tf.random.normal([2, 5, 5, 3 * CHANNELS], seed=7), dtype)
+    kernel = tf.random.normal([1, 1, CHANNELS, 3 * 6], seed=8)
+    expected = tf.concat([
+        tf.nn.conv2d(block, tf.cast(k, dtype), 1, "VALID")
+        for block, k in zip(tf.split(x, 3, axis=-1), tf.split(kernel, 3, axis=-1))], axis=-1)
+    for available in (False, True):  # the forward pass exists everywhere
+        monkeypatch.setattr(batched_ops, "grouped_conv_gradient_available", lambda _, a=available: a)
+        got = batched_ops._grouped_pointwise(x, tf.cast(kernel, dtype))
+        np.testing.assert_allclose(np.float32(got), np.float32(expected),
+                                   atol=1e-5 if dtype == "float32" else 1e-2)
+    monkeypatch.setattr(batched_ops, "grouped_conv_gradient_available", lambda _: False)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.cast(batched_ops._grouped_pointwise(x, tf.cast(kernel, dtype)),
+                                     tf.float32) ** 2)
+    assert np.isfinite(np.float32(tape.gradient(loss, x))).all()
 
 
 def test_stacked_initializer_draws_each_block_with_its_own_fans():

@@ -10,6 +10,7 @@ import tensorflow as tf  # noqa: E402
 from stacnas_tf import cells  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 from stacnas_tf import network  # noqa: E402
+from stacnas_tf import ops as ops_lib  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 
 G = genotype_lib.PUBLISHED
@@ -149,6 +150,71 @@ def test_multiply_adds_match_a_hand_count():
     cell2 = 2 * 16 * 16 * 8 + 16 * 32 * 16 + 8 * (2 * 4 * 16 * 8)
     classifier = 64 * 10
     assert network.multiply_adds(net, (8, 8, 1)) == stem + cell0 + cell1 + cell2 + classifier
+
+
+# Multiply-adds of one op at 8x8 input, 4 channels, counted by hand from DARTS's
+# operations.py: every conv costs output pixels x kernel area x input channels
+# per group x output channels; pools, identity and BatchNorm cost nothing.
+def _op_hand_count(name, stride, side=8, c=4):
+    out = (side // stride) ** 2
+    if name == "skip_connect":
+        return 0 if stride == 1 else 2 * out * c * (c // 2)  # two 1x1 convs to c/2 each
+    if name.endswith("pool_3x3"):
+        return 0
+    if name == "conv_7x1_1x7":  # 1x7 (stride 1 x s) then 7x1 (stride s x 1), full convs
+        return side * (side // stride) * 7 * c * c + out * 7 * c * c
+    k = int(name[-1])
+    depthwise_pointwise = out * k * k * c + out * c * c
+    if name.startswith("sep_conv"):  # the second block runs at stride 1 on the output size
+        return 2 * depthwise_pointwise
+    return depthwise_pointwise  # dil_conv: one dilated depthwise + pointwise
+
+
+@pytest.mark.parametrize("name", [op for op in search_space.OPS if op != "none"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_multiply_adds_of_every_op_match_a_hand_count(name, stride):
+    layer = ops_lib.make_op(name, 4, stride, affine=True, search=False, layer_name=name)
+    layer(tf.zeros([1, 8, 8, 4]), training=False)
+    assert network.multiply_adds(layer, (8, 8, 4)) == _op_hand_count(name, stride)
+
+
+def test_multiply_adds_of_darts_v2_on_imagenet_match_the_reference():
+    # quark0/darts NetworkImageNet, convolutions and linear layers (docs/reference_numbers.md);
+    # DARTS_V2 has stride-1 dilated convs, which TF runs on a space-to-batch input.
+    net = _build(G["DARTS_V2"], 1000, 48, 14, "imagenet", 224, auxiliary=True)
+    assert network.multiply_adds(net, (224, 224, 3)) == 529_911_552
+
+
+def test_keras_file_round_trip_restores_every_weight_and_the_compile_config(tmp_path):
+    keras.utils.set_random_seed(0)
+    net = _build(G["DARTS_V2"], 10, 8, 5, "cifar", 32, auxiliary=True, deformable=True)
+    net.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(1e-2),
+                aux_weight=0.3, weight_decay=1e-3, grad_clip_norm=2.0,
+                architecture_weight_decay=5e-3, label_smoothing=0.1)
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(8, 32, 32, 3).astype(np.float32), rng.randint(0, 10, 8)
+    net.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    path = str(tmp_path / "net.keras")
+    net.save(path)
+    loaded = keras.models.load_model(path)
+    assert len(loaded.weights) == len(net.weights)
+    for saved, restored in zip(net.weights, loaded.weights):
+        assert saved.path == restored.path
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
+    np.testing.assert_array_equal(net(x, training=False).numpy(), loaded(x, training=False).numpy())
+    assert (loaded.aux_weight, loaded.weight_decay, loaded.grad_clip_norm,
+            loaded.architecture_weight_decay) == (0.3, 1e-3, 2.0, 5e-3)
+    assert loaded.loss.label_smoothing == 0.1
+    assert int(loaded.optimizer.iterations.numpy()) == 4
+    assert isinstance(loaded.architecture_optimizer, keras.optimizers.Adam)
+    for saved, restored in zip(net.architecture_optimizer.variables,
+                               loaded.architecture_optimizer.variables):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())
+    # Training goes on from the restored state exactly as the original would.
+    net.train_on_batch(x, y)
+    loaded.train_on_batch(x, y)
+    np.testing.assert_allclose(net(x, training=False).numpy(), loaded(x, training=False).numpy(),
+                               atol=1e-5)
 
 
 def test_config_round_trip():

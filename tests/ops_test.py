@@ -10,7 +10,7 @@ import tensorflow as tf  # noqa: E402
 from stacnas_tf import ops  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 
-OPS = [op for op in search_space.PRIMITIVES if op != "none"]
+OPS = [op for op in search_space.OPS if op != "none"]
 
 
 @pytest.mark.parametrize("name", OPS)
