@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from stacnas_tf import autoaugment
 
@@ -59,6 +60,7 @@ class Source:
     image_shape: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    class_names: tuple[str, ...] | None = None  # label -> name, where the source has names
 
 
 def check_dataset_name(name: str, flag: str = "--dataset") -> None:
@@ -154,25 +156,48 @@ def _read_digits(data_dir, split):
 # --- folders of images ----------------------------------------------------------------
 
 
+# Share of every class held out as the test split of a folder without test/.
+HELD_OUT_FRACTION = 0.1
+_SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val", "validation")}
+
+
 def _folder(name, root, split, image_size) -> Source:
+    """PATH/<class>/*.png, or PATH/train/<class> and PATH/test/<class> (also val/,
+    validation/). Without a test folder, a seeded `HELD_OUT_FRACTION` of every
+    class is the test split and is left out of the training split, so a test
+    never scores images the network trained on.
+
+    Examples come in a seeded, stratified order (every prefix holds the
+    classes in proportion), so `num_train_examples` / `num_eval_examples`,
+    the bi-level halves and the normalisation statistics see every class.
+    """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"--dataset={name}: folder {root} does not exist.")
-    for candidate in ((split,) if split == "train" else ("test", "val", "validation")):
-        if os.path.isdir(os.path.join(root, candidate)):
-            root = os.path.join(root, candidate)
-            break
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    files, labels = [], []
-    for label, cls in enumerate(classes):
-        for file in sorted(os.listdir(os.path.join(root, cls))):
-            if file.lower().endswith(_IMAGE_EXTENSIONS):
-                files.append(os.path.join(root, cls, file))
-                labels.append(label)
-    if len(classes) < 2 or not files:
+    existing = {split_name: next((os.path.join(root, d) for d in folders
+                                  if os.path.isdir(os.path.join(root, d))), None)
+                for split_name, folders in _SPLIT_FOLDERS.items()}
+    held_out = existing["test"] is None
+    directory = existing[split] or (existing["train"] if held_out else None) or root
+    classes, files_by_class = _list_images(directory)
+    if len(classes) < 2 or not any(files_by_class):
         raise ValueError(
             f"--dataset={name}: expected one sub-folder of images per class (at least 2) in "
-            f"{root}; found {len(classes)} classes and {len(files)} images."
+            f"{directory}; found {len(classes)} classes and {sum(map(len, files_by_class))} images."
         )
+    if existing["test"] is not None and existing["train"] is not None and split == "test":
+        train_classes, _ = _list_images(existing["train"])
+        if train_classes != classes:
+            raise ValueError(f"--dataset={name}: {directory} has the classes {classes}, "
+                             f"{existing['train']} has {train_classes}; they must be the same.")
+    if held_out:
+        logging.warning(
+            "--dataset=%s has no test/ (or val/) folder: %d%% of each class's images (seeded) "
+            "are held out as the test split, and are not trained on.",
+            name, round(100 * HELD_OUT_FRACTION))
+        files_by_class = [_held_out_split(files, split) for files in files_by_class]
+    files, labels = _stratified_order(files_by_class, seed=0)
+    if not files:
+        raise ValueError(f"--dataset={name}: no images in the {split} split of {directory}.")
     first = tf.io.decode_image(tf.io.read_file(files[0]), expand_animations=False)
     channels = int(first.shape[-1])
     size = (image_size, image_size) if image_size else tuple(int(d) for d in first.shape[:2])
@@ -186,10 +211,43 @@ def _folder(name, root, split, image_size) -> Source:
 
     dataset = tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, np.int64))).map(
         decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # The first files of the stratified order: a seeded sample of every class.
     sample = np.stack([image.numpy() for image, _ in dataset.take(256)])
     mean, std = _statistics(sample)
     return Source(name=name, split=split, dataset=dataset, num_examples=len(files),
-                  num_classes=len(classes), image_shape=size + (channels,), mean=mean, std=std)
+                  num_classes=len(classes), image_shape=size + (channels,), mean=mean, std=std,
+                  class_names=tuple(classes))
+
+
+def _list_images(directory):
+    classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    files_by_class = [
+        [os.path.join(directory, cls, f) for f in sorted(os.listdir(os.path.join(directory, cls)))
+         if f.lower().endswith(_IMAGE_EXTENSIONS)]
+        for cls in classes
+    ]
+    return classes, files_by_class
+
+
+def _held_out_split(files, split):
+    """The `split` part of one class's files: a seeded HELD_OUT_FRACTION (at least
+    one image of a class of two or more) is the test split."""
+    order = np.random.RandomState(0).permutation(len(files))
+    count = max(1, round(HELD_OUT_FRACTION * len(files))) if len(files) >= 2 else 0
+    chosen = order[:count] if split == "test" else order[count:]
+    return [files[i] for i in sorted(chosen)]
+
+
+def _stratified_order(files_by_class, seed):
+    """(files, labels) in a seeded order where the i-th of a class's n files sits
+    at (i + 1/2) / n of the sequence: every prefix holds each class in proportion."""
+    rng = np.random.RandomState(seed)
+    keyed = []
+    for label, files in enumerate(files_by_class):
+        for rank, index in enumerate(rng.permutation(len(files))):
+            keyed.append(((rank + 0.5) / len(files), label, files[index]))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [file for _, _, file in keyed], [label for _, label, _ in keyed]
 
 
 # --- tensorflow-datasets -----------------------------------------------------------------
@@ -227,6 +285,7 @@ def _tfds(name, split, data_dir, manual_dir) -> Source:
         num_examples=num_examples,
         num_classes=info.features["label"].num_classes,
         image_shape=tuple(shape), mean=mean, std=std,
+        class_names=tuple(info.features["label"].names),
     )
 
 
@@ -279,11 +338,12 @@ def _color_jitter(image, seed):
 
 
 def _pixels(image, source: Source, image_size):
-    """float32 pixels in [0, 255], resized (ImageNet: centre square first) when asked."""
+    """float32 pixels in [0, 255], resized when asked (ImageNet: as DARTS evaluates,
+    the shorter side to 256/224 of the size, then the centre square)."""
     image = tf.cast(image, tf.float32)
+    if image_size and source.name == "imagenet2012":
+        return _resize_and_center_crop(image, image_size)
     if image_size and (source.image_shape[0] != image_size or source.image_shape[1] != image_size):
-        if source.name == "imagenet2012":
-            image = _center_crop(image)
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return image
 
@@ -294,10 +354,25 @@ def _normalize(image, source: Source):
     return (image - mean) / std
 
 
-def _center_crop(image):
+def _resize_and_center_crop(image, size):
+    """torchvision's Resize(round(size * 256 / 224)) then CenterCrop(size), the
+    DARTS ImageNet evaluation (256 and 224 at the usual size): the shorter side
+    is resized (antialiased bilinear, as PIL) keeping the aspect ratio, the
+    longer one truncated as torchvision does, then the centre is cut out."""
+    shorter = round(size * 256 / 224)
     shape = tf.shape(image)
-    side = tf.minimum(shape[0], shape[1])
-    return tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
+    height, width = shape[0], shape[1]
+    # torchvision: the longer side is int(shorter * long / short), computed in floats.
+    long_side = tf.cast(tf.math.floor(
+        shorter * tf.cast(tf.maximum(height, width), tf.float64)
+        / tf.cast(tf.minimum(height, width), tf.float64)), tf.int32)
+    new_height = tf.where(height <= width, shorter, long_side)
+    new_width = tf.where(height <= width, long_side, shorter)
+    image = tf.image.resize(image, tf.stack([new_height, new_width]), antialias=True)
+    # CenterCrop: offsets int(round((side - size) / 2)).
+    top = tf.cast(tf.round(tf.cast(new_height - size, tf.float64) / 2.0), tf.int32)
+    left = tf.cast(tf.round(tf.cast(new_width - size, tf.float64) / 2.0), tf.int32)
+    return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 
 def _augment(image, seed, augment: Augment, source: Source):

@@ -46,7 +46,11 @@ class ExportOptions:
     int8_io: bool = False  # int8 input/output tensors for the full-integer model
     float_tolerance: float = 1e-4  # max |logit difference| of float32 formats
     float16_tolerance: float = 5e-2
-    min_quantized_agreement: float = 0.9  # top-1 agreement of dynamic-range / int8 models
+    # Dynamic-range / int8 models: RMS logit error over the RMS spread of the float
+    # logits around each image's mean. Top-1 agreement is reported but not
+    # required: an untrained network's logits are nearly tied, so its argmax
+    # flips under any error (1.4% relative error gave 86% agreement).
+    max_quantized_relative_error: float = 0.15
     verify_samples: int = 64
     overwrite: bool = False
 
@@ -258,6 +262,15 @@ def saved_model_runner(path: str):
     return run
 
 
+def relative_logit_error(logits: np.ndarray, reference: np.ndarray) -> float:
+    """RMS of (logits - reference) over the RMS of the reference logits around
+    each image's mean logit: 0 for an exact copy, about 1.4 for an unrelated
+    network, whatever the scale of the logits."""
+    spread = reference - reference.mean(axis=-1, keepdims=True)
+    error = float(np.sqrt(np.mean(np.square(logits - reference))))
+    return error / max(float(np.sqrt(np.mean(np.square(spread)))), 1e-12)
+
+
 def _latency_ms(run, image: np.ndarray, repeats: int = 10) -> float:
     run(image)  # warm-up
     times = []
@@ -292,7 +305,7 @@ def export(exportable: Exportable, output_dir: str, options: ExportOptions = Exp
     check_output_dir(output_dir, options.overwrite)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.partial-")
+    staging = files.make_temp_dir(parent, f".{os.path.basename(output_dir)}.partial-")
     try:
         report = _export_into(exportable, staging, options)
         if os.path.exists(output_dir):
@@ -337,17 +350,20 @@ def _export_into(exportable: Exportable, folder: str, options: ExportOptions) ->
         logits = run(images)
         difference = float(np.abs(logits - reference).max())
         agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
+        relative = relative_logit_error(logits, reference)
         report["formats"][name] = {
             "path": os.path.basename(path), "max_abs_logit_diff": difference,
-            "top1_agreement": agreement, "size_bytes": _size(path),
+            "relative_logit_error": relative, "top1_agreement": agreement, "size_bytes": _size(path),
             "latency_batch1_ms": _latency_ms(run, images[:1]),
         }
         if name in ("saved_model", "onnx", "tflite_float32") and difference > options.float_tolerance:
             failures.append(f"{name}: max logit difference {difference:.3g} > {options.float_tolerance}")
         elif name == "tflite_float16" and difference > options.float16_tolerance:
             failures.append(f"{name}: max logit difference {difference:.3g} > {options.float16_tolerance}")
-        elif name in ("tflite_dynamic_range", "tflite_int8") and agreement < options.min_quantized_agreement:
-            failures.append(f"{name}: top-1 agreement {agreement:.3f} < {options.min_quantized_agreement}")
+        elif (name in ("tflite_dynamic_range", "tflite_int8")
+              and not relative <= options.max_quantized_relative_error):
+            failures.append(f"{name}: relative logit error {relative:.3g} > "
+                            f"{options.max_quantized_relative_error}")
     report["passed"] = not failures
     files.write_json(os.path.join(folder, "export_report.json"), report)
     if failures:

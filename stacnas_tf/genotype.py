@@ -257,27 +257,47 @@ def derive_cell(
 ) -> CellGenotype:
     """DARTS's discretisation of one cell from its softmaxed logits.
 
-    For each node keep the 2 incoming edges with the largest non-`none` weight
+    For each node keep the 2 incoming edges with the largest `edge_strength`
     and, on each, the strongest non-`none` op. Ties go to the earlier edge and
     the earlier candidate.
     """
+    width = max(len(edge) for edge in candidates)
     edges = []
     start = 0
     for node in range(num_nodes):
         end = start + node + 2
-
-        def best(e):
-            options = [(w, k) for k, (op, w) in enumerate(zip(candidates[e], weights[e]))
-                       if op != search_space.NONE]
-            weight, k = max(options, key=lambda wk: (wk[0], -wk[1]))
-            return weight, candidates[e][k]
-
-        strengths = [(best(e), e) for e in range(start, end)]
+        strengths = [(edge_strength(candidates[e], weights[e], width), e) for e in range(start, end)]
         # sorted() is stable: equal strengths keep the lower input first.
         chosen = sorted(strengths, key=lambda item: -item[0][0])[:2]
         edges += [(op, e - start) for (_, op), e in chosen]
         start = end
     return CellGenotype(tuple(edges), tuple(range(2, 2 + num_nodes)), reduction=reduction)
+
+
+def edge_strength(candidates: Sequence[str], weights: Sequence[float],
+                  width: int) -> tuple[float, str]:
+    """(strength, op) of an edge: its strongest non-`none` op, and that op's
+    softmax weight among `width` candidates.
+
+    DARTS ranks edges by the op's softmax weight, which is fair only when
+    every edge has as many candidates. In StacNAS's stage 2 a `skip_connect`
+    edge searches `none` + skip (2 candidates) while the others search `none`
+    + two ops, so at equal logits skip would start at 1/2 and the others at
+    1/3. An edge with fewer than `width` candidates is therefore scored as if
+    it had the missing ones, each with the geometric mean of the edge's op
+    weights (for a one-op group, a copy of the op, as the authors' code pads
+    the skip group with a second skip): equal logits score equally on every
+    edge, and edges of equal size are ranked exactly as DARTS ranks them.
+    """
+    options = [(w, k) for k, (op, w) in enumerate(zip(candidates, weights))
+               if op != search_space.NONE]
+    weight, k = max(options, key=lambda wk: (wk[0], -wk[1]))
+    missing = width - len(candidates)
+    if missing > 0:
+        # Softmax weights sum to 1 over the real candidates; virtual ones add their share.
+        filler = float(np.exp(np.mean(np.log(np.maximum([w for w, _ in options], 1e-38)))))
+        weight = weight / (float(np.sum(weights)) + missing * filler)
+    return weight, candidates[k]
 
 
 def strongest_ops(candidates: search_space.CellCandidates, weights) -> list[str]:

@@ -68,12 +68,21 @@ def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> No
     files.check_same_config(output_dir, "a search", saved, wanted)
 
 
-def _lr_schedule(config, steps_per_epoch, epochs):
-    # Cosine annealing from weight_lr to weight_lr_min over the stage, as DARTS.
-    return keras.optimizers.schedules.CosineDecay(
+def make_optimizers(config: config_lib.SearchConfig, steps_per_epoch: int, epochs: int):
+    """(learning-rate schedule, weight optimizer, architecture optimizer) of a stage:
+    SGD with momentum on the weights, its rate cosine-annealed from weight_lr to
+    weight_lr_min over the stage, and Adam on alpha, as DARTS. Call under the
+    strategy's scope."""
+    schedule = keras.optimizers.schedules.CosineDecay(
         config.weight_lr, decay_steps=steps_per_epoch * epochs,
         alpha=config.weight_lr_min / config.weight_lr,
     )
+    weight_optimizer = optimizers.FusedSGD(schedule, momentum=config.weight_momentum)
+    architecture_optimizer = keras.optimizers.Adam(
+        config.arch_lr, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
+        epsilon=config.arch_epsilon,
+    )
+    return schedule, weight_optimizer, architecture_optimizer
 
 
 def _logits_json(model: supernet.SearchNetwork) -> dict:
@@ -159,12 +168,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     with strategy.scope():
         model = build_supernet(config, stage, stage_space, num_cells, source.num_classes,
                                image_shape)
-        schedule = _lr_schedule(config, steps, epochs)
-        weight_optimizer = optimizers.FusedSGD(schedule, momentum=config.weight_momentum)
-        architecture_optimizer = keras.optimizers.Adam(
-            config.arch_lr, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
-            epsilon=config.arch_epsilon,
-        )
+        schedule, weight_optimizer, architecture_optimizer = make_optimizers(config, steps, epochs)
         model.compile(weight_optimizer, architecture_optimizer, jit_compile=jit_compile)
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
         checkpoint = checkpoints.make(

@@ -35,12 +35,14 @@ class ArchitectureLogits(keras.layers.Layer):
             np.arange(self.width)[None, :] < np.asarray(counts)[:, None]
             for counts in self.candidate_counts
         ]
-        # DARTS initialises alpha as 1e-3 * N(0, 1).
-        initializer = keras.initializers.RandomNormal(stddev=1e-3, seed=seed)
+        # DARTS initialises alpha as 1e-3 * N(0, 1), every set with its own draw:
+        # a seeded Keras initializer returns the same values on every call, so
+        # each set gets its own seed.
         self.logits = [
             self.add_weight(
                 shape=(len(counts), self.width),
-                initializer=initializer,
+                initializer=keras.initializers.RandomNormal(
+                    stddev=1e-3, seed=None if seed is None else seed * 1009 + index),
                 autocast=False,  # alpha and its softmax stay float32 under mixed precision
                 name=f"alpha_{index}",
             )

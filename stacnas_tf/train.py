@@ -15,6 +15,7 @@ are refused.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import shutil
@@ -44,9 +45,9 @@ def lr_schedule(config: config_lib.TrainConfig, steps_per_epoch: int):
 
 
 def train_augment(config: config_lib.TrainConfig) -> data.Augment:
-    base = data.default_augment(config.dataset)
-    return data.Augment(crop_padding=base.crop_padding, flip=base.flip,
-                        autoaugment=config.autoaugment, cutout=config.cutout)
+    """The dataset's standard augmentation plus the recipe's AutoAugment and cutout."""
+    return dataclasses.replace(data.default_augment(config.dataset),
+                               autoaugment=config.autoaugment, cutout=config.cutout)
 
 
 def build_network(config: config_lib.TrainConfig, genotype, num_classes, image_shape,

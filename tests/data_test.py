@@ -42,11 +42,46 @@ def _write_folder(root, classes=("cat", "dog"), per_class=3, size=10):
 
 
 def test_folder_dataset(tmp_path):
-    _write_folder(str(tmp_path))
+    _write_folder(str(tmp_path / "train"))
+    _write_folder(str(tmp_path / "test"), per_class=2)
     source = data.load(f"folder:{tmp_path}", image_size=8)
     assert (source.num_examples, source.num_classes, source.image_shape) == (6, 2, (8, 8, 3))
+    assert source.class_names == ("cat", "dog")
     labels = sorted(int(y) for _, y in source.dataset)
     assert labels == [0, 0, 0, 1, 1, 1]
+    assert data.load(f"folder:{tmp_path}", "test", image_size=8).num_examples == 4
+
+
+def _labels(dataset):
+    return [int(y) for _, y in dataset]
+
+
+def test_folder_subsets_are_stratified_seeded_samples(tmp_path):
+    _write_folder(str(tmp_path / "train"), classes=("a", "b", "c"), per_class=12, size=4)
+    _write_folder(str(tmp_path / "test"), classes=("a", "b", "c"), per_class=4, size=4)
+    source = data.load(f"folder:{tmp_path}")
+    labels = _labels(source.dataset)
+    # Any prefix (num_train_examples, the bi-level halves, the statistics'
+    # sample) holds every class in proportion, not one class.
+    for prefix in (3, 6, 18):
+        assert np.bincount(labels[:prefix], minlength=3).tolist() == [prefix // 3] * 3
+    # Not the sorted file order within a class, and the same on every load.
+    files, _ = data._stratified_order(data._list_images(str(tmp_path / "train"))[1], seed=0)
+    first_of_a = [int(os.path.basename(f)[:-4]) for f in files if "/a/" in f][:6]
+    assert first_of_a != sorted(first_of_a)
+    assert _labels(data.load(f"folder:{tmp_path}").dataset) == labels
+    # A 2-class evaluation subset is not all one class.
+    assert len(set(_labels(data.load(f"folder:{tmp_path}", "test").dataset.take(3)))) == 3
+
+
+def test_folder_without_test_images_holds_out_a_share_of_each_class(tmp_path):
+    _write_folder(str(tmp_path), classes=("a", "b"), per_class=20, size=4)
+    train = data.load(f"folder:{tmp_path}")
+    test = data.load(f"folder:{tmp_path}", "test")
+    assert (train.num_examples, test.num_examples) == (36, 4)
+    assert sorted(_labels(test.dataset)) == [0, 0, 1, 1]
+    train_images = {x.numpy().tobytes() for x, _ in train.dataset}
+    assert not any(x.numpy().tobytes() in train_images for x, _ in test.dataset)
 
 
 def test_bad_folder_and_unknown_dataset(tmp_path):
@@ -97,6 +132,27 @@ def test_imagenet_loader_on_mock_data_resizes(tmp_path):
         assert images.shape == (2, 32, 32, 3)
 
 
+@pytest.mark.parametrize("height,width", [(300, 400), (400, 300)])
+def test_imagenet_evaluation_crop_is_torchvisions_resize_256_center_crop_224(height, width):
+    # The reference: PIL (torchvision's backend) resizes the shorter side to 256,
+    # then the centre 224 x 224 is cut out.
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:height, 0:width]
+    image = np.stack([(xx * 0.6) % 256, (yy * 0.8) % 256, ((xx + yy) * 0.3) % 256], -1).astype(np.uint8)
+    image[100:140, 150:170] = 255
+    new_w, new_h = ((int(256 * width / height), 256) if height <= width
+                    else (256, int(256 * height / width)))
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR), np.float32)
+    top, left = int(round((new_h - 224) / 2.0)), int(round((new_w - 224) / 2.0))
+    expected = resized[top:top + 224, left:left + 224]
+    source = data.Source("imagenet2012", "test", None, 1, 1000, (None, None, 3), (0.0,) * 3, (1.0,) * 3)
+    got = data._pixels(tf.constant(image), source, 224).numpy()
+    assert got.shape == (224, 224, 3)
+    # Antialiased bilinear in TF and in PIL differ by rounding only.
+    assert np.abs(got - expected).mean() < 0.5 and np.abs(got - expected).max() < 2
+
+
 def test_imagenet_training_augmentation(tmp_path):
     manual = tmp_path / "manual"
     manual.mkdir()
@@ -113,6 +169,21 @@ def test_imagenet_training_augmentation(tmp_path):
     assert len(batches) == 2 and batches[0].shape == (4, 32, 32, 3)
     assert all(np.isfinite(b).all() for b in batches)
     np.testing.assert_array_equal(batches[0], again[0])
+
+
+def test_cifar_crop_shifts_the_image_by_up_to_the_padding():
+    image = tf.constant(np.arange(64, dtype=np.float32).reshape(8, 8, 1))
+    source = data.Source("x", "train", None, 1, 2, (8, 8, 1), (0.0,), (1.0 / 255.0,))
+    augment = data.Augment(crop_padding=2)
+    shifts = set()
+    for seed in range(40):
+        out = data._augment(image, tf.constant([seed, 0], tf.int64), augment, source).numpy()[..., 0]
+        # Each crop is the image moved by (dy, dx) in [-2, 2], zero-filled where padded.
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(out, np.pad(image.numpy()[..., 0], 2)[2 + dy:10 + dy, 2 + dx:10 + dx])]
+        assert len(matches) == 1
+        shifts.add(matches[0])
+    assert len(shifts) > 10
 
 
 def test_tfds_never_downloads_and_says_what_to_put_where(tmp_path):

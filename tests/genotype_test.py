@@ -40,6 +40,33 @@ def test_derivation_with_stage2_candidates_of_varying_width():
     assert g.strongest_ops(cell_candidates, weights) == ["sep_conv_5x5"] * 7 + ["skip_connect"] * 7
 
 
+def _softmax(logits):
+    e = np.exp(np.asarray(logits, np.float64) - np.max(logits))
+    return e / e.sum()
+
+
+def test_stage2_ranking_does_not_depend_on_group_size():
+    # Stage 2: skip edges search `none` + skip (2 candidates), the others `none` + 2 ops.
+    sep, skip = ("none", "sep_conv_3x3", "sep_conv_5x5"), ("none", "skip_connect")
+    candidates = (sep, skip, sep, sep, skip, skip, sep, sep, sep, skip, sep, sep, sep, skip)
+    # Equal logits: every edge scores the same, so each node keeps its first two inputs.
+    uniform = [_softmax(np.zeros(len(edge))) for edge in candidates]
+    scores = {round(g.edge_strength(edge, w, 3)[0], 12) for edge, w in zip(candidates, uniform)}
+    assert scores == {round(1 / 3, 12)}
+    cell = g.derive_cell(candidates, uniform)
+    assert [index for _, index in cell.edges] == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert cell.edges[2:4] == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1))
+    # A skip edge wins a rank only when its logits beat the others': at equal
+    # op-vs-none margins both score the same (ties go to the earlier edge) ...
+    margin = [_softmax([0.0, 1.0, 1.0]), _softmax([0.0, 1.0])]
+    a, b = (g.edge_strength(edge, w, 3)[0] for edge, w in zip((sep, skip), margin))
+    assert a == pytest.approx(b)
+    # ... and with a larger margin the skip edge ranks first.
+    assert g.edge_strength(skip, _softmax([0.0, 1.5]), 3)[0] > a
+    # Edges of equal size are ranked by their op's softmax weight, as DARTS does.
+    assert g.edge_strength(sep, [0.2, 0.3, 0.5], 3) == (0.5, "sep_conv_5x5")
+
+
 def test_per_cell_derivation():
     stage = ss.stage1_space(ss.SearchSpace(), 3, per_cell=True)
     weights = []

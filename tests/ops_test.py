@@ -150,3 +150,16 @@ def test_config_round_trip(layer):
 def test_unknown_op_name_is_refused():
     with pytest.raises(ValueError, match="unknown op"):
         ops.make_op("conv_7x7", 8, 1, affine=True, search=False, layer_name="x")
+
+
+def test_factorized_reduce_reads_the_even_and_the_one_pixel_shifted_grid():
+    # DARTS: conv_1(relu(x)) and conv_2(relu(x)[:, :, 1:, 1:]), both 1x1 stride 2, concatenated.
+    layer = ops.FactorizedReduce(4, affine=True, name="reduce")
+    x = tf.random.normal([2, 6, 6, 3], seed=9)
+    out = layer(x, training=False).numpy()
+    relu = np.maximum(x.numpy(), 0)
+    even = relu[:, ::2, ::2, :] @ layer.conv_even.kernel.numpy()[0, 0]
+    odd = relu[:, 1::2, 1::2, :] @ layer.conv_odd.kernel.numpy()[0, 0]
+    # A fresh BatchNorm at inference divides by sqrt(1 + eps).
+    expected = np.concatenate([even, odd], axis=-1) / np.sqrt(1 + 1e-5)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

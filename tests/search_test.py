@@ -3,12 +3,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 from stacnas_tf import search  # noqa: E402
+from stacnas_tf import search_space  # noqa: E402
 
 TINY = config_lib.SearchConfig(
     dataset="digits", stage1_cells=3, stage2_cells=3, stage1_epochs=2, stage2_epochs=1,
@@ -42,6 +44,15 @@ def test_end_to_end_outputs(finished):
     # stage 2 searches inside the group stage 1 activated on each edge
     for groups, edge in zip(stage1["activated_groups"]["normal"], stage2["logits"]["normal"]):
         assert edge["candidates"] == ["none"] + groups
+    # ... and that group is the one of the strongest non-`none` stage-1 op.
+    for name in ("normal", "reduce"):
+        for edge, groups in zip(stage1["logits"][name], stage1["activated_groups"][name]):
+            strongest = max((w, op) for op, w in zip(edge["candidates"], edge["weights"]) if op != "none")
+            assert strongest[1] in groups
+    # The genotype is derived from the final (stage-2) weights.
+    stage2_space = search_space.StageSpace.from_dict(stage2["space"])
+    weights = [[e["weights"] for e in stage2["logits"][name]] for name in ("normal", "reduce")]
+    assert genotype == genotype_lib.derive_genotype(stage2_space, weights, TINY.stage2_cells)
     history = _read(os.path.join(out, "stage1", "history.json"))
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["lr"] > history[1]["lr"] > 0
@@ -150,3 +161,58 @@ def test_config_files_of_older_versions_still_resume(finished):
     finally:
         with open(path, "w") as f:
             json.dump(saved, f)
+
+
+def _torch_adam(params, grads_per_step, lr, beta_1, beta_2, eps):
+    """PyTorch's Adam (DARTS's architecture optimizer), in numpy."""
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    params = [p.copy() for p in params]
+    for t, grads in enumerate(grads_per_step, start=1):
+        for i, g in enumerate(grads):
+            m[i] = beta_1 * m[i] + (1 - beta_1) * g
+            v[i] = beta_2 * v[i] + (1 - beta_2) * g * g
+            denominator = np.sqrt(v[i]) / np.sqrt(1 - beta_2 ** t) + eps
+            params[i] = params[i] - lr / (1 - beta_1 ** t) * m[i] / denominator
+    return params
+
+
+def test_search_steps_follow_darts_optimizers_and_decays():
+    """The search's own supernet and optimizers (paper defaults): over three steps
+    alpha follows Adam(lr 3e-4, betas 0.5/0.999, eps 1e-8) on gradients that
+    include 1e-3 * alpha, and the weights' gradients include 3e-4 * w."""
+    config = config_lib.SearchConfig(dataset="digits", stage1_cells=3, channels=4, batch_size=8)
+    stage = search_space.stage1_space(config.space, 3, per_cell=False)
+    net = search.build_supernet(config, 1, stage, 3, 10, (8, 8, 1))
+    schedule, weight_optimizer, architecture_optimizer = search.make_optimizers(config, 10, 2)
+    net.compile(weight_optimizer, architecture_optimizer)
+    assert float(schedule(0)) == pytest.approx(0.025) and float(schedule(20)) == pytest.approx(0.001)
+    assert weight_optimizer.momentum == 0.9
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(8, 8, 8, 1).astype(np.float32), rng.randint(0, 10, 8)
+    # The decay terms, against the raw gradients.
+    with tf.GradientTape() as tape:
+        loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
+    raw = tape.gradient(loss, net.architecture_variables)
+    _, _, weight_grads, arch_grads, norm = net.one_level_gradients(x, y)
+    for got, g, alpha in zip(arch_grads, raw, net.architecture_variables):
+        np.testing.assert_allclose(got.numpy(), g.numpy() + 1e-3 * alpha.numpy(), rtol=1e-4, atol=1e-9)
+    with tf.GradientTape() as tape:
+        loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
+    raw = tape.gradient(loss, net.weight_variables)
+    scale = min(1.0, 5.0 / float(norm))  # global-norm clipping at 5, before the decay
+    for got, g, w in list(zip(weight_grads, raw, net.weight_variables))[:20]:
+        np.testing.assert_allclose(got.numpy(), scale * g.numpy() + 3e-4 * w.numpy(), rtol=1e-3,
+                                   atol=1e-7)
+    # Three steps: alpha moves at every one, as PyTorch's Adam moves it.
+    initial = [v.numpy().copy() for v in net.architecture_variables]
+    grads = []
+    for step in range(3):
+        batch = rng.randn(8, 8, 8, 1).astype(np.float32), rng.randint(0, 10, 8)
+        grads.append([g.numpy() for g in net.one_level_gradients(*batch)[3]])
+        before = [v.numpy().copy() for v in net.architecture_variables]
+        net.train_on_batch(*batch)
+        assert all(np.abs(v.numpy() - b).max() > 1e-5 for v, b in zip(net.architecture_variables, before))
+    expected = _torch_adam(initial, grads, 3e-4, 0.5, 0.999, 1e-8)
+    for got, want, start in zip(net.architecture_variables, expected, initial):
+        np.testing.assert_allclose(got.numpy() - start, want - start, rtol=0.02, atol=3e-6)

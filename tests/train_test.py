@@ -3,10 +3,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import data  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
 from stacnas_tf import train  # noqa: E402
 
 TINY = config_lib.TrainConfig(
@@ -101,6 +105,63 @@ def test_deformable_training_moves_edge_scales(tmp_path):
     scales = history[0]["edge_scales"]
     assert len(scales) == 3 and len(scales[0]) == 8
     assert max(abs(s - 0.5) for cell in scales for s in cell) > 1e-3
+    # The checkpoint holds the edge logits' Adam moments, so a resumed run goes on with them.
+    checkpoint = tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints"))
+    names = [name for name, _ in tf.train.list_variables(checkpoint)]
+    moments = [n for n in names if n.startswith("architecture_optimizer/") and "VARIABLE_VALUE" in n]
+    assert len(moments) >= 2 * 3  # first and second moments of 3 cells' logits (and the counter)
+    reader = tf.train.load_checkpoint(checkpoint)
+    assert max(np.abs(reader.get_tensor(n)).max() for n in moments) > 0
+
+
+# What DARTS's recipes apply (train_search/train.py/train_imagenet.py of the DARTS code).
+@pytest.mark.parametrize("preset,expected", [
+    ("base", data.Augment(crop_padding=4, flip=True, cutout=16)),
+    ("fancy", data.Augment(crop_padding=4, flip=True, autoaugment=True, cutout=16)),
+    ("imagenet_base", data.Augment(flip=True, random_resized_crop=True, color_jitter=True)),
+    ("default", data.Augment(cutout=4)),
+    ("smoke", data.Augment(cutout=2)),
+])
+def test_each_training_preset_applies_its_recipes_augmentation(preset, expected):
+    assert train.train_augment(config_lib.TRAIN_PRESETS[preset]) == expected
+
+
+def test_learning_rate_schedules_end_where_the_recipe_says():
+    config = TINY.replace(lr=0.1, lr_min=0.002, epochs=4)
+    schedule = train.lr_schedule(config, steps_per_epoch=5)
+    assert float(schedule(0)) == pytest.approx(0.1)
+    assert float(schedule(20)) == pytest.approx(0.002)
+    assert float(schedule(10)) == pytest.approx(0.002 + 0.5 * (0.1 - 0.002) * (1 + np.cos(np.pi / 2)))
+    imagenet = train.lr_schedule(config_lib.TRAIN_PRESETS["imagenet_base"], steps_per_epoch=5)
+    assert float(imagenet(4)) == pytest.approx(0.1) and float(imagenet(5)) == pytest.approx(0.097)
+
+
+def test_final_network_step_adds_decay_and_weighted_auxiliary_loss():
+    """One SGD step of lr 1 (no momentum, no clipping): every weight moves by
+    -(gradient of loss + aux_weight x auxiliary loss) - weight_decay x w."""
+    config = TINY.replace(aux_weight=0.4, weight_decay=3e-3, grad_clip_norm=1e9, drop_path=0.0,
+                          momentum=0.0, lr=1.0, lr_min=1.0)
+    keras.utils.set_random_seed(0)
+    net = train.build_network(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (32, 32, 3))
+    train.compile_network(net, config, steps_per_epoch=1)
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(4, 32, 32, 3).astype(np.float32), rng.randint(0, 10, 4)
+    variables = net.weight_variables
+    before = [v.numpy().copy() for v in variables]
+    with tf.GradientTape(persistent=True) as tape:
+        logits, aux_logits = net(x, training=True)
+        main = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        aux = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, aux_logits, from_logits=True))
+    main_grads = [0.0 if g is None else g for g in tape.gradient(main, variables)]
+    aux_grads = [0.0 if g is None else g for g in tape.gradient(aux, variables)]
+    net.train_on_batch(x, y)
+    head = {id(v) for v in net.auxiliary_head.trainable_variables}
+    checked = 0
+    for v, b, g_main, g_aux in zip(variables, before, main_grads, aux_grads):
+        expected = b - (np.asarray(g_main) + 0.4 * np.asarray(g_aux) + 3e-3 * b)
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-3, atol=2e-5, err_msg=v.path)
+        checked += id(v) in head
+    assert checked == len(head) > 0
 
 
 def test_bad_inputs():

@@ -41,8 +41,10 @@ _CALIBRATION = flags.DEFINE_integer("calibration_samples", 100,
 _INT8_IO = flags.DEFINE_bool("int8_io", False, "int8 input and output tensors for the int8 model.")
 _TOLERANCE = flags.DEFINE_float("float_tolerance", 1e-4,
                                 "Largest allowed |logit difference| of the float32 formats.")
-_AGREEMENT = flags.DEFINE_float("min_quantized_agreement", 0.9,
-                                "Smallest allowed top-1 agreement of the quantized TFLite models.")
+_QUANTIZED_ERROR = flags.DEFINE_float(
+    "max_quantized_relative_error", 0.15,
+    "Largest allowed relative logit error (RMS error / RMS spread of the float logits) of the "
+    "quantized TFLite models.")
 
 
 def main(argv):
@@ -62,7 +64,7 @@ def main(argv):
         options = export.ExportOptions(
             opset=_OPSET.value, onnx_nchw=_ONNX_NCHW.value, calibration_samples=_CALIBRATION.value,
             int8_io=_INT8_IO.value, float_tolerance=_TOLERANCE.value,
-            min_quantized_agreement=_AGREEMENT.value, overwrite=_OVERWRITE.value)
+            max_quantized_relative_error=_QUANTIZED_ERROR.value, overwrite=_OVERWRITE.value)
         output_dir = files.user_path(_OUTPUT_DIR.value)
         export.check_output_dir(output_dir, options.overwrite)
         if _RANDOM_INIT.value:
