@@ -1,11 +1,15 @@
 """The same one-level supernet step written plainly in PyTorch eager, for comparison.
 
   pip install torch==2.13.0   # not a project dependency; only this benchmark uses it
-  python benchmarks/search_step_torch.py --channels=16 --num_cells=8 --batch_size=32 --image_size=32
+  python benchmarks/search_step_torch.py --channels=16 --num_cells=8 --batch_size=32 --image_size=32 \
+      [--channels_last]
 
 Same network shape as stacnas_tf's SearchNetwork (DARTS ops, affine-free
 BatchNorm, mixed ops weighted by softmax(alpha)), SGD for the weights and Adam
-for alpha from one backward pass. Prints one JSON line per supernet.
+for alpha from one backward pass. Prints one JSON line per supernet, with the
+memory layout it ran in (`layout`: NCHW, PyTorch's default, or channels_last:
+model and input converted with `memory_format=torch.channels_last`, the
+layout PyTorch recommends for convolutional networks on CPU).
 """
 
 import argparse
@@ -147,7 +151,8 @@ def measure(space, args, channels_last):
     median = statistics.median(times)
     return {
         "benchmark": "search_step", "framework": "pytorch-eager", "space": space,
-        "channels_last": channels_last, "channels": args.channels, "num_cells": args.num_cells,
+        "channels_last": channels_last, "layout": "channels_last" if channels_last else "NCHW",
+        "channels": args.channels, "num_cells": args.num_cells,
         "batch_size": args.batch_size, "image_size": args.image_size, "steps": args.steps,
         "first_step_s": round(first, 3), "median_step_s": round(median, 4),
         "images_per_s": round(args.batch_size / median, 2),
@@ -165,7 +170,8 @@ def main():
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--spaces", default="stage1,full")
-    parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--channels_last", action="store_true",
+                        help="Model and input in torch.channels_last (NHWC) memory format.")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     for space in args.spaces.split(","):

@@ -8,8 +8,13 @@ explicitly, keyed by their Keras paths; optimizers are tracked as usual.
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+
 import keras
 import tensorflow as tf
+from absl import logging
 
 
 def model_variables(model) -> dict:
@@ -50,6 +55,54 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
             f"stacnas_tf 0.1 search checkpoint, whose supernet had one layer per edge?): "
             f"{str(e).splitlines()[0][:300]}"
         ) from e
+
+
+def candidates(directory: str) -> list[str]:
+    """The checkpoints in `directory`, newest first, found from their files
+    (`ckpt-N.index`), not from the `checkpoint` state file, which may be damaged."""
+    numbered = []
+    for index in glob.glob(os.path.join(glob.escape(directory), "*.index")):
+        match = re.fullmatch(r"(.*-(\d+))\.index", index)
+        if match:
+            numbered.append((int(match.group(2)), match.group(1)))
+    return [path for _, path in sorted(numbered, reverse=True)]
+
+
+def readable(path: str) -> str | None:
+    """None when every tensor of checkpoint `path` reads back (TF checks each
+    one's checksum), else why not."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, OSError, RuntimeError) as e:
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+    return None
+
+
+def restore_latest(checkpoint: tf.train.Checkpoint, directory: str, partial: bool = False,
+                   what: str = "checkpoint") -> str | None:
+    """Restores the newest checkpoint of `directory` that reads cleanly and
+    returns its path (None when there is none). Damaged ones (truncated, a
+    flipped bit) are skipped with a warning naming them; if every one is
+    damaged the error names them all. A checkpoint of another network is an
+    error (see `restore`)."""
+    found = candidates(directory)
+    damaged = []
+    for path in found:
+        problem = readable(path)
+        if problem is not None:
+            damaged.append(f"{path} ({problem})")
+            continue
+        restore(checkpoint, path, partial=partial)
+        if damaged:
+            logging.warning("%s: skipped damaged %s; resumed from %s", what, "; ".join(damaged), path)
+        return path
+    if damaged:
+        raise ValueError(
+            f"{what}: every checkpoint in {directory} is damaged: {'; '.join(damaged)}. Move them "
+            "away to start this stage again from scratch.")
+    return None
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

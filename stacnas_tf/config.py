@@ -61,6 +61,12 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name}: expected a positive integer, got {value!r}.")
+        for name in ("stage1_cells", "stage2_cells"):
+            if getattr(self, name) < 3:
+                # Reductions sit at 1/3 and 2/3 of the depth: 1 or 2 cells are all reductions.
+                raise ValueError(f"--{name}: a supernet of {getattr(self, name)} cell(s) has no "
+                                 "normal cell to search; expected at least 3.")
+        _check_seed(self.seed)
         if self.channels < 2 or self.channels % 2:
             raise ValueError(f"--channels: expected an even number >= 2, got {self.channels}.")
         if self.image_size is not None and (self.image_size < 4 or self.image_size % 4):
@@ -107,6 +113,12 @@ class SearchConfig:
 
     def replace(self, **changes) -> "SearchConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _check_seed(seed) -> None:
+    # Keras seeds every generator from it, and refuses negative ones mid-run.
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise ValueError(f"--seed: expected an integer in [0, 2^31), got {seed!r}.")
 
 
 PRESETS = {
@@ -170,6 +182,20 @@ class TrainConfig:
                 raise ValueError(f"--{name}: expected a positive integer, got {value!r}.")
         if self.channels % 2:
             raise ValueError(f"--channels: expected an even number, got {self.channels}.")
+        _check_seed(self.seed)
+        if self.image_size is not None and (
+                not isinstance(self.image_size, int) or self.image_size < 4 or self.image_size % 4):
+            raise ValueError(
+                f"--image_size: expected a multiple of 4 (two reductions halve it), got {self.image_size!r}."
+            )
+        for name in ("num_train_examples", "num_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"--{name}: expected a positive number of examples (or none for "
+                                 f"all), got {value!r}.")
+        if self.num_train_examples is not None and self.num_train_examples < self.batch_size:
+            raise ValueError(f"--num_train_examples: expected at least one batch "
+                             f"({self.batch_size}), got {self.num_train_examples}.")
         if self.network not in ("cifar", "imagenet"):
             raise ValueError(f"--network: expected 'cifar' or 'imagenet', got {self.network!r}.")
         if self.lr_schedule not in ("cosine", "exponential"):

@@ -99,14 +99,15 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
             f"--genotype: the checkpoints in {train_dir} were trained with another genotype "
             f"({genotype.to_darts()})."
         )
-    path = tf.train.latest_checkpoint(os.path.join(train_dir, "checkpoints"))
-    if not path:
+    checkpoint_dir = os.path.join(train_dir, "checkpoints")
+    if not checkpoints.candidates(checkpoint_dir):
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
     source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                        image_size=config.image_size)
     image_shape = data.model_input_shape(source, config.image_size)
     net = train.build_network(config, genotype, source.num_classes, image_shape)
-    checkpoints.restore(checkpoints.make(net), path, partial=True)
+    checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
+                               what="--train_dir")
     return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std, source)
 
 

@@ -7,8 +7,12 @@ half-written genotype, history or config under its final name.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
+import socket
+import sys
 import tempfile
 
 
@@ -120,3 +124,68 @@ def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     except OSError as e:
         raise ValueError(f"{flag}: cannot write in {path} ({e.strerror or e}).") from e
     return path
+
+
+LOCK_NAME = ".stacnas.lock"
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: str, flag: str = "--output_dir"):
+    """Holds `output_dir` for this process: a second run on the folder (from this
+    or another host sharing it) is refused with the holder's host, pid and
+    command. A lock left by a process of this host that no longer runs is taken
+    over; one from another host must be deleted by hand once that run is gone."""
+    path = os.path.join(output_dir, LOCK_NAME)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(),
+              "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(sys.argv)[:500]}
+    _acquire(path, holder, flag)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if _read_holder(path) == holder:
+                os.unlink(path)
+
+
+def _acquire(path: str, holder: dict, flag: str) -> None:
+    for _ in range(3):  # a stale lock is replaced, then taken like a free one
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            current = _read_holder(path)
+            if current is not None and not _is_stale(current):
+                raise ValueError(
+                    f"{flag}={os.path.dirname(path)} is in use by another run (host "
+                    f"{current.get('host')}, pid {current.get('pid')}, started "
+                    f"{current.get('started')}: {current.get('command')}). Wait for it to end, or "
+                    f"delete {path} if that run is gone.") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # stale (its process is gone) or unreadable
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(holder, f)
+        return
+    raise ValueError(f"{flag}: could not lock {os.path.dirname(path)} ({path} keeps reappearing).")
+
+
+def _read_holder(path: str):
+    try:
+        with open(path) as f:
+            value = json.load(f)
+        return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _is_stale(holder: dict) -> bool:
+    """Whether the holder is a process of this host that no longer runs."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False

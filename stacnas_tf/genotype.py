@@ -24,6 +24,11 @@ from stacnas_tf import search_space
 
 FORMAT = "stacnas_tf.genotype"
 VERSION = 1
+# Bounds on what a genotype may hold, checked before anything is expanded:
+# genotypes come from files and flags.
+MAX_NODES = 16
+MAX_CELLS = 1000
+MAX_TEXT = 1_000_000  # characters of a genotype file or text
 
 Edge = tuple[str, int]
 
@@ -37,7 +42,19 @@ class CellGenotype:
     reduction: bool = False
 
     def __post_init__(self):
-        edges = tuple((str(op), int(index)) for op, index in self.edges)
+        if not isinstance(self.edges, (tuple, list)) or len(self.edges) > 2 * MAX_NODES:
+            raise ValueError(f"genotype: expected a list of at most {2 * MAX_NODES} (op, input) "
+                             f"edges, got {_short(self.edges)}.")
+        for edge in self.edges:
+            if (not isinstance(edge, (tuple, list)) or len(edge) != 2
+                    or not isinstance(edge[0], str) or not _is_index(edge[1])):
+                raise ValueError(f"genotype: expected edges as (op name, integer input), got "
+                                 f"{_short(edge)}.")
+        if (not isinstance(self.concat, (tuple, list)) or len(self.concat) > MAX_NODES
+                or not all(_is_index(i) for i in self.concat)):
+            raise ValueError(f"genotype: expected concat as a list of at most {MAX_NODES} integer "
+                             f"states, got {_short(self.concat)}.")
+        edges = tuple((op, int(index)) for op, index in self.edges)
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "concat", tuple(int(i) for i in self.concat))
         if not edges or len(edges) % 2:
@@ -52,9 +69,11 @@ class CellGenotype:
                     f"genotype: edge {position} ({op!r}, {index}) of node {node} has input "
                     f"index {index}; expected 0..{node + 1}."
                 )
-        if not self.concat or any(not 0 <= i < self.num_nodes + 2 for i in self.concat):
+        if (not self.concat or any(not 2 <= i < self.num_nodes + 2 for i in self.concat)
+                or len(set(self.concat)) != len(self.concat)):
             raise ValueError(
-                f"genotype: concat {list(self.concat)} must name states 0..{self.num_nodes + 1}."
+                f"genotype: concat {list(self.concat)} must name distinct intermediate nodes "
+                f"2..{self.num_nodes + 1}."
             )
 
     @property
@@ -125,13 +144,16 @@ class Genotype:
         if not isinstance(value, dict) or value.get("format") != FORMAT:
             raise ValueError(f"{source}: not a genotype JSON (expected \"format\": \"{FORMAT}\").")
         version = value.get("version")
-        if not isinstance(version, int) or version > VERSION:
+        if not _is_index(version) or not 1 <= version <= VERSION:
             raise ValueError(
                 f"{source}: genotype version {version!r} is not supported; this stacnas_tf reads "
                 f"versions up to {VERSION}."
             )
+        cells = value.get("cells")
+        if cells is not None and (not isinstance(cells, list) or not 1 <= len(cells) <= MAX_CELLS):
+            raise ValueError(f"{source}: \"cells\" must be null or a list of 1 to {MAX_CELLS} "
+                             f"cell genotypes, got {_short(cells)}.")
         try:
-            cells = value.get("cells")
             return cls.from_edges(
                 [(e["op"], e["input"]) for e in value["normal"]], value["normal_concat"],
                 [(e["op"], e["input"]) for e in value["reduce"]], value["reduce_concat"],
@@ -144,11 +166,7 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str, source: str = "genotype") -> "Genotype":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{source}: not valid JSON ({e}).") from e
-        return cls.from_dict(value, source)
+        return cls.from_dict(load_json_text(text, source), source)
 
     # --- DARTS text --------------------------------------------------------------
 
@@ -164,6 +182,9 @@ class Genotype:
     @classmethod
     def from_darts(cls, text: str, source: str = "genotype") -> "Genotype":
         fields = ("normal", "normal_concat", "reduce", "reduce_concat")
+        if len(text) > MAX_TEXT:
+            raise ValueError(f"{source}: a DARTS genotype text of {len(text)} characters; "
+                             f"expected at most {MAX_TEXT}.")
         try:
             call = ast.parse(text.strip(), mode="eval").body
             if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Genotype"):
@@ -173,8 +194,9 @@ class Genotype:
             if set(values) != set(fields):
                 raise ValueError(f"expected the fields {list(fields)}, got {sorted(values)}")
             parsed = {name: _literal(node) for name, node in values.items()}
-        except (SyntaxError, ValueError, TypeError) as e:
-            raise ValueError(f"{source}: not a DARTS genotype text ({e}).") from e
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
+            raise ValueError(f"{source}: not a DARTS genotype text ({type(e).__name__}: "
+                             f"{_short(str(e))}).") from e
         try:
             return cls.from_edges(**parsed)
         except (TypeError, ValueError) as e:
@@ -227,8 +249,41 @@ def _dot_lines(cell: CellGenotype, prefix: str, indent: str) -> list[str]:
 
 def _literal(node):
     if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "range":
-        return list(range(*[ast.literal_eval(a) for a in node.args]))
+        bounds = [ast.literal_eval(a) for a in node.args]
+        if not 1 <= len(bounds) <= 2 or not all(_is_index(b) for b in bounds):
+            raise ValueError("range() takes one or two integers here")
+        values = range(*bounds)
+        if len(values) > MAX_NODES:  # checked before the list is made
+            raise ValueError(f"range() of {len(values)} states; a cell has at most {MAX_NODES}")
+        return list(values)
     return ast.literal_eval(node)
+
+
+def _is_index(value) -> bool:
+    """An int that is not a bool (JSON's true is no state index)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def load_json_text(text: str, source: str):
+    """JSON from a file or flag, with one-line errors (also for overflowing
+    numbers and nesting too deep for Python)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{source}: not valid JSON ({e}).") from e
+    except ValueError as e:  # a constant refused by _refuse_constant
+        raise ValueError(f"{source}: {e}.") from e
+    except RecursionError as e:
+        raise ValueError(f"{source}: JSON nested too deeply.") from e
+
+
+def _refuse_constant(name):
+    raise ValueError(f"not a finite number: {name}")
 
 
 def _cell_graph(cell: CellGenotype) -> dict:
@@ -434,7 +489,7 @@ def resolve(spec: str, flag: str = "--genotype") -> Genotype:
         return Genotype.from_darts(spec, source=flag)
     if os.path.isfile(spec):
         with open(spec) as f:
-            text = f.read()
+            text = f.read(MAX_TEXT + 1)
         source = f"{flag} file {spec}"
         if text.lstrip().startswith("Genotype("):
             return Genotype.from_darts(text, source=source)

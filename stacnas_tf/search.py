@@ -22,6 +22,7 @@ made with another configuration is refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -178,9 +179,8 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     checkpoint_dir = os.path.join(stage_dir, "checkpoints")
     history_path = os.path.join(stage_dir, "history.json")
     history = []
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    latest = checkpoints.restore_latest(checkpoint, checkpoint_dir, what=f"stage {stage}")
     if latest:
-        checkpoints.restore(checkpoint, latest)
         if chief and os.path.exists(history_path):
             history = files.read_json(history_path)[: int(epoch_variable.numpy())]
         logging.info("stage %d: resuming after epoch %d", stage, int(epoch_variable.numpy()))
@@ -245,6 +245,14 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
     output_dir = files.prepare_output_dir(output_dir) if chief else os.path.abspath(output_dir)
+    # The chief holds the folder; the other workers only read the chief's checkpoints.
+    with files.output_lock(output_dir) if chief else contextlib.nullcontext():
+        return _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
+                           jit_compile)
+
+
+def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
+                jit_compile) -> genotype_lib.Genotype:
     genotype_path = os.path.join(output_dir, "genotype.json")
     if os.path.exists(os.path.join(output_dir, "config.json")):
         check_config_matches(output_dir, config)
@@ -341,8 +349,9 @@ def load_stage_network(search_dir: str, stage: int, num_classes: int, image_shap
         stage_space = search_space.StageSpace.from_dict(result["space"])
         num_cells = result["num_cells"]
     model = build_supernet(config, stage, stage_space, num_cells, num_classes, image_shape)
-    path = tf.train.latest_checkpoint(os.path.join(search_dir, f"stage{stage}", "checkpoints"))
+    path = checkpoints.restore_latest(
+        checkpoints.make(model), os.path.join(search_dir, f"stage{stage}", "checkpoints"),
+        partial=True, what=f"--search_dir stage {stage}")
     if not path:
         raise ValueError(f"--search_dir: {search_dir}/stage{stage} has no checkpoint.")
-    checkpoints.restore(checkpoints.make(model), path, partial=True)
     return model

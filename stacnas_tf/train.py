@@ -15,6 +15,7 @@ are refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -146,6 +147,14 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
     output_dir = files.prepare_output_dir(output_dir) if chief else os.path.abspath(output_dir)
+    # The chief holds the folder; the other workers only read the chief's checkpoints.
+    with files.output_lock(output_dir) if chief else contextlib.nullcontext():
+        return _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
+                             jit_compile)
+
+
+def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
+                  jit_compile) -> dict:
     genotype = genotype_lib.resolve(config.genotype)
     _check_folder(output_dir, config, genotype)
     metrics_path = os.path.join(output_dir, "metrics.json")
@@ -174,9 +183,8 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
     checkpoint_dir = os.path.join(output_dir, "checkpoints")
     history_path = os.path.join(output_dir, "history.json")
     history = []
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    latest = checkpoints.restore_latest(checkpoint, checkpoint_dir, what="training")
     if latest:
-        checkpoints.restore(checkpoint, latest)
         if chief and os.path.exists(history_path):
             history = files.read_json(history_path)[: int(epoch_variable.numpy())]
     initial_epoch = int(epoch_variable.numpy())
@@ -269,11 +277,15 @@ def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path:
     `auxiliary=False` leaves the auxiliary head out (it is not needed for inference).
     """
     config, genotype = _read_folder(train_dir)
-    path = checkpoint_path or tf.train.latest_checkpoint(os.path.join(train_dir, "checkpoints"))
+    net = build_network(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
+    if checkpoint_path:
+        path = checkpoint_path
+        checkpoints.restore(checkpoints.make(net), path, partial=True)
+    else:
+        path = checkpoints.restore_latest(checkpoints.make(net), os.path.join(train_dir, "checkpoints"),
+                                          partial=True, what="--train_dir")
     if not path:
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
-    net = build_network(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
-    checkpoints.restore(checkpoints.make(net), path, partial=True)
     return net, path
 
 

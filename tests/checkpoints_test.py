@@ -34,3 +34,54 @@ def test_checkpoint_of_another_network_is_a_clear_error(tmp_path):
     path = checkpoints.make(_net("DARTS_V2")).save(str(tmp_path / "ckpt"))
     with pytest.raises(ValueError, match="does not fit this network"):
         checkpoints.restore(checkpoints.make(_net("DARTS_V1")), path)
+
+
+def _saved_twice(tmp_path):
+    """Two epochs' checkpoints of one network, as the training loop keeps them."""
+    net = _net()
+    checkpoint = checkpoints.make(net)
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=2)
+    manager.save(checkpoint_number=1)
+    first = [v.numpy().copy() for v in net.variables]
+    net(tf.random.normal([4, 8, 8, 3]), training=True)  # moves the statistics again
+    manager.save(checkpoint_number=2)
+    return first, [v.numpy().copy() for v in net.variables]
+
+
+def _data_file(path):
+    return next(f for f in os.listdir(os.path.dirname(path)) if f.startswith(os.path.basename(path) + ".data"))
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "flip_data_bit", "truncate_index", "garbage_state"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
+    first, second = _saved_twice(tmp_path)
+    newest = str(tmp_path / "ckpt-2")
+    if damage == "truncate_data":
+        data = tmp_path / _data_file(newest)
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    elif damage == "flip_data_bit":
+        data = tmp_path / _data_file(newest)
+        content = bytearray(data.read_bytes())
+        content[len(content) // 3] ^= 0x10
+        data.write_bytes(bytes(content))
+    elif damage == "truncate_index":
+        index = tmp_path / "ckpt-2.index"
+        index.write_bytes(index.read_bytes()[:40])
+    else:
+        (tmp_path / "checkpoint").write_text("not a checkpoint state\x00")
+    target = _net()
+    path = checkpoints.restore_latest(checkpoints.make(target), str(tmp_path))
+    expected = second if damage == "garbage_state" else first
+    assert path == str(tmp_path / ("ckpt-2" if damage == "garbage_state" else "ckpt-1"))
+    for value, variable in zip(expected, target.variables):
+        np.testing.assert_array_equal(value, variable.numpy())
+
+
+def test_every_checkpoint_damaged_is_an_error_naming_them(tmp_path):
+    _saved_twice(tmp_path)
+    for name in ("ckpt-1", "ckpt-2"):
+        data = tmp_path / _data_file(str(tmp_path / name))
+        data.write_bytes(b"")
+    with pytest.raises(ValueError, match="every checkpoint .* is damaged: .*ckpt-2.*ckpt-1"):
+        checkpoints.restore_latest(checkpoints.make(_net()), str(tmp_path))
+    assert checkpoints.restore_latest(checkpoints.make(_net()), str(tmp_path / "empty")) is None

@@ -1,5 +1,9 @@
+import json
 import os
+import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -35,3 +39,29 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
     files.write_text(str(path), "new\n")
     assert path.read_text() == "new\n"
     assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_a_folder_in_use_is_refused_with_its_holder(tmp_path):
+    with files.output_lock(str(tmp_path)):
+        lock = json.loads((tmp_path / files.LOCK_NAME).read_text())
+        assert lock["pid"] == os.getpid() and lock["host"] == socket.gethostname()
+        with pytest.raises(ValueError, match=f"in use by another run .*pid {os.getpid()}"):
+            with files.output_lock(str(tmp_path)):
+                pass
+        assert (tmp_path / files.LOCK_NAME).exists()  # the refused run did not take it
+    assert not (tmp_path / files.LOCK_NAME).exists()
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / files.LOCK_NAME).write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": dead.pid, "started": "x", "command": "killed"}))
+    with files.output_lock(str(tmp_path)):
+        assert json.loads((tmp_path / files.LOCK_NAME).read_text())["pid"] == os.getpid()
+    # Another host's lock cannot be checked from here: refused, with what to do.
+    (tmp_path / files.LOCK_NAME).write_text(json.dumps(
+        {"host": "elsewhere", "pid": 1, "started": "x", "command": "search"}))
+    with pytest.raises(ValueError, match="host elsewhere.*delete .*stacnas.lock"):
+        with files.output_lock(str(tmp_path)):
+            pass

@@ -150,6 +150,45 @@ def test_bad_genotypes_are_refused(tmp_path):
         g.resolve("Genotype(normal=[('sep_conv_3x3', 0)")
 
 
+def _json_with(**changes):
+    value = json.loads(g.PUBLISHED["DARTS_V2"].to_json())
+    value.update(changes)
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("text,message", [
+    (_json_with(version=0), "version 0"),
+    (_json_with(version=-5), "version -5"),
+    (_json_with(version=True), "version True"),
+    (_json_with(cells=[]), "cells"),
+    (_json_with(cells="abc"), "cells"),
+    (_json_with(normal_concat=[2, 2, 2, 2, 2]), "distinct intermediate nodes"),
+    (_json_with(normal_concat=[0, 1]), "distinct intermediate nodes"),
+    (_json_with(normal_concat=list(range(50))), "at most 16"),
+    (_json_with(normal=[{"op": "sep_conv_3x3", "input": 1.7}] * 8), "integer input"),
+    (_json_with(normal=[{"op": "sep_conv_3x3", "input": True}] * 8), "integer input"),
+    (_json_with(normal=[{"op": "sep_conv_3x3", "input": "1"}] * 8), "integer input"),
+    (_json_with(normal=[{"op": 3, "input": 0}] * 8), "op name"),
+    (_json_with().replace('"input": 0', '"input": Infinity', 1), "not a finite number: Infinity"),
+    (_json_with().replace('"input": 0', '"input": 1e400', 1), "integer input"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+])
+def test_untrusted_genotype_json_gives_one_line_errors(text, message):
+    with pytest.raises(ValueError, match=message) as error:
+        g.Genotype.from_json(text, source="--genotype file x.json")
+    assert str(error.value).startswith("--genotype file x.json: ") and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("concat", ["range(0, 30000000)", "range(2, 10**12)", "range(2, 6, 1, 1)",
+                                    "[" * 50000 + "]" * 50000])
+def test_untrusted_darts_text_is_bounded_before_it_is_expanded(concat):
+    text = g.PUBLISHED["DARTS_V2"].to_darts().replace("reduce_concat=[2, 3, 4, 5]",
+                                                      f"reduce_concat={concat}")
+    with pytest.raises(ValueError, match="DARTS genotype text|states") as error:
+        g.Genotype.from_darts(text, source="--genotype")
+    assert len(str(error.value)) < 300
+
+
 def test_random_genotypes_are_valid_seeded_and_varied():
     space = ss.SearchSpace()
     first = g.random_genotype(space, 0)

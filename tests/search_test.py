@@ -123,10 +123,21 @@ def test_missing_data_files_leave_no_config(tmp_path):
     ("stage1_cells", 0, "--stage1_cells"), ("stage2_epochs", -1, "--stage2_epochs"),
     ("dataset", "svhn", "--dataset"), ("channels", 3, "--channels"), ("image_size", 10, "--image_size"),
     ("optimization", "second_order", "--optimization"), ("grouping", "none", "--grouping"),
+    ("seed", -1, "--seed"), ("seed", 1.5, "--seed"), ("stage1_cells", 1, "--stage1_cells.*no normal cell"),
+    ("stage2_cells", 2, "--stage2_cells.*no normal cell"),
 ])
 def test_bad_config_values_name_the_flag(field, value, flag):
     with pytest.raises(ValueError, match=flag):
         TINY.replace(**{field: value})
+
+
+def test_a_folder_in_use_by_another_search_is_refused(tmp_path):
+    from stacnas_tf import files
+
+    with files.output_lock(str(tmp_path)):
+        with pytest.raises(ValueError, match="in use by another run"):
+            search.run_search(TINY, str(tmp_path), verbose=0)
+    assert os.listdir(tmp_path) == []  # nothing written by the refused run
 
 
 def test_darts_ablation_flat_bi_level_search(tmp_path):

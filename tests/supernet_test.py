@@ -44,6 +44,22 @@ def test_architecture_and_weight_variables_are_disjoint_by_construction():
     assert len(per_cell.architecture_variables) == 3
 
 
+def test_every_logit_set_starts_from_its_own_draw():
+    # DARTS draws alpha_normal and alpha_reduce independently (1e-3 * N(0, 1)).
+    for per_cell, sets in ((False, 2), (True, 3)):
+        net = _network(num_cells=3, per_cell=per_cell)
+        values = [v.numpy() for v in net.architecture_variables]
+        assert len(values) == sets
+        for a in range(sets):
+            assert 0.3e-3 < values[a].std() < 3e-3
+            for b in range(a):
+                assert not np.allclose(values[a], values[b])
+        # Seeded: the same network starts from the same logits.
+        again = _network(num_cells=3, per_cell=per_cell)
+        for a, b in zip(values, again.architecture_variables):
+            np.testing.assert_array_equal(a, b.numpy())
+
+
 def test_output_shape_and_reduction_cells():
     net = _network(num_cells=5)
     assert tuple(net(tf.zeros([2, 8, 8, 1])).shape) == (2, 10)

@@ -46,11 +46,16 @@ def test_search_smoke_preset_end_to_end(tmp_path):
     ("--strategy=multi_worker", "--strategy=multi_worker: set TF_CONFIG on every worker"),
     ("--cpu_replicas=3", "--batch_size=32 does not split evenly over 3 replicas"),
     ("--precision=float64", "--precision"),
+    ("--seed=-1", "--seed: expected an integer in [0, 2^31), got -1"),
+    ("--stage1_cells=1", "--stage1_cells: a supernet of 1 cell(s) has no normal cell"),
 ])
 def test_search_refuses_bad_flags_before_any_work(tmp_path, flag, message):
     result = _run("search", "--preset=smoke", f"--output_dir={tmp_path / 'run'}", flag)
     assert result.returncode != 0
     assert message in result.stderr
+    # One line that names the flag, not the binary's whole help text.
+    assert message in "\n".join(result.stderr.strip().splitlines()[-2:])
+    assert "Flags left unset" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 
 

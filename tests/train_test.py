@@ -164,6 +164,15 @@ def test_final_network_step_adds_decay_and_weighted_auxiliary_loss():
     assert checked == len(head) > 0
 
 
+def test_a_folder_in_use_by_another_training_is_refused(tmp_path):
+    from stacnas_tf import files
+
+    with files.output_lock(str(tmp_path)):
+        with pytest.raises(ValueError, match="in use by another run"):
+            train.run_training(TINY, str(tmp_path), verbose=0)
+    assert os.listdir(tmp_path) == []
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="neither a published genotype"):
         train.run_training(TINY.replace(genotype="NOPE"), "/tmp/unused-stacnas-run", verbose=0)
@@ -172,6 +181,11 @@ def test_bad_inputs():
         TINY.replace(lr_schedule="step")
     with pytest.raises(ValueError, match="--epochs"):
         TINY.replace(epochs=0)
+    for field, value in (("seed", -1), ("image_size", -4), ("image_size", 0),
+                         ("num_train_examples", 0), ("num_train_examples", -5),
+                         ("num_eval_examples", 0)):
+        with pytest.raises(ValueError, match=f"--{field}"):
+            TINY.replace(**{field: value})
     with pytest.raises(ValueError, match="--train_dir"):
         train.evaluate("/nonexistent-train-dir")
 

@@ -20,6 +20,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import files  # noqa: E402
+from tools import cli  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", ["default", "tiny"], "Sizes; flags override them.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/confusion", "Folder for the sweep.")
@@ -65,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

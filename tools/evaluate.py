@@ -12,6 +12,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import files  # noqa: E402
+from tools import cli  # noqa: E402
 
 _TRAIN_DIR = flags.DEFINE_string("train_dir", "runs/train", "Output folder of tools/train.py.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "test"], "Dataset split.")
@@ -41,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

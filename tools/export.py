@@ -20,6 +20,7 @@ from absl import flags  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from tools import cli  # noqa: E402
 
 _TRAIN_DIR = flags.DEFINE_string("train_dir", None, "Output folder of tools/train.py to export.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/export", "Folder for the exported artifacts.")
@@ -85,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -16,6 +16,7 @@ from absl import flags
 
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from tools import cli  # noqa: E402
 
 _GENOTYPE = flags.DEFINE_string("genotype", None, "Published name, genotype file, or DARTS text.",
                                 required=True)
@@ -46,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

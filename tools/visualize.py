@@ -15,6 +15,7 @@ from absl import flags  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 from stacnas_tf import visualize  # noqa: E402
+from tools import cli  # noqa: E402
 
 _GENOTYPE = flags.DEFINE_string("genotype", None,
                                 "Published name, genotype file (JSON or DARTS text) or DARTS text.")
@@ -48,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
