@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -293,20 +294,47 @@ class ExportError(RuntimeError):
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses to replace an existing export unless asked to."""
+    """Refuses to replace an existing export unless asked to, and never replaces
+    a folder that is not an export; checks that the parent folder is writable."""
+    output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output_dir: {output_dir} exists and is not a folder.")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise ValueError(f"--output_dir: {output_dir} exists and is not empty; pass --overwrite to replace it.")
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        if not overwrite:
+            raise ValueError(f"--output_dir: {output_dir} exists and is not empty; pass "
+                             "--overwrite to replace an earlier export.")
+        if not os.path.exists(os.path.join(output_dir, "export_report.json")):
+            raise ValueError(f"--output_dir: {output_dir} is not an export (it has no "
+                             "export_report.json); --overwrite replaces only an earlier export.")
+    files.prepare_output_dir(os.path.dirname(output_dir), flag="--output_dir's parent")
+
+
+def _remove_stale_partials(parent: str, name: str) -> None:
+    """Removes staging folders of exports into `name` whose process is gone
+    (their names carry the pid), left by a killed export."""
+    for entry in os.listdir(parent):
+        match = re.fullmatch(re.escape(f".{name}.partial-") + r"(\d+)-.*", entry)
+        if match and not _process_alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def export(exportable: Exportable, output_dir: str, options: ExportOptions = ExportOptions()) -> dict:
     """Writes and verifies every artifact; returns the report (also export_report.json)."""
     output_dir = os.path.abspath(output_dir)
     check_output_dir(output_dir, options.overwrite)
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = files.make_temp_dir(parent, f".{os.path.basename(output_dir)}.partial-")
+    parent, name = os.path.split(output_dir)
+    _remove_stale_partials(parent, name)
+    staging = files.make_temp_dir(parent, f".{name}.partial-{os.getpid()}-")
     try:
         report = _export_into(exportable, staging, options)
         if os.path.exists(output_dir):

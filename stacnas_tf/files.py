@@ -126,6 +126,20 @@ def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     return path
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(path: str):
+    """Removes folder `path` when the block fails and leaves it empty, if the
+    block created it: a failed start leaves nothing behind."""
+    existed = os.path.exists(path)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)  # only an empty folder is removed
+        raise
+
+
 LOCK_NAME = ".stacnas.lock"
 
 

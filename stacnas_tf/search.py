@@ -244,11 +244,15 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
-    output_dir = files.prepare_output_dir(output_dir) if chief else os.path.abspath(output_dir)
-    # The chief holds the folder; the other workers only read the chief's checkpoints.
-    with files.output_lock(output_dir) if chief else contextlib.nullcontext():
+    output_dir = os.path.abspath(output_dir)
+    if not chief:  # the other workers only read the chief's checkpoints
         return _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
                            jit_compile)
+    with files.removed_if_left_empty(output_dir):
+        files.prepare_output_dir(output_dir)
+        with files.output_lock(output_dir):
+            return _run_search(config, output_dir, data_dir, manual_dir, strategy, chief,
+                               verbose, jit_compile)
 
 
 def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,

@@ -140,19 +140,25 @@ class SearchSpace:
 
 def load_groups(path: str) -> tuple[tuple[str, ...], ...]:
     """Reads a groups file: JSON `{"groups": [["skip_connect"], ["max_pool_3x3", ...], ...]}`."""
+    expected = ('expected JSON {"groups": [["skip_connect"], ["max_pool_3x3", "avg_pool_3x3"], '
+                "...]}")
     try:
         with open(path) as f:
-            value = json.load(f)
-        groups = tuple(tuple(str(op) for op in group) for group in value["groups"])
+            value = json.loads(f.read(1_000_001), parse_constant=float)
     except FileNotFoundError as e:
         raise ValueError(f"--groups: file {path} does not exist.") from e
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"--groups: {path} is not a groups file; expected JSON "
-            '{"groups": [["skip_connect"], ["max_pool_3x3", "avg_pool_3x3"], ...]} '
-            f"({e})."
-        ) from e
-    SearchSpace(groups=groups)  # validates names and disjointness
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as e:
+        raise ValueError(f"--groups: {path} is not a groups file; {expected} "
+                         f"({type(e).__name__}).") from e
+    groups = value.get("groups") if isinstance(value, dict) else None
+    if (not isinstance(groups, list) or len(groups) > len(OPS)
+            or not all(isinstance(g, list) and all(isinstance(op, str) for op in g) for g in groups)):
+        raise ValueError(f"--groups: {path} is not a groups file; {expected} (lists of op names).")
+    groups = tuple(tuple(group) for group in groups)
+    try:
+        SearchSpace(groups=groups)  # validates names and disjointness
+    except ValueError as e:
+        raise ValueError(f"--groups: {path}: {e}") from e
     return groups
 
 

@@ -124,15 +124,23 @@ def _check_folder(output_dir, config, genotype):
         with open(genotype_path) as f:
             saved = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
         if saved != genotype:
+            there, here = saved.to_darts(), genotype.to_darts()
+            if there == here:  # the shared cells agree: only the per-cell genotypes differ
+                there, here = (f"{g.to_darts()} with {'no' if g.cells is None else len(g.cells)} "
+                               "per-cell genotypes" for g in (saved, genotype))
             raise ValueError(
                 f"--output_dir={output_dir} holds a network trained with another genotype "
-                f"({saved.to_darts()}); this run asks for {genotype.to_darts()}. Choose another "
-                "--output_dir."
+                f"({there}); this run asks for {here}. Choose another --output_dir."
             )
     if os.path.exists(config_path):
         # Through TrainConfig: fields added since the folder was made take their defaults.
+        # The genotype is compared above by value: a name and a file of the same
+        # genotype are the same run.
         saved = config_lib.TrainConfig(**files.read_json(config_path)).to_dict()
-        files.check_same_config(output_dir, "a training run", saved, config.to_dict())
+        saved.pop("genotype")
+        wanted = config.to_dict()
+        wanted.pop("genotype")
+        files.check_same_config(output_dir, "a training run", saved, wanted)
 
 
 def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
@@ -146,11 +154,15 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
-    output_dir = files.prepare_output_dir(output_dir) if chief else os.path.abspath(output_dir)
-    # The chief holds the folder; the other workers only read the chief's checkpoints.
-    with files.output_lock(output_dir) if chief else contextlib.nullcontext():
+    output_dir = os.path.abspath(output_dir)
+    if not chief:  # the other workers only read the chief's checkpoints
         return _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
                              jit_compile)
+    with files.removed_if_left_empty(output_dir):
+        files.prepare_output_dir(output_dir)
+        with files.output_lock(output_dir):
+            return _run_training(config, output_dir, data_dir, manual_dir, strategy, chief,
+                                 verbose, jit_compile)
 
 
 def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
@@ -166,10 +178,6 @@ def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, ver
                             image_size=config.image_size)
     image_shape = data.model_input_shape(train_source, config.image_size)
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
-    if chief:
-        files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
-        files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
-
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         net = build_network(config, genotype, train_source.num_classes, image_shape)
@@ -180,6 +188,11 @@ def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, ver
         if architecture_optimizer is not None:
             trackables["architecture_optimizer"] = architecture_optimizer
         checkpoint = checkpoints.make(net, **trackables)
+    if chief:
+        # Written once the network is built and compiled: a run that fails to
+        # start leaves no settings behind to refuse its corrected rerun.
+        files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
+        files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
     checkpoint_dir = os.path.join(output_dir, "checkpoints")
     history_path = os.path.join(output_dir, "history.json")
     history = []
@@ -241,6 +254,10 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
              genotype_spec: str | None = None, batch_size: int | None = None,
              num_examples: int | None = None) -> dict:
     """Loss, top-1 and top-5 of a training folder's checkpoint on a dataset split."""
+    for flag, value in (("--batch_size", batch_size), ("--num_examples", num_examples)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{flag}: expected a positive integer (or none for the default), "
+                             f"got {value!r}.")
     config, genotype = _read_folder(train_dir)
     if genotype_spec is not None and genotype_lib.resolve(genotype_spec) != genotype:
         raise ValueError(

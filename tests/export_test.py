@@ -170,10 +170,21 @@ def test_existing_export_is_not_overwritten_and_failures_leave_nothing(exported,
     assert (target / "keep.txt").read_text() == "mine"
     impossible = export.ExportOptions(calibration_samples=8, verify_samples=8, float_tolerance=-1.0,
                                       overwrite=True)
+    # --overwrite replaces an earlier export, never another folder.
+    with pytest.raises(ValueError, match="is not an export"):
+        export.export(exportable, str(target), impossible)
+    (target / "export_report.json").write_text("{}")
+    # A staging folder of a killed export (its pid is gone) is cleaned up.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".target.partial-{dead.pid}-x").mkdir()
     with pytest.raises(export.ExportError, match="max logit difference"):
         export.export(exportable, str(target), impossible)
     assert (target / "keep.txt").read_text() == "mine"  # the old folder is untouched
     assert sorted(os.listdir(tmp_path)) == ["target"]  # no partial folder left behind
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="--output_dir's parent"):
+        export.export(exportable, str(tmp_path / "file" / "out"), OPTIONS)
     fresh = tmp_path / "fresh"
     with pytest.raises(export.ExportError):
         export.export(exportable, str(fresh), impossible)

@@ -210,3 +210,62 @@ def test_cell_to_dot_names_every_edge():
     dot = g.cell_to_dot(cell, "normal")
     assert dot.startswith("digraph cell {") and 'label="normal"' in dot
     assert dot.count('[label="sep_conv_3x3"]') == 5 and dot.count("-> \"c_{k}\"") == 4
+
+
+def _mutations(text, rng, count):
+    """Random byte-level edits of a valid file: deletions, duplications,
+    substitutions with JSON / Python syntax characters and digits."""
+    alphabet = list('[]{}(),:"\'0123456789-.eE ') + ["Infinity", "NaN", "true", "null", "range("]
+    for _ in range(count):
+        chars = list(text)
+        for _ in range(rng.randint(1, 4)):
+            position = rng.randint(0, len(chars))
+            kind = rng.randint(0, 3)
+            if kind == 0 and chars:
+                del chars[min(position, len(chars) - 1)]
+            elif kind == 1:
+                chars.insert(position, alphabet[rng.randint(0, len(alphabet))])
+            else:
+                start = rng.randint(0, len(chars))
+                chars[position:position] = chars[start:start + rng.randint(1, 40)]
+        yield "".join(chars)
+
+
+@pytest.mark.parametrize("form", ["json", "darts"])
+def test_fuzzed_genotype_files_parse_or_give_one_line_errors(form):
+    rng = np.random.RandomState(0)
+    valid = g.PUBLISHED["AMOEBANET"]
+    text = valid.to_json() if form == "json" else valid.to_darts()
+    parse = g.Genotype.from_json if form == "json" else g.Genotype.from_darts
+    outcomes = {"parsed": 0, "refused": 0}
+    for mutated in _mutations(text, rng, 400):
+        try:
+            genotype = parse(mutated, source="--genotype")
+        except ValueError as e:
+            message = str(e)
+            assert message.startswith("--genotype") and "\n" not in message and len(message) < 600
+            outcomes["refused"] += 1
+        else:
+            # What parses is a genotype every part of the project accepts.
+            assert g.Genotype.from_json(genotype.to_json()) == genotype
+            assert all(2 <= i < cell.num_nodes + 2 for cell in (genotype.normal, genotype.reduce)
+                       for i in cell.concat)
+            outcomes["parsed"] += 1
+    assert outcomes["refused"] > 100 and outcomes["parsed"] > 0
+
+
+def test_fuzzed_groups_files_load_or_give_one_line_errors(tmp_path):
+    rng = np.random.RandomState(1)
+    text = json.dumps({"groups": [list(group) for group in ss.PAPER_GROUPS]})
+    path = tmp_path / "groups.json"
+    refused = 0
+    for mutated in _mutations(text, rng, 300):
+        path.write_text(mutated)
+        try:
+            groups = ss.load_groups(str(path))
+        except ValueError as e:
+            assert str(e).startswith("--groups") and "\n" not in str(e)
+            refused += 1
+        else:
+            assert ss.SearchSpace(groups=groups).groups == groups
+    assert refused > 100

@@ -69,6 +69,13 @@ def test_groups_file(tmp_path):
         ss.load_groups(str(path))
     with pytest.raises(ValueError, match="does not exist"):
         ss.load_groups(str(tmp_path / "missing.json"))
+    # Untrusted content: one-line errors, nothing split into characters or recursed into.
+    for text in ('{"groups": ["skip_connect"]}', '{"groups": "skip_connect"}',
+                 '{"groups": [[1, 2]]}', '{"groups": ' + "[" * 100000 + "]" * 100000 + "}",
+                 '{"groups": [["skip_connect"]]] junk'):
+        path.write_text(text)
+        with pytest.raises(ValueError, match="--groups: .* is not a groups file"):
+            ss.load_groups(str(path))
 
 
 def test_stage_space_round_trip_and_validation():

@@ -173,6 +173,20 @@ def test_a_folder_in_use_by_another_training_is_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_failed_start_leaves_nothing_and_the_corrected_rerun_works(tmp_path):
+    out = tmp_path / "run"
+    # The auxiliary head needs a 5x5 map: 8x8 digits are too small, found while building.
+    with pytest.raises(ValueError, match="auxiliary head needs a map of at least 5x5"):
+        train.run_training(TINY.replace(aux_weight=0.4, epochs=1), str(out), verbose=0)
+    assert not out.exists()
+    # The same genotype by file instead of by name is the same run.
+    genotype_file = tmp_path / "g.json"
+    genotype_file.write_text(genotype_lib.PUBLISHED["DARTS_V2"].to_json())
+    config = TINY.replace(epochs=1, num_train_examples=64, num_eval_examples=32)
+    first = train.run_training(config, str(out), verbose=0)
+    assert train.run_training(config.replace(genotype=str(genotype_file)), str(out), verbose=0) == first
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="neither a published genotype"):
         train.run_training(TINY.replace(genotype="NOPE"), "/tmp/unused-stacnas-run", verbose=0)
@@ -188,6 +202,9 @@ def test_bad_inputs():
             TINY.replace(**{field: value})
     with pytest.raises(ValueError, match="--train_dir"):
         train.evaluate("/nonexistent-train-dir")
+    for flag, kwargs in (("--batch_size", {"batch_size": 0}), ("--num_examples", {"num_examples": -5})):
+        with pytest.raises(ValueError, match=flag):
+            train.evaluate("/nonexistent-train-dir", **kwargs)
 
 
 def test_describe_reports_the_mobile_setting():
