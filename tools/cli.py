@@ -1,4 +1,5 @@
-"""How every binary starts and fails: absl flags, then the user's errors as one line.
+"""How every binary starts and fails: TensorFlow's environment, absl flags,
+then the user's errors as one line.
 
 absl prints a usage error after the whole module docstring; for a bad flag
 value or file, the one line that names it is what the user needs, first and
@@ -8,7 +9,15 @@ alone. An interrupted run says how to go on instead of printing a traceback.
 import os
 import sys
 
-from absl import app
+# Imported first by every binary, so these reach TensorFlow before it loads.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow turns its oneDNN kernels on only on some CPUs; on the others
+# (AVX2-only ones, for instance) they make the search step ~1.9x and the
+# final training ~1.4x faster (docs/performance_peers.md), and give grouped
+# convolutions their gradient. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from absl import app  # noqa: E402
 
 
 def run(main) -> None:

@@ -12,15 +12,12 @@ and confusion.png in --output_dir; finished settings are reused on a rerun.
 """
 
 import dataclasses
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import files  # noqa: E402
-from tools import cli  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", ["default", "tiny"], "Sizes; flags override them.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/confusion", "Folder for the sweep.")

@@ -10,15 +10,13 @@ Without --search_dir a flat supernet (every op on every edge) is trained in
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
-from tools import cli  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.PRESETS),
                             "Search preset whose data, sizes and optimizers train the supernet.")

@@ -4,15 +4,12 @@
 """
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import files  # noqa: E402
-from tools import cli  # noqa: E402
 
 _TRAIN_DIR = flags.DEFINE_string("train_dir", "runs/train", "Output folder of tools/train.py.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "test"], "Dataset split.")

@@ -12,15 +12,13 @@ differs from the Keras model beyond the tolerances.
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from tools import cli  # noqa: E402
 
 _TRAIN_DIR = flags.DEFINE_string("train_dir", None, "Output folder of tools/train.py to export.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/export", "Folder for the exported artifacts.")

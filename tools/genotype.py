@@ -11,12 +11,12 @@ import os
 import shutil
 import subprocess
 
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app
 from absl import flags
 
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
-from tools import cli  # noqa: E402
 
 _GENOTYPE = flags.DEFINE_string("genotype", None, "Published name, genotype file, or DARTS text.",
                                 required=True)

@@ -11,15 +11,13 @@ Flags left unset take the preset's values. Rerunning on the same
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from tools import cli  # noqa: E402
 from tools import scale_flags  # noqa: E402
 
 _PRESET = flags.DEFINE_enum("preset", "default", sorted(config_lib.TRAIN_PRESETS),

@@ -7,15 +7,13 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 from stacnas_tf import visualize  # noqa: E402
-from tools import cli  # noqa: E402
 
 _GENOTYPE = flags.DEFINE_string("genotype", None,
                                 "Published name, genotype file (JSON or DARTS text) or DARTS text.")
