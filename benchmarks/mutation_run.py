@@ -200,7 +200,10 @@ def _run(mutant: Mutant, checkout: str, timeout: int) -> dict:
                  *mutant.tests], cwd=scratch, env=env, capture_output=True, text=True,
                 timeout=timeout)
             outcome = "survived" if result.returncode == 0 else "killed"
-            tail = result.stdout.strip().splitlines()[-1:] if result.stdout else []
+            lines = result.stdout.strip().splitlines()
+            # The summary, and the first failure: an assertion kills a mutant for the
+            # right reason; an exception may only mean the mutant does not run.
+            tail = lines[-1:] + [line for line in lines if line.startswith("E ")][:1]
         except subprocess.TimeoutExpired:
             outcome, tail = "timeout", []
         return {"name": mutant.name, "file": mutant.path, "tests": list(mutant.tests),

@@ -140,6 +140,18 @@ def removed_if_left_empty(path: str):
         raise
 
 
+@contextlib.contextmanager
+def claimed_output_dir(path: str):
+    """A run's hold on its output folder: creates it, checks it is writable, locks
+    it for the block (`output_lock`), and removes it again when the block fails
+    before anything was written in it. Yields the absolute path."""
+    path = os.path.abspath(path)
+    with removed_if_left_empty(path):
+        prepare_output_dir(path)
+        with output_lock(path):
+            yield path
+
+
 LOCK_NAME = ".stacnas.lock"
 
 

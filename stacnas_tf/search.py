@@ -22,7 +22,6 @@ made with another configuration is refused.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import os
@@ -244,15 +243,12 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
-    output_dir = os.path.abspath(output_dir)
     if not chief:  # the other workers only read the chief's checkpoints
+        return _run_search(config, os.path.abspath(output_dir), data_dir, manual_dir, strategy,
+                           chief, verbose, jit_compile)
+    with files.claimed_output_dir(output_dir) as output_dir:
         return _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
                            jit_compile)
-    with files.removed_if_left_empty(output_dir):
-        files.prepare_output_dir(output_dir)
-        with files.output_lock(output_dir):
-            return _run_search(config, output_dir, data_dir, manual_dir, strategy, chief,
-                               verbose, jit_compile)
 
 
 def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,

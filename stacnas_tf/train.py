@@ -15,7 +15,6 @@ are refused.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import os
@@ -154,15 +153,12 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
-    output_dir = os.path.abspath(output_dir)
     if not chief:  # the other workers only read the chief's checkpoints
+        return _run_training(config, os.path.abspath(output_dir), data_dir, manual_dir, strategy,
+                             chief, verbose, jit_compile)
+    with files.claimed_output_dir(output_dir) as output_dir:
         return _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
                              jit_compile)
-    with files.removed_if_left_empty(output_dir):
-        files.prepare_output_dir(output_dir)
-        with files.output_lock(output_dir):
-            return _run_training(config, output_dir, data_dir, manual_dir, strategy, chief,
-                                 verbose, jit_compile)
 
 
 def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
