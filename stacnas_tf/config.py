@@ -71,7 +71,8 @@ class SearchConfig:
             raise ValueError(f"--channels: expected an even number >= 2, got {self.channels}.")
         if self.image_size is not None and (self.image_size < 4 or self.image_size % 4):
             raise ValueError(
-                f"--image_size: expected a multiple of 4 (two reductions halve it), got {self.image_size}."
+                f"--image_size: expected a positive multiple of 4 (two reductions halve it), got "
+                f"{self.image_size}."
             )
         if self.num_train_examples is not None and self.num_train_examples < self.batch_size:
             raise ValueError(
@@ -186,7 +187,8 @@ class TrainConfig:
         if self.image_size is not None and (
                 not isinstance(self.image_size, int) or self.image_size < 4 or self.image_size % 4):
             raise ValueError(
-                f"--image_size: expected a multiple of 4 (two reductions halve it), got {self.image_size!r}."
+                f"--image_size: expected a positive multiple of 4 (two reductions halve it), got "
+                f"{self.image_size!r}."
             )
         for name in ("num_train_examples", "num_eval_examples"):
             value = getattr(self, name)
@@ -210,6 +212,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, value, source: str = "config.json") -> "TrainConfig":
+        """A training folder's settings; fields missing from `value` (older
+        versions) take their defaults, anything else is refused by name."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: expected the settings of a training run.")
+        unknown = sorted(set(value) - known)
+        if unknown:
+            what = " (a search's settings)" if "stage1_cells" in value else ""
+            raise ValueError(f"{source} is not a training run's settings{what}: unknown fields "
+                             f"{unknown[:5]}.")
+        return cls(**value)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -55,6 +55,14 @@ class ExportOptions:
     verify_samples: int = 64
     overwrite: bool = False
 
+    def __post_init__(self):
+        for name in ("float_tolerance", "float16_tolerance", "max_quantized_relative_error"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name}: expected a positive tolerance, got {getattr(self, name)}.")
+        for name in ("calibration_samples", "verify_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name}: expected a positive count, got {getattr(self, name)}.")
+
 
 @dataclasses.dataclass
 class Exportable:
@@ -91,7 +99,8 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     config_path = os.path.join(train_dir, "config.json")
     if not os.path.exists(config_path):
         raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
-    config = config_lib.TrainConfig(**files.read_json(config_path))
+    config = config_lib.TrainConfig.from_dict(files.read_json(config_path),
+                                              source=f"--train_dir: {config_path}")
     genotype_path = os.path.join(train_dir, "genotype.json")
     with open(genotype_path) as f:
         genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)

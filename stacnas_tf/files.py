@@ -89,6 +89,18 @@ def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> 
         )
 
 
+def check_run_folder(output_dir: str, what: str) -> None:
+    """Refuses an `--output_dir` that holds files but no run (no config.json):
+    a run never mixes its files into a folder it did not make."""
+    if os.path.exists(os.path.join(output_dir, "config.json")):
+        return
+    foreign = sorted(set(os.listdir(output_dir)) - {LOCK_NAME})
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(f"--output_dir={output_dir} is not empty ({listed}) and holds no {what}; "
+                         "choose a new or empty folder.")
+
+
 def user_path(path: str | None) -> str | None:
     """A path as the user meant it: relative to where `bazel run` was started."""
     if path and not os.path.isabs(path) and os.environ.get("BUILD_WORKING_DIRECTORY"):

@@ -254,6 +254,8 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
 def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
                 jit_compile) -> genotype_lib.Genotype:
     genotype_path = os.path.join(output_dir, "genotype.json")
+    if chief:
+        files.check_run_folder(output_dir, "search")
     if os.path.exists(os.path.join(output_dir, "config.json")):
         check_config_matches(output_dir, config)
     if os.path.exists(genotype_path):

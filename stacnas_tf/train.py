@@ -119,6 +119,16 @@ def _check_folder(output_dir, config, genotype):
     """Refuses a folder trained with other settings or another genotype."""
     config_path = os.path.join(output_dir, "config.json")
     genotype_path = os.path.join(output_dir, "genotype.json")
+    if os.path.exists(config_path):
+        # Through TrainConfig: fields added since the folder was made take their defaults.
+        # The genotype is compared below by value: a name and a file of the same
+        # genotype are the same run.
+        saved = config_lib.TrainConfig.from_dict(
+            files.read_json(config_path), f"--output_dir: {config_path}").to_dict()
+        saved.pop("genotype")
+        wanted = config.to_dict()
+        wanted.pop("genotype")
+        files.check_same_config(output_dir, "a training run", saved, wanted)
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
             saved = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
@@ -131,15 +141,6 @@ def _check_folder(output_dir, config, genotype):
                 f"--output_dir={output_dir} holds a network trained with another genotype "
                 f"({there}); this run asks for {here}. Choose another --output_dir."
             )
-    if os.path.exists(config_path):
-        # Through TrainConfig: fields added since the folder was made take their defaults.
-        # The genotype is compared above by value: a name and a file of the same
-        # genotype are the same run.
-        saved = config_lib.TrainConfig(**files.read_json(config_path)).to_dict()
-        saved.pop("genotype")
-        wanted = config.to_dict()
-        wanted.pop("genotype")
-        files.check_same_config(output_dir, "a training run", saved, wanted)
 
 
 def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
@@ -164,6 +165,8 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str 
 def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
                   jit_compile) -> dict:
     genotype = genotype_lib.resolve(config.genotype)
+    if chief:
+        files.check_run_folder(output_dir, "training run")
     _check_folder(output_dir, config, genotype)
     metrics_path = os.path.join(output_dir, "metrics.json")
     if os.path.exists(metrics_path):
@@ -277,7 +280,8 @@ def _read_folder(train_dir: str):
     config_path = os.path.join(train_dir, "config.json")
     if not os.path.exists(config_path):
         raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
-    config = config_lib.TrainConfig(**files.read_json(config_path))
+    config = config_lib.TrainConfig.from_dict(files.read_json(config_path),
+                                              source=f"--train_dir: {config_path}")
     with open(os.path.join(train_dir, "genotype.json")) as f:
         genotype = genotype_lib.Genotype.from_json(f.read(), source=f"{train_dir}/genotype.json")
     return config, genotype

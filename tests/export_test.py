@@ -109,6 +109,13 @@ def test_int8_model_with_int8_inputs_and_outputs(exported, tmp_path):
     assert report["formats"]["tflite_int8"]["relative_logit_error"] < 0.15
 
 
+def test_export_options_are_checked_up_front():
+    for field, value in (("float_tolerance", -1.0), ("max_quantized_relative_error", 0.0),
+                         ("calibration_samples", 0)):
+        with pytest.raises(ValueError, match=f"--{field}"):
+            export.ExportOptions(**{field: value})
+
+
 def test_relative_logit_error_is_scale_free():
     rng = np.random.RandomState(0)
     reference = rng.randn(64, 10)
@@ -168,7 +175,7 @@ def test_existing_export_is_not_overwritten_and_failures_leave_nothing(exported,
     with pytest.raises(ValueError, match="--overwrite"):
         export.export(exportable, str(target), OPTIONS)
     assert (target / "keep.txt").read_text() == "mine"
-    impossible = export.ExportOptions(calibration_samples=8, verify_samples=8, float_tolerance=-1.0,
+    impossible = export.ExportOptions(calibration_samples=8, verify_samples=8, float_tolerance=1e-30,
                                       overwrite=True)
     # --overwrite replaces an earlier export, never another folder.
     with pytest.raises(ValueError, match="is not an export"):

@@ -140,6 +140,14 @@ def test_a_folder_in_use_by_another_search_is_refused(tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written by the refused run
 
 
+def test_a_folder_that_holds_no_search_is_refused(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "export_report.json").write_text("{}")
+    with pytest.raises(ValueError, match="is not empty .* and holds no search"):
+        search.run_search(TINY, str(tmp_path), verbose=0)
+    assert sorted(os.listdir(tmp_path)) == ["cat", "export_report.json"]
+
+
 def test_darts_ablation_flat_bi_level_search(tmp_path):
     config = TINY.replace(grouping="flat", optimization="bi_level", stage1_epochs=1,
                           batch_size=16, num_train_examples=64)

@@ -187,6 +187,14 @@ def test_a_failed_start_leaves_nothing_and_the_corrected_rerun_works(tmp_path):
     assert train.run_training(config.replace(genotype=str(genotype_file)), str(out), verbose=0) == first
 
 
+def test_a_search_folder_is_no_training_folder(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(config_lib.PRESETS["smoke"].to_dict()))
+    with pytest.raises(ValueError, match="--train_dir: .* is not a training run's settings .a search"):
+        train.evaluate(str(tmp_path))
+    with pytest.raises(ValueError, match="not a training run's settings"):
+        train.run_training(TINY, str(tmp_path), verbose=0)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="neither a published genotype"):
         train.run_training(TINY.replace(genotype="NOPE"), "/tmp/unused-stacnas-run", verbose=0)

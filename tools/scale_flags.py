@@ -27,7 +27,19 @@ JIT_COMPILE = flags.DEFINE_bool("jit_compile", False,
                                 "Compile the training step with XLA (fastest on GPUs/TPUs; slow on CPU).")
 
 
+DETERMINISTIC = flags.DEFINE_bool(
+    "deterministic", False,
+    "Deterministic TensorFlow kernels (tf.config.experimental.enable_op_determinism): the same "
+    "command gives the same numbers on the same machine, and a resumed run ends exactly as an "
+    "uninterrupted one. Without it, multithreaded kernels may sum in another order from run "
+    "to run.")
+
+
 def open_strategy():
+    if DETERMINISTIC.value:
+        import tensorflow as tf  # noqa: PLC0415 (imported with the strategy, as make_strategy does)
+
+        tf.config.experimental.enable_op_determinism()
     return strategy_lib.make_strategy(STRATEGY.value, NUM_GPUS.value, CPU_REPLICAS.value, TPU.value)
 
 
