@@ -214,7 +214,7 @@ class Genotype:
 
     def to_dot(self) -> str:
         """Graphviz DOT text of the normal and reduction cells."""
-        lines = ["digraph genotype {", "  rankdir=LR;"]
+        lines = ["digraph genotype {", "  rankdir=LR;", "  node [style=filled];"]
         for name, cell in (("normal", self.normal), ("reduce", self.reduce)):
             lines.append(f"  subgraph cluster_{name} {{")
             lines.append(f'    label="{name}";')
