@@ -234,3 +234,22 @@ def test_xla_compiled_step_matches_the_graph_step():
     assert graph_losses[1] < graph_losses[0]
     for xla, graph in zip(xla_alpha, graph_alpha):
         np.testing.assert_allclose(xla, graph, atol=2e-4)
+
+
+def test_keras_file_round_trip_with_compile_config(tmp_path):
+    net = _network()
+    _compile(net)
+    x, y = _batch()
+    net.train_on_batch(x, y)
+    path = str(tmp_path / "supernet.keras")
+    net.save(path)
+    loaded = keras.models.load_model(path)
+    for saved, restored in zip(net.weights, loaded.weights):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
+    np.testing.assert_array_equal(net(x, training=False).numpy(), loaded(x, training=False).numpy())
+    assert isinstance(loaded.architecture_optimizer, keras.optimizers.Adam)
+    assert loaded.architecture_optimizer.beta_1 == 0.5
+    assert int(loaded.architecture_optimizer.iterations.numpy()) == 1
+    for saved, restored in zip(net.architecture_optimizer.variables,
+                               loaded.architecture_optimizer.variables):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())
