@@ -1,8 +1,8 @@
 """Logit parity of our FinalNetwork with the DARTS reference network (PyTorch).
 
   PYTHONPATH=. .venv/bin/python benchmarks/darts_parity.py \
+      --weights=DUMPS/darts_v2_tiny_cifar.npz,DUMPS/darts_v2_tiny_imagenet.npz \
       --output=benchmarks/results/darts_parity_cpu.json
-  ... --weights=/tmp/darts_ref/darts_v2_tiny_cifar.npz --stem=cifar   # one dump
 
 Measures, for each weight dump, the largest absolute and relative difference
 between the logits of `stacnas_tf.network.FinalNetwork` in inference mode and
@@ -38,13 +38,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-_DEFAULT_WEIGHTS = [
-    "/tmp/darts_ref/darts_v2_tiny_cifar.npz",
-    "/tmp/darts_ref/darts_v2_tiny_imagenet.npz",
-    "/tmp/darts_ref/darts_v2_tiny_imagenet_224.npz",
-]
-
-_WEIGHTS = flags.DEFINE_list("weights", _DEFAULT_WEIGHTS, "Reference weight dumps (.npz), one case each.")
+# The dumps are made outside the project (docs/reference_numbers.md says how): no default.
+_WEIGHTS = flags.DEFINE_list("weights", None, "Reference weight dumps (.npz), one case each.",
+                             required=True)
 _STEM = flags.DEFINE_enum("stem", None, ["cifar", "imagenet"],
                           "Stem of the network; by default read from the dump's note "
                           "(NetworkCIFAR or NetworkImageNet).")

@@ -15,13 +15,13 @@ layout PyTorch recommends for convolutional networks on CPU).
 import argparse
 import json
 import os
-import resource
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# A sibling module: these scripts run with a PyTorch venv, outside the project's packages.
+from timing import time_steps
 
 GROUP_REPRESENTATIVES = ["skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3"]
 ALL_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -140,23 +140,13 @@ def measure(space, args, channels_last):
         w_opt.step()
         a_opt.step()
 
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    timing = time_steps(step, args.steps, args.batch_size)
     return {
         "benchmark": "search_step", "framework": "pytorch-eager", "space": space,
         "channels_last": channels_last, "layout": "channels_last" if channels_last else "NCHW",
         "channels": args.channels, "num_cells": args.num_cells,
         "batch_size": args.batch_size, "image_size": args.image_size, "steps": args.steps,
-        "first_step_s": round(first, 3), "median_step_s": round(median, 4),
-        "images_per_s": round(args.batch_size / median, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **timing,
         "parameters": sum(p.numel() for p in net.parameters()), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
     }

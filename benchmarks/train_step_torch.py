@@ -22,13 +22,13 @@ input converted with `memory_format=torch.channels_last`).
 import argparse
 import json
 import os
-import resource
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# A sibling module: these scripts run with a PyTorch venv, outside the project's packages.
+from timing import time_steps
 
 # (op, input state) per edge, two edges per node; every state 2..5 is concatenated.
 DARTS_V2 = {
@@ -187,15 +187,7 @@ def measure(args):
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         optimizer.step()
 
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    timing = time_steps(step, args.steps, args.batch_size)
     return {
         "benchmark": "train_step", "framework": "pytorch-eager", "genotype": "DARTS_V2",
         "network": "cifar", "channels_last": args.channels_last,
@@ -203,9 +195,7 @@ def measure(args):
         "channels": args.channels, "num_cells": args.num_cells, "batch_size": args.batch_size,
         "image_size": args.image_size, "aux_weight": args.aux_weight,
         "drop_path_prob": args.drop_path_prob, "steps": args.steps,
-        "first_step_s": round(first, 3), "median_step_s": round(median, 4),
-        "images_per_s": round(args.batch_size / median, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **timing,
         "parameters": parameter_count(net, include_auxiliary=True),
         "parameters_without_auxiliary": parameter_count(net, include_auxiliary=False),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
