@@ -190,17 +190,18 @@ def _folder(name, root, split, image_size) -> Source:
             raise ValueError(f"--dataset={name}: {directory} has the classes {classes}, "
                              f"{existing['train']} has {train_classes}; they must be the same.")
     if held_out:
-        logging.warning(
+        # Once per process: training reads both splits.
+        logging.log_first_n(
+            logging.WARNING,
             "--dataset=%s has no test/ (or val/) folder: %d%% of each class's images (seeded) "
-            "are held out as the test split, and are not trained on.",
+            "are held out as the test split, and are not trained on.", 1,
             name, round(100 * HELD_OUT_FRACTION))
         files_by_class = [_held_out_split(files, split) for files in files_by_class]
     files, labels = _stratified_order(files_by_class, seed=0)
     if not files:
         raise ValueError(f"--dataset={name}: no images in the {split} split of {directory}.")
-    first = tf.io.decode_image(tf.io.read_file(files[0]), expand_animations=False)
-    channels = int(first.shape[-1])
-    size = (image_size, image_size) if image_size else tuple(int(d) for d in first.shape[:2])
+    files, labels, first_size, channels = _readable_images(name, split, files, labels)
+    size = (image_size, image_size) if image_size else first_size
 
     def decode(path, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
@@ -217,6 +218,37 @@ def _folder(name, root, split, image_size) -> Source:
     return Source(name=name, split=split, dataset=dataset, num_examples=len(files),
                   num_classes=len(classes), image_shape=size + (channels,), mean=mean, std=std,
                   class_names=tuple(classes))
+
+
+def _readable_images(name, split, files, labels):
+    """(files, labels, first image's size, channels) without the files TensorFlow cannot read or
+    decode (truncated, corrupt, unreadable, a symlink loop). Every file is
+    decoded once here, so a bad one is named before training instead of
+    failing an epoch midway; they are left out with a warning that counts and
+    names them, and if none is readable that is an error."""
+    def check(index):
+        image = tf.io.decode_image(tf.io.read_file(tf.gather(files, index)),
+                                   expand_animations=False)
+        return index, tf.shape(image)
+
+    checked = (tf.data.Dataset.range(len(files))
+               .map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .ignore_errors())
+    readable, shapes = [], []
+    for index, shape in checked.as_numpy_iterator():
+        readable.append(int(index))
+        shapes.append(tuple(int(d) for d in shape))
+    if not readable:
+        raise ValueError(f"--dataset={name}: none of the {len(files)} images of the {split} split "
+                         f"could be read as an image (first: {files[0]}).")
+    if len(readable) < len(files):
+        bad = sorted(set(range(len(files))) - set(readable))
+        logging.warning("--dataset=%s: %d of %d images of the %s split cannot be read or decoded "
+                        "and are left out: %s%s", name, len(bad), len(files), split,
+                        ", ".join(files[i] for i in bad[:5]), ", ..." if len(bad) > 5 else "")
+    # Grey and colour files mixed: every image is decoded to the most channels seen.
+    channels = 3 if max(shape[-1] for shape in shapes) >= 3 else 1
+    return [files[i] for i in readable], [labels[i] for i in readable], shapes[0][:2], channels
 
 
 def _list_images(directory):

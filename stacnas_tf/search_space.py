@@ -17,6 +17,8 @@ import dataclasses
 import json
 from typing import Iterable, Sequence
 
+from absl import logging
+
 NONE = "none"
 SKIP = "skip_connect"
 
@@ -159,6 +161,10 @@ def load_groups(path: str) -> tuple[tuple[str, ...], ...]:
         SearchSpace(groups=groups)  # validates names and disjointness
     except ValueError as e:
         raise ValueError(f"--groups: {path}: {e}") from e
+    left_out = [op for op in PRIMITIVES if op != NONE and not any(op in g for g in groups)]
+    if left_out:
+        logging.warning("--groups: %s leaves out %s of the DARTS ops: they are not searched.",
+                        path, ", ".join(left_out))
     return groups
 
 

@@ -297,6 +297,12 @@ def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path:
     net = build_network(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
     if checkpoint_path:
         path = checkpoint_path
+        problem = checkpoints.readable(path)
+        if problem is not None:
+            kept = checkpoints.candidates(os.path.join(train_dir, "checkpoints"))
+            raise FileNotFoundError(
+                f"--checkpoint: {path} is not a readable checkpoint (expected {path}.index and its "
+                f"data files; {problem}). {train_dir} holds: {', '.join(kept) or 'none'}.")
         checkpoints.restore(checkpoints.make(net), path, partial=True)
     else:
         path = checkpoints.restore_latest(checkpoints.make(net), os.path.join(train_dir, "checkpoints"),

@@ -84,6 +84,48 @@ def test_folder_without_test_images_holds_out_a_share_of_each_class(tmp_path):
     assert not any(x.numpy().tobytes() in train_images for x, _ in test.dataset)
 
 
+def test_folder_leaves_out_unreadable_images_with_a_warning_naming_them(tmp_path, caplog):
+    root = tmp_path / "train"
+    _write_folder(str(root), per_class=4)
+    _write_folder(str(tmp_path / "test"), per_class=2)
+    good = (root / "cat" / "0.png").read_bytes()
+    (root / "cat" / "0.png").write_bytes(good[: len(good) // 2])  # truncated
+    (root / "dog" / "1.png").write_bytes(b"not an image at all")  # corrupt
+    os.symlink("loop.png", root / "dog" / "loop.png")  # a symlink loop
+    (root / "dog" / "empty.jpg").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        source = data.load(f"folder:{tmp_path}", image_size=8)
+    assert source.num_examples == 8 - 2
+    message = caplog.text
+    assert "4 of 10 images of the train split cannot be read or decoded" in message
+    for name in ("cat/0.png", "dog/1.png", "dog/loop.png", "dog/empty.jpg"):
+        assert name in message
+    # Every remaining image decodes: a whole epoch runs.
+    assert sorted(int(y) for _, y in source.dataset) == [0, 0, 0, 1, 1, 1]
+
+
+def test_folder_of_only_unreadable_images_is_an_error_naming_it(tmp_path):
+    for cls in ("a", "b"):
+        os.makedirs(tmp_path / cls)
+        (tmp_path / cls / "x.png").write_bytes(b"garbage")
+        (tmp_path / cls / "y.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"--dataset=folder:.*none of the 2 images of the train "
+                                         r"split could be read"):
+        data.load(f"folder:{tmp_path}")
+
+
+def test_folder_mixing_grey_and_colour_images_reads_them_all_in_colour(tmp_path):
+    for cls, channels in (("a", 1), ("b", 3)):
+        os.makedirs(tmp_path / "train" / cls)
+        os.makedirs(tmp_path / "test" / cls)
+        image = np.full((6, 6, channels), 100, np.uint8)
+        for split in ("train", "test"):
+            tf.io.write_file(str(tmp_path / split / cls / "0.png"), tf.io.encode_png(image))
+    source = data.load(f"folder:{tmp_path}")
+    assert source.image_shape == (6, 6, 3)
+    assert [tuple(x.shape) for x, _ in source.dataset] == [(6, 6, 3), (6, 6, 3)]
+
+
 def test_bad_folder_and_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="one sub-folder of images per class"):
         data.load(f"folder:{tmp_path}")

@@ -60,10 +60,19 @@ def test_bad_groups_are_refused():
         ss.SearchSpace(groups=(("none",),))
 
 
-def test_groups_file(tmp_path):
+def test_groups_file(tmp_path, caplog):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps({"groups": [["skip_connect"], ["sep_conv_3x3", "dil_conv_3x3"]]}))
-    assert ss.load_groups(str(path)) == (("skip_connect",), ("sep_conv_3x3", "dil_conv_3x3"))
+    with caplog.at_level("WARNING"):
+        assert ss.load_groups(str(path)) == (("skip_connect",), ("sep_conv_3x3", "dil_conv_3x3"))
+    # A file naming only some ops is taken as meant, but not silently.
+    assert ("leaves out max_pool_3x3, avg_pool_3x3, sep_conv_5x5, dil_conv_5x5 of the DARTS ops: "
+            "they are not searched") in caplog.text
+    caplog.clear()
+    path.write_text(json.dumps({"groups": [list(g) for g in ss.PAPER_GROUPS]}))
+    with caplog.at_level("WARNING"):
+        ss.load_groups(str(path))
+    assert "leaves out" not in caplog.text
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="--groups"):
         ss.load_groups(str(path))

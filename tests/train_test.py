@@ -98,6 +98,15 @@ def test_checkpoint_of_another_network_gives_a_clear_error(trained, tmp_path):
         train.evaluate(other, checkpoint_path=checkpoint)
 
 
+def test_a_missing_checkpoint_is_named_not_blamed_on_the_network(trained, tmp_path):
+    out, _ = trained
+    missing = str(tmp_path / "ckpt-7")
+    with pytest.raises(FileNotFoundError, match=r"--checkpoint: .*ckpt-7 is not a readable "
+                                                r"checkpoint \(expected .*ckpt-7.index.*holds: "
+                                                r".*ckpt-3"):
+        train.evaluate(out, checkpoint_path=missing)
+
+
 def test_deformable_training_moves_edge_scales(tmp_path):
     config = TINY.replace(deformable=True, epochs=1, num_train_examples=256, arch_lr=1e-2)
     train.run_training(config, str(tmp_path), verbose=0)

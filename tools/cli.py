@@ -17,23 +17,53 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # convolutions their gradient. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+import signal  # noqa: E402
+
 from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 
 def run(main) -> None:
-    """`app.run(main)`, with ValueError / FileNotFoundError / usage errors printed as
-    `PROGRAM: error: MESSAGE` (exit status 2) and Ctrl-C as one line (status 130)."""
+    """`app.run(main)`, with bad flags, ValueError / FileNotFoundError and usage
+    errors printed as `PROGRAM: error: MESSAGE` (exit status 2) and Ctrl-C as one
+    line (status 130)."""
     program = os.path.basename(sys.argv[0])
+    interrupted = []
+
+    def fail(message):
+        sys.stderr.write(f"{program}: error: {message}\n")
+        sys.exit(2)
+
+    def parse_flags(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            fail(e)
+
+    def on_interrupt(signum, frame):
+        # Remembered as well as raised: a KeyboardInterrupt raised inside a
+        # finalizer or a TensorFlow callback thread is swallowed there, and the
+        # run must still end as interrupted, not with status 0.
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    def stop_interrupted():
+        sys.stdout.write("\n")  # ends a progress bar's line
+        sys.stdout.flush()
+        sys.stderr.write(f"{program}: interrupted; the last completed epoch is checkpointed: "
+                         "rerun the same command to resume.\n")
+        sys.exit(130)
 
     def guarded(argv):
+        signal.signal(signal.SIGINT, on_interrupt)
         try:
-            return main(argv)
+            result = main(argv)
         except (app.UsageError, ValueError, FileNotFoundError) as e:
-            sys.stderr.write(f"{program}: error: {e}\n")
-            sys.exit(2)
+            fail(e)
         except KeyboardInterrupt:
-            sys.stderr.write(f"{program}: interrupted; the last completed epoch is checkpointed: "
-                             "rerun the same command to resume.\n")
-            sys.exit(130)
+            stop_interrupted()
+        if interrupted:
+            stop_interrupted()
+        return result
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse_flags)

@@ -1,0 +1,77 @@
+"""How every binary fails: tools/cli.run, driven with small mains (no TensorFlow)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_program(tmp_path, body, *args):
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent("""\
+        import os, signal, sys, time
+        from absl import flags
+        from tools import cli
+        _COUNT = flags.DEFINE_integer("count", 1, "A number.")
+        """) + textwrap.dedent(body) + "\ncli.run(main)\n")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_a_bad_flag_value_is_one_line_with_status_2(tmp_path):
+    result = _run_program(tmp_path, "def main(argv):\n    print('ran')\n", "--count=abc")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "prog.py: error: flag --count=abc: invalid literal for int() with base 10: 'abc'"]
+    assert "ran" not in result.stdout
+
+
+def test_an_unknown_flag_is_one_line_with_status_2(tmp_path):
+    result = _run_program(tmp_path, "def main(argv):\n    print('ran')\n", "--cuont=3")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prog.py: error:") and "cuont" in lines[0]
+
+
+def test_a_value_error_is_one_line_with_status_2(tmp_path):
+    result = _run_program(tmp_path, """\
+        def main(argv):
+            raise ValueError("--count: expected a positive number, got -1.")
+        """)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "prog.py: error: --count: expected a positive number, got -1."
+
+
+def test_ctrl_c_ends_the_progress_line_and_exits_130(tmp_path):
+    result = _run_program(tmp_path, """\
+        def main(argv):
+            sys.stdout.write("1/8 [==>....]")
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        """)
+    assert result.returncode == 130
+    assert result.stdout == "1/8 [==>....]\n"
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "prog.py: interrupted; the last completed epoch is checkpointed: rerun the same command "
+        "to resume."]
+
+
+def test_a_swallowed_ctrl_c_still_ends_the_run_as_interrupted(tmp_path):
+    # A KeyboardInterrupt raised where something swallows it (a finalizer, a
+    # callback thread, a broad handler) must not let the run exit 0.
+    result = _run_program(tmp_path, """\
+        def main(argv):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except BaseException:
+                pass
+            print("finished")
+        """)
+    assert result.returncode == 130, result.stderr
+    assert "interrupted" in result.stderr
