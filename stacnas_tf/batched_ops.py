@@ -288,8 +288,8 @@ class TiledIdentity(_BatchedOp):
 
 @keras.saving.register_keras_serializable(package="stacnas_tf")
 class EdgeStack(_BatchedOp):
-    """`num_edges` edges of an op that has no batched form (`conv_7x1_1x7`),
-    one `ops` layer per edge, their outputs side by side."""
+    """`num_edges` edges of an op that has no batched form (`conv_7x1_1x7`, and
+    the user's registered ops), one layer per edge, their outputs side by side."""
 
     def __init__(self, op, filters, stride=1, num_edges=1, **kwargs):
         super().__init__(filters, stride, num_edges, **kwargs)
@@ -301,12 +301,19 @@ class EdgeStack(_BatchedOp):
 
     def build(self, input_shape):
         for layer in self.edge_ops:
-            layer.build(input_shape)
+            ops_lib.build_op(layer, input_shape)
 
     def call(self, inputs, training=None, scale=None):
         scales = [None] * self.num_edges if scale is None else tf.split(scale, self.num_edges)
-        return tf.concat([layer(inputs, training=training, scale=edge_scale)
-                          for layer, edge_scale in zip(self.edge_ops, scales)], axis=-1)
+        if search_space.custom_op(self.op) is None:
+            outputs = [layer(inputs, training=training, scale=edge_scale)
+                       for layer, edge_scale in zip(self.edge_ops, scales)]
+        else:  # a user's layer takes no `scale`: it multiplies the output
+            outputs = [layer(inputs, training=training) for layer in self.edge_ops]
+            if scale is not None:
+                outputs = [output * tf.cast(edge_scale, output.dtype)
+                           for output, edge_scale in zip(outputs, scales)]
+        return tf.concat(outputs, axis=-1)
 
     def get_config(self):
         config = super().get_config()
@@ -326,7 +333,7 @@ def make_batched_op(name: str, filters: int, stride: int, num_edges: int, layer_
     if name in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
         return BatchedSepConv(filters, int(name[-1]), stride=stride, num_edges=num_edges,
                               name=layer_name)
-    if name == "conv_7x1_1x7":
+    if name == "conv_7x1_1x7" or search_space.custom_op(name) is not None:
         return EdgeStack(name, filters, stride=stride, num_edges=num_edges, name=layer_name)
     if name in ("dil_conv_3x3", "dil_conv_5x5"):
         return BatchedDilConv(filters, int(name[-1]), stride=stride, dilation=2,

@@ -31,7 +31,7 @@ def build_cell_layers(cell, input_shape, edge_layers):
     for layer, shape in zip([cell.preprocess0, cell.preprocess1] + list(edge_layers), shapes):
         # Skips layers already run on their own (`SearchCell.states` before a call).
         if layer is not None and not layer.built:
-            layer.build(shape)
+            ops_lib.build_op(layer, shape)
 
 
 @keras.saving.register_keras_serializable(package="stacnas_tf")

@@ -53,9 +53,16 @@ class SearchConfig:
     arch_beta_2: float = 0.999
     arch_epsilon: float = 1e-8
     arch_weight_decay: float = 1e-3
+    # Intermediate nodes of a cell (DARTS: 4).
+    num_nodes: int = 4
+    # The dataset's class names (label -> name), recorded from the data.
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "groups", tuple(tuple(g) for g in self.groups))
+        _freeze_class_names(self)
+        if not isinstance(self.num_nodes, int) or not 1 <= self.num_nodes <= 16:
+            raise ValueError(f"--num_nodes: expected 1 to 16 nodes per cell, got {self.num_nodes!r}.")
         data.check_dataset_name(self.dataset)
         for name in ("stage1_cells", "stage2_cells", "stage1_epochs", "stage2_epochs", "batch_size"):
             value = getattr(self, name)
@@ -91,16 +98,17 @@ class SearchConfig:
             raise ValueError(
                 f"--num_train_examples: bi_level splits the data in two halves of at least one batch "
                 f"({self.batch_size}) each, got {self.num_train_examples}.")
-        search_space.SearchSpace(groups=self.groups)
+        search_space.SearchSpace(groups=self.groups, num_nodes=self.num_nodes)
         precision_lib.check(self.precision)
 
     @property
     def space(self) -> search_space.SearchSpace:
-        return search_space.SearchSpace(groups=self.groups)
+        return search_space.SearchSpace(groups=self.groups, num_nodes=self.num_nodes)
 
     def to_dict(self) -> dict:
         value = dataclasses.asdict(self)
         value["groups"] = [list(g) for g in self.groups]
+        value["class_names"] = None if self.class_names is None else list(self.class_names)
         return value
 
     @classmethod
@@ -114,6 +122,26 @@ class SearchConfig:
 
     def replace(self, **changes) -> "SearchConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _freeze_class_names(config) -> None:
+    names = config.class_names
+    if names is None:
+        return
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names) or len(names) < 2:
+        raise ValueError(f"class_names: expected a list of at least 2 names, got {names!r}.")
+    object.__setattr__(config, "class_names", tuple(names))
+
+
+def with_class_names(config, class_names, where: str = "--dataset"):
+    """`config` with the data's class names recorded; names recorded earlier must agree."""
+    if class_names is None:
+        return config
+    class_names = tuple(class_names)
+    if config.class_names is not None and config.class_names != class_names:
+        raise ValueError(f"{where}: the data's classes {list(class_names)[:10]} are not the "
+                         f"classes this run was made with {list(config.class_names)[:10]}.")
+    return config.replace(class_names=class_names)
 
 
 def _check_seed(seed) -> None:
@@ -174,9 +202,12 @@ class TrainConfig:
     arch_lr: float = 3e-4
     arch_weight_decay: float = 1e-3
     seed: int = 0
+    # The dataset's class names (label -> name), recorded from the data.
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         data.check_dataset_name(self.dataset)
+        _freeze_class_names(self)
         for name in ("epochs", "batch_size", "num_cells", "channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -211,7 +242,9 @@ class TrainConfig:
         precision_lib.check(self.precision)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        value = dataclasses.asdict(self)
+        value["class_names"] = None if self.class_names is None else list(self.class_names)
+        return value
 
     @classmethod
     def from_dict(cls, value, source: str = "config.json") -> "TrainConfig":

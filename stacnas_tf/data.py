@@ -9,6 +9,8 @@ Sources (`--dataset`):
   * `digits`: scikit-learn's bundled 8x8 digits (read without importing sklearn).
   * `folder:PATH`: one sub-folder of images per class (PATH/train and
     PATH/test are used when present).
+  * `in_memory`: images given in Python (`from_arrays`, `from_dataset`; the
+    `stacnas_tf.search` / `train` calls), which no binary can load again.
 
 Every source yields (uint8 HWC image, int64 label). Training pipelines are
 deterministic functions of (seed, epoch): the shuffle order and the
@@ -31,7 +33,8 @@ from stacnas_tf import autoaugment
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
-DATASETS = TFDS_DATASETS + ("fashion_mnist", "digits", "folder:PATH")
+IN_MEMORY = "in_memory"
+DATASETS = TFDS_DATASETS + ("fashion_mnist", "digits", "folder:PATH", IN_MEMORY)
 
 # DARTS's CIFAR statistics and the usual ImageNet ones.
 _STATS = {
@@ -64,7 +67,7 @@ class Source:
 
 
 def check_dataset_name(name: str, flag: str = "--dataset") -> None:
-    if name in TFDS_DATASETS or name in ("fashion_mnist", "digits"):
+    if name in TFDS_DATASETS or name in ("fashion_mnist", "digits", IN_MEMORY):
         return
     if name.startswith("folder:") and len(name) > len("folder:"):
         return
@@ -83,7 +86,98 @@ def load(name: str, split: str = "train", data_dir: str | None = None,
         return _in_memory(name, split, *_read_digits(data_dir, split))
     if name.startswith("folder:"):
         return _folder(name, name[len("folder:"):], split, image_size)
+    if name == IN_MEMORY:
+        raise ValueError(f"--dataset={IN_MEMORY}: this run's images were given in Python; pass "
+                         "them again (stacnas_tf.search / train with the same data) to go on.")
     return _tfds(name, split, data_dir, manual_dir)
+
+
+# --- images given in Python ---------------------------------------------------------
+
+
+def from_arrays(images, labels, *, num_classes: int | None = None,
+                class_names=None, split: str = "train", what: str = "data") -> Source:
+    """A source of in-memory images: `images` [N, H, W] or [N, H, W, C] (uint8,
+    integers in 0-255, or floats in [0, 1], which are scaled by 255) and
+    integer `labels` [N] (0 .. num_classes - 1)."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
+        raise ValueError(f"{what}: expected images [N, H, W] or [N, H, W, 1 or 3], got shape "
+                         f"{images.shape}.")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{what}: expected one integer class label per image ({len(images)}), got "
+                         f"{labels.dtype} labels of shape {labels.shape} (one-hot labels: "
+                         "argmax them first).")
+    if np.issubdtype(images.dtype, np.floating):
+        if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+            raise ValueError(f"{what}: float images must lie in [0, 1]; got values in "
+                             f"[{images.min():.3g}, {images.max():.3g}] (give uint8 pixels "
+                             "instead).")
+        images = np.round(images * 255)
+    elif images.min() < 0 or images.max() > 255:
+        raise ValueError(f"{what}: integer images must be pixels in 0-255; got values in "
+                         f"[{images.min()}, {images.max()}].")
+    names = tuple(str(n) for n in class_names) if class_names is not None else None
+    num_classes = num_classes or (len(names) if names else int(labels.max()) + 1)
+    if labels.min() < 0 or labels.max() >= num_classes or num_classes < 2:
+        raise ValueError(f"{what}: labels must lie in 0..{num_classes - 1} "
+                         f"({num_classes} classes, at least 2); got {labels.min()}..{labels.max()}.")
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"class_names: expected {num_classes} names, got {len(names)}.")
+    images = images.astype(np.uint8)
+    mean, std = _statistics(images)
+    return Source(
+        name=IN_MEMORY, split=split,
+        dataset=tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))),
+        num_examples=len(images), num_classes=num_classes, image_shape=tuple(images.shape[1:]),
+        mean=mean, std=std, class_names=names)
+
+
+def from_dataset(dataset: tf.data.Dataset, *, num_classes: int | None = None, class_names=None,
+                 split: str = "train", what: str = "data") -> Source:
+    """A source of the (image, label) pairs of `dataset` (batched or not), read
+    once into memory: the pipelines need their count and statistics, and a
+    seeded shuffle of every epoch that a resumed run can repeat."""
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(f"{what}: expected a tf.data.Dataset of (image, label) pairs, got elements "
+                         f"{spec}.")
+    image_spec, label_spec = spec
+    if image_spec.shape.rank == 4 or (image_spec.shape.rank == 3 and label_spec.shape.rank == 1
+                                      and image_spec.shape[-1] not in (1, 3)):
+        dataset = dataset.unbatch()
+    images, labels = [], []
+    for image, label in dataset.as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise ValueError(f"{what}: the dataset is empty.")
+    try:
+        stacked = np.stack(images)
+    except ValueError as e:
+        raise ValueError(f"{what}: the images differ in shape; resize them to one size "
+                         "first.") from e
+    return from_arrays(stacked, np.stack(labels), num_classes=num_classes,
+                       class_names=class_names, split=split, what=what)
+
+
+def held_out_splits(source: Source) -> tuple[Source, Source]:
+    """(train, test) of one in-memory source: a seeded `HELD_OUT_FRACTION` of every
+    class is the test split, as for a folder without test images."""
+    images, labels = (np.stack(a) for a in zip(*source.dataset.as_numpy_iterator()))
+    test = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = max(1, round(HELD_OUT_FRACTION * len(members))) if len(members) >= 2 else 0
+        test[members[np.random.RandomState(0).permutation(len(members))[:count]]] = True
+    return tuple(
+        from_arrays(images[chosen], labels[chosen], num_classes=source.num_classes,
+                    class_names=source.class_names, split=split)
+        for split, chosen in (("train", ~test), ("test", test)))
 
 
 # --- in-memory sources --------------------------------------------------------------

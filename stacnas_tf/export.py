@@ -75,12 +75,14 @@ class Exportable:
     mean: tuple
     std: tuple
     source: data.Source | None  # for verification and calibration images
+    class_names: tuple[str, ...] | None = None  # label -> name, where the data has names
 
     def metadata(self) -> dict:
         return {
             "producer": f"stacnas_tf {stacnas_tf.__version__}",
             "genotype": self.genotype.to_dict(),
             "num_classes": self.num_classes,
+            "class_names": None if self.class_names is None else list(self.class_names),
             "input_shape": [None, *self.image_shape],
             "input_layout": "NHWC",
             "preprocessing": {"scale": 1 / 255.0, "mean": list(self.mean), "std": list(self.std),
@@ -91,10 +93,12 @@ class Exportable:
 
 
 def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
-                         expected_genotype: genotype_lib.Genotype | None = None) -> Exportable:
-    """The trained network of a tools/train.py folder (latest checkpoint).
+                         expected_genotype: genotype_lib.Genotype | None = None,
+                         source: data.Source | None = None) -> Exportable:
+    """The trained network of a training folder (latest checkpoint).
 
-    `expected_genotype`, when given, must be the genotype the folder was trained with.
+    `expected_genotype`, when given, must be the genotype the folder was trained
+    with. `source` (its training images) replaces loading the folder's dataset.
     """
     config_path = os.path.join(train_dir, "config.json")
     if not os.path.exists(config_path):
@@ -112,13 +116,15 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     checkpoint_dir = os.path.join(train_dir, "checkpoints")
     if not checkpoints.candidates(checkpoint_dir):
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
-    source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
-                       image_size=config.image_size)
+    if source is None:
+        source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                           image_size=config.image_size)
     image_shape = data.model_input_shape(source, config.image_size)
     net = train.build_network(config, genotype, source.num_classes, image_shape)
     checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
                                what="--train_dir")
-    return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std, source)
+    return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std,
+                      source, class_names=config.class_names or source.class_names)
 
 
 def random_network(genotype: genotype_lib.Genotype, preset: str, deformable=False, seed=0) -> Exportable:
@@ -181,7 +187,7 @@ def _write_onnx(serving: _Serving, path: str, metadata: dict, options: ExportOpt
 
 
 def _write_tflite(serving: _Serving, path: str, variant: str, calibration: np.ndarray,
-                  options: ExportOptions) -> None:
+                  options: ExportOptions, metadata: dict) -> None:
     # Converted from a frozen graph (variables folded to constants): from the
     # SavedModel, calibration of the int8 model met unfrozen READ_VARIABLE nodes,
     # and unfrozen concrete functions give NaN models.
@@ -205,7 +211,41 @@ def _write_tflite(serving: _Serving, path: str, variant: str, calibration: np.nd
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     with open(path, "wb") as f:
-        f.write(converter.convert())
+        f.write(with_tflite_metadata(converter.convert(), METADATA_NAME, metadata))
+
+
+METADATA_NAME = "stacnas_metadata"
+
+
+def with_tflite_metadata(model: bytes, name: str, value: dict) -> bytes:
+    """`model` (a TFLite flatbuffer) with `value` as JSON in its metadata table
+    under `name`, where TFLite keeps a model's own data."""
+    # TensorFlow ships no public API to write TFLite metadata (tflite-support
+    # does, with its own pinned TF); its flatbuffer tools are the smallest way.
+    # export_test reads the entry back, so a change of these modules is noticed.
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model_object = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    buffer = schema_fb.BufferT()
+    buffer.data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    model_object.buffers.append(buffer)
+    entry = schema_fb.MetadataT()
+    entry.name, entry.buffer = name, len(model_object.buffers) - 1
+    model_object.metadata = (model_object.metadata or []) + [entry]
+    return flatbuffer_utils.convert_object_to_bytearray(model_object)
+
+
+def read_tflite_metadata(path: str, name: str = METADATA_NAME) -> dict | None:
+    """The JSON metadata entry `name` of a TFLite file (None when it has none)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    with open(path, "rb") as f:
+        model_object = flatbuffer_utils.convert_bytearray_to_object(bytearray(f.read()))
+    for entry in model_object.metadata or []:
+        if entry.name.decode() == name:
+            return json.loads(bytes(model_object.buffers[entry.buffer].data).decode())
+    return None
 
 
 # --- running the artifacts ----------------------------------------------------------
@@ -376,7 +416,7 @@ def _export_into(exportable: Exportable, folder: str, options: ExportOptions) ->
     calibration = _sample_images(exportable, options.calibration_samples, seed=1)
     for variant in TFLITE_VARIANTS:
         path = os.path.join(folder, f"model_{variant}.tflite")
-        _write_tflite(serving, path, variant, calibration, options)
+        _write_tflite(serving, path, variant, calibration, options, metadata)
         artifacts[f"tflite_{variant}"] = (path, tflite_runner(path))
 
     keras_run = lambda batch: serving.serve(tf.constant(batch))["logits"].numpy()  # noqa: E731

@@ -79,9 +79,13 @@ def read_json(path: str):
 
 
 def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> None:
-    """Refuses to continue `what` in `output_dir` with settings other than its saved ones."""
+    """Refuses to continue `what` in `output_dir` with settings other than its saved ones.
+
+    `class_names` is recorded from the data, not chosen: it is compared only
+    when both sides know it."""
     differences = [f"{key}={saved.get(key)!r} there, {wanted.get(key)!r} now"
-                   for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)]
+                   for key in sorted(set(saved) | set(wanted)) if saved.get(key) != wanted.get(key)
+                   and not (key == "class_names" and None in (saved.get(key), wanted.get(key)))]
     if differences:
         raise ValueError(
             f"--output_dir={output_dir} holds {what} with other settings ({'; '.join(differences)}). "

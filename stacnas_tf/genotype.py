@@ -481,12 +481,14 @@ PUBLISHED = {
 
 
 def resolve(spec: str, flag: str = "--genotype") -> Genotype:
-    """A genotype from a published name, a JSON or DARTS-text file, or DARTS text."""
+    """A genotype from a published name, a JSON or DARTS-text file, or DARTS or JSON text."""
     spec = spec.strip()
     if spec in PUBLISHED:
         return PUBLISHED[spec]
     if spec.startswith("Genotype("):
         return Genotype.from_darts(spec, source=flag)
+    if spec.startswith("{"):
+        return Genotype.from_json(spec, source=flag)
     if os.path.isfile(spec):
         with open(spec) as f:
             text = f.read(MAX_TEXT + 1)

@@ -38,9 +38,10 @@ class MixedEdges(keras.layers.Layer):
         self.candidates = candidates
         self.filters = filters
         self.stride = stride
-        # In `search_space.OPS` order, so layer names and creation order do not depend on edge order.
+        # In `search_space.op_names()` order, so layer names and creation order do not depend
+        # on edge order.
         self.op_names = tuple(
-            op for op in search_space.OPS
+            op for op in search_space.op_names()
             if op != search_space.NONE and any(op in edge for edge in candidates)
         )
         self.op_edges = tuple(

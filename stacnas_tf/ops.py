@@ -375,5 +375,49 @@ def make_op(name: str, filters: int, stride: int, affine: bool, search: bool, la
         return Conv7x1_1x7(filters, stride=stride, affine=affine, name=layer_name)
     if name in ("dil_conv_3x3", "dil_conv_5x5"):
         return DilConv(filters, int(name[-1]), stride=stride, dilation=2, affine=affine, name=layer_name)
+    custom = search_space.custom_op(name)
+    if custom is not None:
+        return custom.factory(filters, stride, layer_name)
     search_space.check_ops([name], "make_op")
     raise AssertionError(name)
+
+
+def build_op(layer, input_shape) -> None:
+    """Builds an op layer for inputs of `input_shape`. A layer without a `build`
+    of its own (a user's op that makes its sublayers in `__init__`) runs once
+    on a symbolic input instead, so its sublayers have their weights before
+    the first training step."""
+    if layer.built:
+        return
+    if type(layer).build is keras.layers.Layer.build:
+        layer(keras.KerasTensor(tuple(input_shape)))
+    else:
+        layer.build(input_shape)
+
+
+def register_op(name: str, factory, *, parameter_free: bool = False,
+                overwrite: bool = False) -> None:
+    """Adds candidate op `name`, built by `factory(channels, stride, name)` (a
+    Keras layer from [batch, H, W, channels] to [batch, H/stride, W/stride,
+    channels]), to the ops that groups, genotypes and networks may name.
+
+    The factory is tried at once at stride 1 and 2 on a small input, so a
+    layer of the wrong shape is refused here, not mid-search. Register the op
+    in every process that reads a config, genotype or `.keras` file naming it.
+    """
+    if not callable(factory):
+        raise ValueError(f"register_op: the factory of {name!r} is not callable.")
+    search_space.add_custom_op(search_space.CustomOp(name, factory, parameter_free),
+                               overwrite=overwrite)
+    try:
+        for stride in (1, 2):
+            layer = factory(4, stride, f"{name}_check")
+            if not isinstance(layer, keras.layers.Layer):
+                raise ValueError(f"its factory returned {type(layer).__name__}, not a Keras layer")
+            shape = tuple(keras.ops.shape(layer(keras.ops.zeros((1, 8, 8, 4)), training=False)))
+            if shape != (1, 8 // stride, 8 // stride, 4):
+                raise ValueError(f"at stride {stride} it maps (1, 8, 8, 4) to {shape}; expected "
+                                 f"(1, {8 // stride}, {8 // stride}, 4)")
+    except Exception as e:  # the user's factory may raise anything; it is refused either way
+        search_space.remove_custom_op(name)
+        raise ValueError(f"register_op: op {name!r} cannot be used: {e}") from e

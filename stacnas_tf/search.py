@@ -149,7 +149,8 @@ def build_supernet(config: config_lib.SearchConfig, stage: int,
 
 def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, epochs: int,
               config: config_lib.SearchConfig, source: data.Source, output_dir: str,
-              strategy: tf.distribute.Strategy, verbose, jit_compile: bool = False) -> StageResult:
+              strategy: tf.distribute.Strategy, verbose, jit_compile: bool = False,
+              callbacks=()) -> StageResult:
     """Trains one supernet to the end of its epochs (resuming if checkpointed).
 
     Only the chief writes into `output_dir`; every worker resumes from the
@@ -193,6 +194,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             augment=data.default_augment(source.name), image_size=config.image_size,
             num_examples=config.num_train_examples, input_context=input_context,
         ))
+        user_callbacks = list(callbacks)
         if chief:
             log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
             writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
@@ -203,6 +205,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             ]
         else:
             callbacks, verbose = [_EpochEnd(manager, epoch_variable, chief=False)], 0
+        callbacks += user_callbacks
         if verbose:
             print(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
                   f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s), "
@@ -233,26 +236,29 @@ def _winners(stage: StageResult) -> list[list[str]]:
 
 def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str | None = None,
                manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
-               verbose="auto", jit_compile: bool = False) -> genotype_lib.Genotype:
+               verbose="auto", jit_compile: bool = False, source: data.Source | None = None,
+               callbacks=()) -> genotype_lib.Genotype:
     """Runs (or resumes) a two-stage StacNAS search and returns its genotype.
 
     The caller opens the distribution strategy; the default strategy is used
     when none is given. In a multi-worker run every worker calls this with the
     same arguments; only the chief writes into `output_dir`. `jit_compile`
-    compiles the training step with XLA.
+    compiles the training step with XLA. `source` replaces loading
+    `config.dataset` (images given in Python); `callbacks` (Keras callbacks)
+    are passed to each stage's `fit`.
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
+    args = (config, data_dir, manual_dir, strategy, chief, verbose, jit_compile, source,
+            tuple(callbacks))
     if not chief:  # the other workers only read the chief's checkpoints
-        return _run_search(config, os.path.abspath(output_dir), data_dir, manual_dir, strategy,
-                           chief, verbose, jit_compile)
+        return _run_search(os.path.abspath(output_dir), *args)
     with files.claimed_output_dir(output_dir) as output_dir:
-        return _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
-                           jit_compile)
+        return _run_search(output_dir, *args)
 
 
-def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
-                jit_compile) -> genotype_lib.Genotype:
+def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbose, jit_compile,
+                source, callbacks) -> genotype_lib.Genotype:
     genotype_path = os.path.join(output_dir, "genotype.json")
     if chief:
         files.check_run_folder(output_dir, "search")
@@ -261,9 +267,11 @@ def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbo
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
             return genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
-    source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
-                       image_size=config.image_size)
+    if source is None:
+        source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                           image_size=config.image_size)
     data.model_input_shape(source, config.image_size)
+    config = config_lib.with_class_names(config, source.class_names)
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
     if chief:
         check_config_matches(output_dir, config)
@@ -275,20 +283,20 @@ def _run_search(config, output_dir, data_dir, manual_dir, strategy, chief, verbo
             cells=(space.full_candidates(),) * (config.stage1_cells if config.per_cell_logits else 2),
             per_cell=config.per_cell_logits)
         final = _load_or_run(1, flat, config.stage1_cells, config.stage1_epochs, config, source,
-                             output_dir, strategy, verbose, jit_compile,
+                             output_dir, strategy, verbose, jit_compile, callbacks,
                              extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))})
     else:
         stage1 = _load_or_run(
             1, search_space.stage1_space(space, config.stage1_cells, config.per_cell_logits),
             config.stage1_cells, config.stage1_epochs, config, source, output_dir, strategy,
-            verbose, jit_compile, extra=lambda s: _activation(space, s),
+            verbose, jit_compile, callbacks, extra=lambda s: _activation(space, s),
         )
         stage2_space = search_space.stage2_space(
             space, _winners(stage1), config.stage2_cells, config.stage1_cells,
             config.per_cell_logits)
         final = _load_or_run(
             2, stage2_space, config.stage2_cells, config.stage2_epochs, config, source, output_dir,
-            strategy, verbose, jit_compile,
+            strategy, verbose, jit_compile, callbacks,
             extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))},
         )
     genotype = genotype_lib.derive_genotype(final.space, final.weights, final.num_cells,
@@ -314,7 +322,7 @@ def _activation(space: search_space.SearchSpace, stage: StageResult) -> dict:
 
 
 def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_dir, strategy,
-                 verbose, jit_compile, extra) -> StageResult:
+                 verbose, jit_compile, callbacks, extra) -> StageResult:
     path = os.path.join(output_dir, f"stage{stage}", "result.json")
     if os.path.exists(path):
         result = files.read_json(path)
@@ -322,7 +330,7 @@ def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_d
         weights = [[e["weights"] for e in edges] for edges in result["logits"].values()]
         return StageResult(stage, num_cells, space, weights, result)
     outcome = run_stage(stage, stage_space, num_cells, epochs, config, source, output_dir,
-                        strategy, verbose, jit_compile)
+                        strategy, verbose, jit_compile, callbacks)
     outcome.result.update(extra(outcome))
     if strategy_lib.is_chief(strategy):
         files.write_json(path, outcome.result)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from absl import logging
 
@@ -57,6 +57,17 @@ def num_edges(num_nodes: int) -> int:
     return sum(2 + node for node in range(num_nodes))
 
 
+def nodes_for_edges(count: int) -> int:
+    """The intermediate nodes of a cell with `count` edges (14 edges: 4 nodes)."""
+    nodes = 0
+    while num_edges(nodes) < count:
+        nodes += 1
+    if num_edges(nodes) != count:
+        raise ValueError(f"{count} edges make no cell: a cell of n nodes has 2 + 3 + ... + "
+                         "(n + 1) edges.")
+    return nodes
+
+
 def edge_endpoints(num_nodes: int) -> list[tuple[int, int]]:
     """(input state, node) for every edge, in DARTS order; node ids start at 2."""
     return [(source, node + 2) for node in range(num_nodes) for source in range(2 + node)]
@@ -67,11 +78,59 @@ def reduction_positions(num_cells: int) -> frozenset[int]:
     return frozenset({num_cells // 3, 2 * num_cells // 3})
 
 
+@dataclasses.dataclass(frozen=True)
+class CustomOp:
+    """A candidate op added by the user (`stacnas_tf.register_op`).
+
+    `factory(channels, stride, name)` returns a Keras layer mapping
+    [batch, H, W, channels] to [batch, H / stride, W / stride, channels].
+    `parameter_free` marks ops like pools and skips (counted apart in reports).
+    """
+
+    name: str
+    factory: Callable
+    parameter_free: bool = False
+
+
+# The user's ops by name. Process-wide, as Keras's own registry of serializable
+# objects: a genotype, a config or a .keras file names an op, and whatever
+# reads it must find the same op under that name.
+_CUSTOM_OPS: dict[str, CustomOp] = {}
+
+
+def add_custom_op(op: CustomOp, overwrite: bool = False) -> None:
+    """Registers `op` (the checks that need Keras are `ops.register_op`'s)."""
+    if not isinstance(op.name, str) or not op.name.isidentifier():
+        raise ValueError(f"register_op: expected an op name like 'se_conv_3x3', got {op.name!r}.")
+    if op.name in OPS:
+        raise ValueError(f"register_op: {op.name!r} is a built-in op; choose another name.")
+    if op.name in _CUSTOM_OPS and not overwrite and _CUSTOM_OPS[op.name].factory is not op.factory:
+        raise ValueError(f"register_op: {op.name!r} is already registered (overwrite=True "
+                         "replaces it).")
+    _CUSTOM_OPS[op.name] = op
+
+
+def remove_custom_op(name: str) -> None:
+    _CUSTOM_OPS.pop(name, None)
+
+
+def custom_op(name: str) -> CustomOp | None:
+    """The registered op `name`, or None for a built-in (or unknown) name."""
+    return _CUSTOM_OPS.get(name)
+
+
+def op_names() -> tuple[str, ...]:
+    """Every op a cell may hold: the built-in ones, then the registered ones."""
+    return OPS + tuple(_CUSTOM_OPS)
+
+
 def check_ops(ops: Iterable[str], where: str) -> None:
-    unknown = [op for op in ops if op not in OPS]
+    known = op_names()
+    unknown = [op for op in ops if op not in known]
     if unknown:
         raise ValueError(
-            f"{where}: unknown op name(s) {unknown}; expected one of {list(OPS)}."
+            f"{where}: unknown op name(s) {unknown}; expected one of {list(known)} (add others "
+            "with stacnas_tf.register_op before using them)."
         )
 
 
@@ -153,7 +212,7 @@ def load_groups(path: str) -> tuple[tuple[str, ...], ...]:
         raise ValueError(f"--groups: {path} is not a groups file; {expected} "
                          f"({type(e).__name__}).") from e
     groups = value.get("groups") if isinstance(value, dict) else None
-    if (not isinstance(groups, list) or len(groups) > len(OPS)
+    if (not isinstance(groups, list) or len(groups) > len(op_names())
             or not all(isinstance(g, list) and all(isinstance(op, str) for op in g) for g in groups)):
         raise ValueError(f"--groups: {path} is not a groups file; {expected} (lists of op names).")
     groups = tuple(tuple(group) for group in groups)

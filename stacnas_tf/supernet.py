@@ -138,6 +138,7 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
             self.search_cells.append(
                 cells_lib.SearchCell(
                     stage_space.cells[logit_set], filters, reduction, reduction_prev,
+                    num_nodes=search_space.nodes_for_edges(len(stage_space.cells[logit_set])),
                     name=f"cell_{index}_{'reduce' if reduction else 'normal'}",
                 )
             )

@@ -145,25 +145,28 @@ def _check_folder(output_dir, config, genotype):
 
 def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
                  manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
-                 verbose="auto", jit_compile: bool = False) -> dict:
+                 verbose="auto", jit_compile: bool = False,
+                 sources: tuple[data.Source, data.Source] | None = None, callbacks=()) -> dict:
     """Trains (or resumes) the final network of `config`; returns the final metrics.
 
     In a multi-worker run every worker calls this with the same arguments; only
     the chief writes into `output_dir`, and every worker resumes from the
-    chief's checkpoints there.
+    chief's checkpoints there. `sources` (train, test) replace loading
+    `config.dataset` (images given in Python); `callbacks` (Keras callbacks)
+    are passed to `fit`.
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
+    args = (config, data_dir, manual_dir, strategy, chief, verbose, jit_compile, sources,
+            tuple(callbacks))
     if not chief:  # the other workers only read the chief's checkpoints
-        return _run_training(config, os.path.abspath(output_dir), data_dir, manual_dir, strategy,
-                             chief, verbose, jit_compile)
+        return _run_training(os.path.abspath(output_dir), *args)
     with files.claimed_output_dir(output_dir) as output_dir:
-        return _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
-                             jit_compile)
+        return _run_training(output_dir, *args)
 
 
-def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, verbose,
-                  jit_compile) -> dict:
+def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, verbose,
+                  jit_compile, sources, user_callbacks) -> dict:
     genotype = genotype_lib.resolve(config.genotype)
     if chief:
         files.check_run_folder(output_dir, "training run")
@@ -171,10 +174,12 @@ def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, ver
     metrics_path = os.path.join(output_dir, "metrics.json")
     if os.path.exists(metrics_path):
         return files.read_json(metrics_path)
-    train_source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
-                             image_size=config.image_size)
-    eval_source = data.load(config.dataset, "test", data_dir=data_dir, manual_dir=manual_dir,
-                            image_size=config.image_size)
+    if sources is None:
+        sources = tuple(data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
+                                  image_size=config.image_size) for split in ("train", "test"))
+    train_source, eval_source = sources
+    config = config_lib.with_class_names(config, train_source.class_names)
+    _check_folder(output_dir, config, genotype)
     image_shape = data.model_input_shape(train_source, config.image_size)
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
     keras.utils.set_random_seed(config.seed)
@@ -220,6 +225,7 @@ def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, ver
         else:
             callbacks.append(_EpochEnd(manager, epoch_variable, chief=False))
             verbose = 0
+        callbacks += list(user_callbacks)
         if verbose:
             print(f"Training {config.num_cells} cells, C={config.channels}: "
                   f"{net.parameter_count():,} parameters (without auxiliary head), "
@@ -251,8 +257,9 @@ def _run_training(config, output_dir, data_dir, manual_dir, strategy, chief, ver
 def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
              manual_dir: str | None = None, checkpoint_path: str | None = None,
              genotype_spec: str | None = None, batch_size: int | None = None,
-             num_examples: int | None = None) -> dict:
-    """Loss, top-1 and top-5 of a training folder's checkpoint on a dataset split."""
+             num_examples: int | None = None, source: data.Source | None = None) -> dict:
+    """Loss, top-1 and top-5 of a training folder's checkpoint on a dataset split
+    (or on `source`, images given in Python)."""
     for flag, value in (("--batch_size", batch_size), ("--num_examples", num_examples)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag}: expected a positive integer (or none for the default), "
@@ -263,8 +270,9 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
             f"--genotype: {genotype_spec!r} is not the genotype the checkpoints in {train_dir} "
             f"were trained with ({genotype.to_darts()})."
         )
-    source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
-                       image_size=config.image_size)
+    if source is None:
+        source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
+                           image_size=config.image_size)
     image_shape = data.model_input_shape(source, config.image_size)
     net, path = load_network(train_dir, source.num_classes, image_shape, checkpoint_path)
     compile_network(net, config, steps_per_epoch=1)

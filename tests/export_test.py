@@ -97,6 +97,9 @@ def test_metadata_travels_with_every_format(exported):
 
     props = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
     assert json.loads(props["stacnas_metadata"]) == metadata and props["input_layout"] == "NHWC"
+    for variant in export.TFLITE_VARIANTS:
+        assert export.read_tflite_metadata(str(out / f"model_{variant}.tflite")) == metadata
+    assert metadata["class_names"] is None  # digits has no names; named classes: api_test
 
 
 def test_int8_model_with_int8_inputs_and_outputs(exported, tmp_path):
