@@ -28,7 +28,7 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from stacnas_tf import export
+    from stacnas_tf import exporting as export
 
     folder = _EXPORT_DIR.value
     with open(os.path.join(folder, "metadata.json")) as f:

@@ -107,8 +107,8 @@ def run_one(config: ReproductionConfig, row: str, seed: int, output_dir: str,
             data_dir: str | None) -> dict:
     """Searches (or draws) the row's genotype for `seed`, trains it, returns its record."""
     from stacnas_tf import genotype as genotype_lib
-    from stacnas_tf import search
-    from stacnas_tf import train
+    from stacnas_tf import search_loop as search
+    from stacnas_tf import training as train
 
     run_dir = os.path.join(output_dir, row, f"seed_{seed}")
     record_path = os.path.join(run_dir, "record.json")

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import data  # noqa: E402
-from stacnas_tf import search  # noqa: E402
+from stacnas_tf import search_loop as search  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 from stacnas_tf import strategy as strategy_lib  # noqa: E402
 

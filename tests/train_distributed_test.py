@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import strategy as strategy_lib  # noqa: E402
-from stacnas_tf import train  # noqa: E402
+from stacnas_tf import training as train  # noqa: E402
 
 STRATEGY = strategy_lib.make_strategy("mirrored", cpu_replicas=2)
 

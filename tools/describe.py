@@ -26,7 +26,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         genotype = genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
-        from stacnas_tf import train
+        from stacnas_tf import training as train
 
         print(json.dumps(train.describe(genotype, _PRESET.value), indent=2))
     except ValueError as e:

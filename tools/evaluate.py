@@ -25,7 +25,7 @@ _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Evaluate only the fi
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from stacnas_tf import train
+    from stacnas_tf import training as train
 
     try:
         result = train.evaluate(

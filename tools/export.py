@@ -58,7 +58,7 @@ def main(argv):
             raise ValueError(f"--calibration_samples: expected a positive count, got {_CALIBRATION.value}.")
         genotype = (genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
                     if _GENOTYPE.value else None)
-        from stacnas_tf import export
+        from stacnas_tf import exporting as export
 
         options = export.ExportOptions(
             opset=_OPSET.value, onnx_nchw=_ONNX_NCHW.value, calibration_samples=_CALIBRATION.value,

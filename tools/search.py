@@ -83,7 +83,7 @@ def main(argv):
     try:
         config = _config()
         files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
-        from stacnas_tf import search
+        from stacnas_tf import search_loop as search
 
         strategy = scale_flags.open_strategy()
         config = scale_flags.for_strategy(config, strategy, ("weight_lr", "weight_lr_min"))

@@ -71,7 +71,7 @@ def main(argv):
     try:
         config = _config()
         files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
-        from stacnas_tf import train
+        from stacnas_tf import training as train
 
         strategy = scale_flags.open_strategy()
         config = scale_flags.for_strategy(config, strategy, ("lr", "lr_min"))

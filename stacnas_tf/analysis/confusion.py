@@ -24,9 +24,9 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
-from stacnas_tf import search
+from stacnas_tf import search_loop as search
 from stacnas_tf import search_space
-from stacnas_tf import train
+from stacnas_tf import training as train
 
 
 def max_negative_inner(gradients: np.ndarray) -> float:

@@ -15,7 +15,7 @@ import os
 from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
-from stacnas_tf import search
+from stacnas_tf import search_loop as search
 from stacnas_tf import search_space
 from stacnas_tf.analysis import correlation
 

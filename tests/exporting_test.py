@@ -11,10 +11,10 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import export  # noqa: E402
+from stacnas_tf import exporting as export  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import train  # noqa: E402
+from stacnas_tf import training as train  # noqa: E402
 
 G = genotype_lib.PUBLISHED
 OPTIONS = export.ExportOptions(calibration_samples=32, verify_samples=32)

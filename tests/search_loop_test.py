@@ -9,7 +9,7 @@ import tensorflow as tf  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import search  # noqa: E402
+from stacnas_tf import search_loop as search  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 
 TINY = config_lib.SearchConfig(

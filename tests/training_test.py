@@ -11,7 +11,7 @@ import tensorflow as tf  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import data  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import train  # noqa: E402
+from stacnas_tf import training as train  # noqa: E402
 
 TINY = config_lib.TrainConfig(
     genotype="DARTS_V2", dataset="digits", channels=8, num_cells=3, epochs=3, batch_size=32,

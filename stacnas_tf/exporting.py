@@ -34,9 +34,10 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
-from stacnas_tf import train
+from stacnas_tf import training as train
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
+FORMATS = ("saved_model", "onnx") + tuple(f"tflite_{variant}" for variant in TFLITE_VARIANTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +55,18 @@ class ExportOptions:
     max_quantized_relative_error: float = 0.15
     verify_samples: int = 64
     overwrite: bool = False
+    formats: tuple[str, ...] = FORMATS  # which artifacts to write ("tflite": every TFLite one)
 
     def __post_init__(self):
+        formats = (self.formats,) if isinstance(self.formats, str) else tuple(self.formats)
+        expanded = []
+        for name in formats:
+            expanded += ([f"tflite_{v}" for v in TFLITE_VARIANTS] if name == "tflite" else [name])
+        unknown = sorted(set(expanded) - set(FORMATS))
+        if unknown or not expanded:
+            raise ValueError(f"--formats: expected some of {list(FORMATS)} (or tflite), got "
+                             f"{list(formats)}.")
+        object.__setattr__(self, "formats", tuple(f for f in FORMATS if f in expanded))
         for name in ("float_tolerance", "float16_tolerance", "max_quantized_relative_error"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name}: expected a positive tolerance, got {getattr(self, name)}.")
@@ -407,14 +418,20 @@ def _export_into(exportable: Exportable, folder: str, options: ExportOptions) ->
     images = _sample_images(exportable, options.verify_samples)
     reference = serving.serve(tf.constant(images))["logits"].numpy()
 
-    saved_model = os.path.join(folder, "saved_model")
-    _write_saved_model(serving, saved_model, metadata)
-    artifacts = {"saved_model": (saved_model, saved_model_runner(saved_model))}
-    onnx_path = os.path.join(folder, "model.onnx")
-    _write_onnx(serving, onnx_path, metadata, options)
-    artifacts["onnx"] = (onnx_path, onnx_runner(onnx_path, options.onnx_nchw))
-    calibration = _sample_images(exportable, options.calibration_samples, seed=1)
+    artifacts = {}
+    if "saved_model" in options.formats:
+        saved_model = os.path.join(folder, "saved_model")
+        _write_saved_model(serving, saved_model, metadata)
+        artifacts["saved_model"] = (saved_model, saved_model_runner(saved_model))
+    if "onnx" in options.formats:
+        onnx_path = os.path.join(folder, "model.onnx")
+        _write_onnx(serving, onnx_path, metadata, options)
+        artifacts["onnx"] = (onnx_path, onnx_runner(onnx_path, options.onnx_nchw))
+    calibration = (_sample_images(exportable, options.calibration_samples, seed=1)
+                   if "tflite_int8" in options.formats else None)
     for variant in TFLITE_VARIANTS:
+        if f"tflite_{variant}" not in options.formats:
+            continue
         path = os.path.join(folder, f"model_{variant}.tflite")
         _write_tflite(serving, path, variant, calibration, options, metadata)
         artifacts[f"tflite_{variant}"] = (path, tflite_runner(path))

@@ -1,0 +1,243 @@
+"""The Python API: a search, a training, an evaluation, an export and a
+description, each one call.
+
+    import stacnas_tf
+    found = stacnas_tf.search((x_train, y_train), stage1_epochs=2, stage2_epochs=2)
+    trained = stacnas_tf.train(found.genotype, (x_train, y_train), epochs=5)
+    stacnas_tf.export(trained, "export/")
+
+`data` is a dataset name (`"fashion_mnist"`, `"cifar10"`, `"folder:PATH"`,
+...), a pair of arrays (images [N, H, W(, C)] and integer labels), or a
+`tf.data.Dataset` of (image, label) pairs, batched or not. Presets and
+overrides are the fields of `SearchConfig` / `TrainConfig`. Every call with an
+`output_dir` is resumable: call it again with the same arguments after an
+interruption. The binaries in `tools/` are thin callers of these functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Iterable, Sequence
+
+import tensorflow as tf
+
+from stacnas_tf import config as config_lib
+from stacnas_tf import data as data_lib
+from stacnas_tf import exporting as export_lib
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import search_loop as search_lib
+from stacnas_tf import training as train_lib
+
+Data = Any  # a dataset name, (images, labels) arrays, or a tf.data.Dataset of (image, label)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """What a search found, and where it left its files."""
+
+    genotype: genotype_lib.Genotype
+    config: config_lib.SearchConfig
+    output_dir: str
+    history: dict  # "stage1" / "stage2" -> per-epoch loss, accuracy, lr, logits, weights
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """A trained final network: `model` (at inference, without the auxiliary
+    head, taking normalised images), its metrics and its folder."""
+
+    model: Any  # network.FinalNetwork
+    metrics: dict
+    config: config_lib.TrainConfig
+    output_dir: str
+    history: list
+
+
+def _source(value: Data, what: str, num_classes, class_names) -> data_lib.Source:
+    if isinstance(value, tf.data.Dataset):
+        return data_lib.from_dataset(value, num_classes=num_classes, class_names=class_names,
+                                     what=what)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return data_lib.from_arrays(value[0], value[1], num_classes=num_classes,
+                                    class_names=class_names, what=what)
+    raise ValueError(f"{what}: expected a dataset name, (images, labels) arrays or a "
+                     f"tf.data.Dataset of (image, label), got {type(value).__name__}.")
+
+
+def _output_dir(output_dir: str | None, kind: str) -> str:
+    # No folder given: a new one, so a notebook call never mixes into an old run.
+    return os.path.abspath(output_dir) if output_dir else tempfile.mkdtemp(
+        prefix=f"stacnas-{kind}-")
+
+
+def _config(presets: dict, preset: str, overrides: dict, what: str):
+    if preset not in presets:
+        raise ValueError(f"preset: expected one of {sorted(presets)}, got {preset!r}.")
+    fields = {f.name for f in dataclasses.fields(presets[preset])}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"{what}: unknown settings {unknown}; the settings are the fields of "
+                        f"{type(presets[preset]).__name__}: {sorted(fields)}.")
+    return presets[preset].replace(**overrides)
+
+
+def search(data: Data, *, num_classes: int | None = None,
+           class_names: Sequence[str] | None = None, preset: str = "default",
+           output_dir: str | None = None, callbacks: Iterable = (),
+           strategy: tf.distribute.Strategy | None = None, verbose="auto",
+           jit_compile: bool = False, data_dir: str | None = None,
+           manual_dir: str | None = None, **overrides) -> SearchResult:
+    """Runs (or resumes) a two-stage StacNAS search on `data`.
+
+    `preset` names a `SearchConfig` preset (`default`, `smoke`,
+    `paper_cifar10`, ...); `overrides` set any of its fields (`stage1_epochs`,
+    `groups`, `num_nodes`, ...). `callbacks` are Keras callbacks passed to each
+    stage's `fit`; `verbose` is Keras's (progress bar by default). Images
+    given in Python are all searched on (one-level search has no validation
+    split); float images must lie in [0, 1]. Without `output_dir` the run goes
+    to a new temporary folder (`result.output_dir`).
+    """
+    if isinstance(data, str):
+        config = _config(config_lib.PRESETS, preset, {"dataset": data, **overrides}, "search")
+        source = None
+    else:
+        config = _config(config_lib.PRESETS, preset,
+                         {"dataset": data_lib.IN_MEMORY, **overrides}, "search")
+        source = _source(data, "data", num_classes, class_names)
+    output_dir = _output_dir(output_dir, "search")
+    genotype = search_lib.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
+                                     strategy=strategy, verbose=verbose, jit_compile=jit_compile,
+                                     source=source, callbacks=callbacks)
+    saved = config_lib.SearchConfig.from_dict(files.read_json(os.path.join(output_dir, "config.json")))
+    history = {}
+    for stage in ("stage1", "stage2"):
+        path = os.path.join(output_dir, stage, "history.json")
+        if os.path.exists(path):
+            history[stage] = files.read_json(path)
+    return SearchResult(genotype, saved, output_dir, history)
+
+
+def _genotype_spec(genotype) -> str:
+    if isinstance(genotype, SearchResult):
+        genotype = genotype.genotype
+    if isinstance(genotype, genotype_lib.Genotype):
+        return next((name for name, published in genotype_lib.PUBLISHED.items()
+                     if published == genotype), None) or json.dumps(genotype.to_dict())
+    if isinstance(genotype, str):
+        genotype_lib.resolve(genotype, flag="genotype")  # refuse a bad one before any work
+        return os.path.abspath(genotype) if os.path.isfile(genotype) else genotype
+    raise ValueError(f"genotype: expected a Genotype, a SearchResult, a published name, a file "
+                     f"or DARTS text, got {type(genotype).__name__}.")
+
+
+def train(genotype, data: Data, *, validation_data: Data | None = None,
+          num_classes: int | None = None, class_names: Sequence[str] | None = None,
+          preset: str = "default", output_dir: str | None = None, callbacks: Iterable = (),
+          strategy: tf.distribute.Strategy | None = None, verbose="auto",
+          jit_compile: bool = False, data_dir: str | None = None,
+          manual_dir: str | None = None, **overrides) -> TrainResult:
+    """Trains (or resumes) the final network of `genotype` on `data`.
+
+    `genotype`: a `Genotype`, a `SearchResult`, a published name
+    (`"DARTS_V2"`), a genotype file or DARTS text. `preset` names a
+    `TrainConfig` recipe (`default`, `base`, `fancy`, `imagenet_base`,
+    `smoke`); `overrides` set its fields (`epochs`, `channels`, ...). Images
+    given in Python are evaluated on `validation_data`, or else on a seeded 10%
+    of every class held out of the training images.
+    """
+    spec = _genotype_spec(genotype)
+    if class_names is None and isinstance(genotype, SearchResult):
+        class_names = genotype.config.class_names  # the same data's names, as recorded
+    if isinstance(data, str):
+        config = _config(config_lib.TRAIN_PRESETS, preset,
+                         {"dataset": data, "genotype": spec, **overrides}, "train")
+        sources = tuple(data_lib.load(data, split, data_dir=data_dir, manual_dir=manual_dir,
+                                      image_size=config.image_size) for split in ("train", "test"))
+    else:
+        config = _config(config_lib.TRAIN_PRESETS, preset,
+                         {"dataset": data_lib.IN_MEMORY, "genotype": spec, **overrides}, "train")
+        source = _source(data, "data", num_classes, class_names)
+        if validation_data is None:
+            sources = data_lib.held_out_splits(source)
+        else:
+            sources = (source, _source(validation_data, "validation_data", source.num_classes,
+                                       source.class_names))
+    output_dir = _output_dir(output_dir, "train")
+    metrics = train_lib.run_training(config, output_dir, strategy=strategy, verbose=verbose,
+                                     jit_compile=jit_compile, sources=sources,
+                                     callbacks=callbacks)
+    saved = config_lib.TrainConfig.from_dict(files.read_json(os.path.join(output_dir, "config.json")))
+    model, _ = train_lib.load_network(output_dir, sources[0].num_classes,
+                                      data_lib.model_input_shape(sources[0], saved.image_size),
+                                      auxiliary=False)
+    history_path = os.path.join(output_dir, "history.json")
+    history = files.read_json(history_path) if os.path.exists(history_path) else []
+    return TrainResult(model, metrics, saved, output_dir, history)
+
+
+def _train_dir(trained) -> str:
+    if isinstance(trained, TrainResult):
+        return trained.output_dir
+    if isinstance(trained, (str, os.PathLike)):
+        return os.fspath(trained)
+    raise ValueError("expected a TrainResult or a training folder (its output_dir); a bare "
+                     f"Keras model does not say how its images were normalised, got "
+                     f"{type(trained).__name__}.")
+
+
+def _trained_config(train_dir: str) -> config_lib.TrainConfig:
+    path = os.path.join(train_dir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"{train_dir} holds no config.json (not a training folder).")
+    return config_lib.TrainConfig.from_dict(files.read_json(path), source=path)
+
+
+def evaluate(trained, data: Data | None = None, *, split: str = "test",
+             num_classes: int | None = None, batch_size: int | None = None,
+             num_examples: int | None = None, checkpoint: str | None = None,
+             data_dir: str | None = None, manual_dir: str | None = None) -> dict:
+    """Loss, top-1 and top-5 of a trained network (a `TrainResult` or a training
+    folder) on `data` (images given in Python), or else on `split` of the
+    dataset it was trained on."""
+    train_dir = _train_dir(trained)
+    if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
+        raise ValueError("data: this network was trained on images given in Python; pass the "
+                         "images to evaluate on as data=(images, labels).")
+    source = None if data is None else _source(data, "data", num_classes, None)
+    return train_lib.evaluate(train_dir, split, data_dir=data_dir, manual_dir=manual_dir,
+                              checkpoint_path=checkpoint, batch_size=batch_size,
+                              num_examples=num_examples, source=source)
+
+
+def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
+           data: Data | None = None, overwrite: bool = False, data_dir: str | None = None,
+           manual_dir: str | None = None, **options) -> dict:
+    """Exports a trained network (a `TrainResult` or a training folder) to
+    SavedModel, ONNX and TFLite (`formats`: any of `export.FORMATS`; default
+    all), checks every artifact against the Keras model and returns the report.
+
+    `data`: the training images, when they were given in Python (for the
+    verification and int8 calibration images). `options` are `ExportOptions`
+    fields (`opset`, `int8_io`, tolerances, ...).
+    """
+    train_dir = _train_dir(trained)
+    if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
+        raise ValueError("data: this network was trained on images given in Python; pass them "
+                         "again as data= (they verify the export and calibrate the int8 model).")
+    source = None if data is None else _source(data, "data", None, None)
+    if formats is not None:
+        options["formats"] = tuple(formats)
+    export_options = export_lib.ExportOptions(overwrite=overwrite, **options)
+    exportable = export_lib.from_training_folder(train_dir, data_dir, manual_dir, source=source)
+    return export_lib.export(exportable, output_dir, export_options)
+
+
+def describe(genotype, preset: str = "cifar10") -> dict:
+    """Parameters and multiply-adds of the paper's final network (`cifar10`,
+    `cifar100` or `imagenet_mobile`) for `genotype`."""
+    return train_lib.describe(genotype_lib.resolve(_genotype_spec(genotype), flag="genotype"),
+                              preset)
