@@ -74,19 +74,23 @@ def _output_dir(output_dir: str | None, kind: str) -> str:
         prefix=f"stacnas-{kind}-")
 
 
-def _config(presets: dict, preset: str, overrides: dict, what: str):
-    if preset not in presets:
-        raise ValueError(f"preset: expected one of {sorted(presets)}, got {preset!r}.")
-    fields = {f.name for f in dataclasses.fields(presets[preset])}
+def _config(presets: dict, preset: str, config, overrides: dict, what: str):
+    """`config` (or else the preset) with `overrides` applied."""
+    if config is None:
+        if preset not in presets:
+            raise ValueError(f"preset: expected one of {sorted(presets)}, got {preset!r}.")
+        config = presets[preset]
+    fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise TypeError(f"{what}: unknown settings {unknown}; the settings are the fields of "
-                        f"{type(presets[preset]).__name__}: {sorted(fields)}.")
-    return presets[preset].replace(**overrides)
+                        f"{type(config).__name__}: {sorted(fields)}.")
+    return config.replace(**overrides)
 
 
 def search(data: Data, *, num_classes: int | None = None,
            class_names: Sequence[str] | None = None, preset: str = "default",
+           config: config_lib.SearchConfig | None = None,
            output_dir: str | None = None, callbacks: Iterable = (),
            strategy: tf.distribute.Strategy | None = None, verbose="auto",
            jit_compile: bool = False, data_dir: str | None = None,
@@ -94,18 +98,19 @@ def search(data: Data, *, num_classes: int | None = None,
     """Runs (or resumes) a two-stage StacNAS search on `data`.
 
     `preset` names a `SearchConfig` preset (`default`, `smoke`,
-    `paper_cifar10`, ...); `overrides` set any of its fields (`stage1_epochs`,
-    `groups`, `num_nodes`, ...). `callbacks` are Keras callbacks passed to each
+    `paper_cifar10`, ...), or `config` gives one; `overrides` set any of its
+    fields (`stage1_epochs`, `groups`, `num_nodes`, ...). `callbacks` are Keras callbacks passed to each
     stage's `fit`; `verbose` is Keras's (progress bar by default). Images
     given in Python are all searched on (one-level search has no validation
     split); float images must lie in [0, 1]. Without `output_dir` the run goes
     to a new temporary folder (`result.output_dir`).
     """
     if isinstance(data, str):
-        config = _config(config_lib.PRESETS, preset, {"dataset": data, **overrides}, "search")
+        config = _config(config_lib.PRESETS, preset, config, {"dataset": data, **overrides},
+                         "search")
         source = None
     else:
-        config = _config(config_lib.PRESETS, preset,
+        config = _config(config_lib.PRESETS, preset, config,
                          {"dataset": data_lib.IN_MEMORY, **overrides}, "search")
         source = _source(data, "data", num_classes, class_names)
     output_dir = _output_dir(output_dir, "search")
@@ -136,7 +141,8 @@ def _genotype_spec(genotype) -> str:
 
 def train(genotype, data: Data, *, validation_data: Data | None = None,
           num_classes: int | None = None, class_names: Sequence[str] | None = None,
-          preset: str = "default", output_dir: str | None = None, callbacks: Iterable = (),
+          preset: str = "default", config: config_lib.TrainConfig | None = None,
+          output_dir: str | None = None, callbacks: Iterable = (),
           strategy: tf.distribute.Strategy | None = None, verbose="auto",
           jit_compile: bool = False, data_dir: str | None = None,
           manual_dir: str | None = None, **overrides) -> TrainResult:
@@ -145,7 +151,7 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     `genotype`: a `Genotype`, a `SearchResult`, a published name
     (`"DARTS_V2"`), a genotype file or DARTS text. `preset` names a
     `TrainConfig` recipe (`default`, `base`, `fancy`, `imagenet_base`,
-    `smoke`); `overrides` set its fields (`epochs`, `channels`, ...). Images
+    `smoke`), or `config` gives one; `overrides` set its fields (`epochs`, `channels`, ...). Images
     given in Python are evaluated on `validation_data`, or else on a seeded 10%
     of every class held out of the training images.
     """
@@ -153,12 +159,12 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     if class_names is None and isinstance(genotype, SearchResult):
         class_names = genotype.config.class_names  # the same data's names, as recorded
     if isinstance(data, str):
-        config = _config(config_lib.TRAIN_PRESETS, preset,
+        config = _config(config_lib.TRAIN_PRESETS, preset, config,
                          {"dataset": data, "genotype": spec, **overrides}, "train")
         sources = tuple(data_lib.load(data, split, data_dir=data_dir, manual_dir=manual_dir,
                                       image_size=config.image_size) for split in ("train", "test"))
     else:
-        config = _config(config_lib.TRAIN_PRESETS, preset,
+        config = _config(config_lib.TRAIN_PRESETS, preset, config,
                          {"dataset": data_lib.IN_MEMORY, "genotype": spec, **overrides}, "train")
         source = _source(data, "data", num_classes, class_names)
         if validation_data is None:
@@ -199,10 +205,11 @@ def _trained_config(train_dir: str) -> config_lib.TrainConfig:
 def evaluate(trained, data: Data | None = None, *, split: str = "test",
              num_classes: int | None = None, batch_size: int | None = None,
              num_examples: int | None = None, checkpoint: str | None = None,
-             data_dir: str | None = None, manual_dir: str | None = None) -> dict:
+             genotype=None, data_dir: str | None = None, manual_dir: str | None = None) -> dict:
     """Loss, top-1 and top-5 of a trained network (a `TrainResult` or a training
     folder) on `data` (images given in Python), or else on `split` of the
-    dataset it was trained on."""
+    dataset it was trained on. `checkpoint`: a checkpoint prefix (default: the
+    latest); `genotype`: the genotype expected in the folder (checked)."""
     train_dir = _train_dir(trained)
     if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
         raise ValueError("data: this network was trained on images given in Python; pass the "
@@ -210,29 +217,47 @@ def evaluate(trained, data: Data | None = None, *, split: str = "test",
     source = None if data is None else _source(data, "data", num_classes, None)
     return train_lib.evaluate(train_dir, split, data_dir=data_dir, manual_dir=manual_dir,
                               checkpoint_path=checkpoint, batch_size=batch_size,
-                              num_examples=num_examples, source=source)
+                              num_examples=num_examples, source=source,
+                              genotype_spec=None if genotype is None else _genotype_spec(genotype))
 
 
 def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
-           data: Data | None = None, overwrite: bool = False, data_dir: str | None = None,
-           manual_dir: str | None = None, **options) -> dict:
+           data: Data | None = None, overwrite: bool = False, genotype=None,
+           random_init: str | None = None, deformable: bool = False,
+           data_dir: str | None = None, manual_dir: str | None = None, **options) -> dict:
     """Exports a trained network (a `TrainResult` or a training folder) to
-    SavedModel, ONNX and TFLite (`formats`: any of `export.FORMATS`; default
-    all), checks every artifact against the Keras model and returns the report.
+    SavedModel, ONNX and TFLite (`formats`: any of `exporting.FORMATS`, or
+    "tflite" for every TFLite variant; default all), checks every artifact
+    against the Keras model and returns the report (also export_report.json).
 
-    `data`: the training images, when they were given in Python (for the
-    verification and int8 calibration images). `options` are `ExportOptions`
-    fields (`opset`, `int8_io`, tolerances, ...).
+    `data`: the training images, when they were given in Python (they verify
+    the export and calibrate the int8 model). `genotype`: the genotype expected
+    in the folder (checked). With `random_init` (a network preset: `cifar10`,
+    `cifar100`, `imagenet_mobile`), `trained` is a genotype and an untrained
+    network of that size is exported (deployment trials). `options` are
+    `ExportOptions` fields (`opset`, `int8_io`, tolerances, ...). An existing
+    `output_dir` is replaced only with `overwrite`, and only if it holds an
+    earlier export.
     """
-    train_dir = _train_dir(trained)
-    if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
-        raise ValueError("data: this network was trained on images given in Python; pass them "
-                         "again as data= (they verify the export and calibrate the int8 model).")
-    source = None if data is None else _source(data, "data", None, None)
     if formats is not None:
         options["formats"] = tuple(formats)
     export_options = export_lib.ExportOptions(overwrite=overwrite, **options)
-    exportable = export_lib.from_training_folder(train_dir, data_dir, manual_dir, source=source)
+    export_lib.check_output_dir(os.path.abspath(output_dir), overwrite)
+    if random_init is not None:
+        spec = _genotype_spec(trained)
+        exportable = export_lib.random_network(genotype_lib.resolve(spec, flag="genotype"),
+                                               random_init, deformable=deformable)
+    else:
+        train_dir = _train_dir(trained)
+        if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
+            raise ValueError("data: this network was trained on images given in Python; pass "
+                             "them again as data= (they verify the export and calibrate the int8 "
+                             "model).")
+        source = None if data is None else _source(data, "data", None, None)
+        expected = (None if genotype is None
+                    else genotype_lib.resolve(_genotype_spec(genotype), flag="genotype"))
+        exportable = export_lib.from_training_folder(train_dir, data_dir, manual_dir,
+                                                     expected_genotype=expected, source=source)
     return export_lib.export(exportable, output_dir, export_options)
 
 

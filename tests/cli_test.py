@@ -13,7 +13,7 @@ def _run_program(tmp_path, body, *args):
     script.write_text(textwrap.dedent("""\
         import os, signal, sys, time
         from absl import flags
-        from tools import cli
+        from stacnas_tf.commands import cli
         _COUNT = flags.DEFINE_integer("count", 1, "A number.")
         """) + textwrap.dedent(body) + "\ncli.run(main)\n")
     env = dict(os.environ, PYTHONPATH=REPO)

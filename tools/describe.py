@@ -1,37 +1,7 @@
-"""Prints, as JSON, the size of the paper's final network for a genotype:
-parameters with and without the auxiliary head, and multiply-adds.
+"""`bazel run //tools:describe -- --help`: the program of stacnas_tf/commands/describe.py
+(installed with pip: `stacnas-describe`)."""
 
-  bazel run //tools:describe -- --genotype=DARTS_V2 --preset=imagenet_mobile
-"""
-
-import json
-
-from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import files  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-
-_GENOTYPE = flags.DEFINE_string("genotype", "STACNAS_CIFAR10",
-                                "Published name, genotype file (JSON or DARTS text) or DARTS text.")
-_PRESET = flags.DEFINE_enum("preset", "cifar10", sorted(config_lib.NETWORK_PRESETS),
-                            "Network size: cifar10/cifar100 (C=36, 20 cells) or imagenet_mobile "
-                            "(C=48, 14 cells, 224x224).")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        genotype = genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
-        from stacnas_tf import training as train
-
-        print(json.dumps(train.describe(genotype, _PRESET.value), indent=2))
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
-
+from stacnas_tf.commands import describe
 
 if __name__ == "__main__":
-    cli.run(main)
+    describe.run()

@@ -1,42 +1,7 @@
-"""Evaluates a training folder's checkpoint on a dataset split; prints JSON.
+"""`bazel run //tools:evaluate -- --help`: the program of stacnas_tf/commands/evaluate.py
+(installed with pip: `stacnas-evaluate`)."""
 
-  bazel run //tools:evaluate -- --train_dir=runs/train --split=test
-"""
-
-import json
-
-from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from stacnas_tf import files  # noqa: E402
-
-_TRAIN_DIR = flags.DEFINE_string("train_dir", "runs/train", "Output folder of tools/train.py.")
-_SPLIT = flags.DEFINE_enum("split", "test", ["train", "test"], "Dataset split.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (default: the latest).")
-_GENOTYPE = flags.DEFINE_string("genotype", None,
-                                "Optional: the genotype expected in the folder (checked, not used).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Official archives for a tfds dataset.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Evaluation batch size.")
-_NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Evaluate only the first N examples.")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from stacnas_tf import training as train
-
-    try:
-        result = train.evaluate(
-            files.user_path(_TRAIN_DIR.value), _SPLIT.value, data_dir=files.user_path(_DATA_DIR.value),
-            manual_dir=files.user_path(_MANUAL_DIR.value),
-            checkpoint_path=files.user_path(_CHECKPOINT.value), genotype_spec=_GENOTYPE.value,
-            batch_size=_BATCH_SIZE.value, num_examples=_NUM_EXAMPLES.value)
-    except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
-    print(json.dumps(result, indent=2))
-
+from stacnas_tf.commands import evaluate
 
 if __name__ == "__main__":
-    cli.run(main)
+    evaluate.run()

@@ -1,50 +1,7 @@
-"""Draws a genotype's cells and a search's architecture weights over epochs.
+"""`bazel run //tools:visualize -- --help`: the program of stacnas_tf/commands/visualize.py
+(installed with pip: `stacnas-visualize`)."""
 
-  python tools/visualize.py --genotype=runs/search/genotype.json --output_dir=runs/pictures
-  python tools/visualize.py --genotype=STACNAS_CIFAR10
-  python tools/visualize.py --search_dir=runs/search            # weights history (+ its genotype)
-"""
-
-import os
-
-from tools import cli  # noqa: I001 (first: it sets TensorFlow's environment)
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from stacnas_tf import files  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import visualize  # noqa: E402
-
-_GENOTYPE = flags.DEFINE_string("genotype", None,
-                                "Published name, genotype file (JSON or DARTS text) or DARTS text.")
-_SEARCH_DIR = flags.DEFINE_string("search_dir", None,
-                                  "A search folder: plots its weights history (and draws its genotype).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/pictures", "Folder for the PNG and SVG files.")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        search_dir = files.user_path(_SEARCH_DIR.value)
-        if not _GENOTYPE.value and not search_dir:
-            raise ValueError("give --genotype, --search_dir, or both.")
-        files.check_input_folders({"--search_dir": search_dir})
-        output_dir = files.prepare_output_dir(files.user_path(_OUTPUT_DIR.value))
-        spec = _GENOTYPE.value
-        if not spec and os.path.exists(os.path.join(search_dir, "genotype.json")):
-            spec = os.path.join(search_dir, "genotype.json")
-        written = []
-        if spec:
-            genotype = genotype_lib.resolve(files.user_file_or_value(spec))
-            written += visualize.cell_diagrams(genotype, output_dir)
-        if search_dir:
-            written += visualize.weights_history_png(search_dir, output_dir)
-    except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
-    for path in written:
-        print(path)
-
+from stacnas_tf.commands import visualize
 
 if __name__ == "__main__":
-    cli.run(main)
+    visualize.run()

@@ -17,10 +17,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # convolutions their gradient. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+import logging  # noqa: E402
 import signal  # noqa: E402
+import tempfile  # noqa: E402
+
+# What TensorFlow's C++ runtime writes to stderr while it loads, before its log
+# settings apply: a notice about the oneDNN kernels this module turned on
+# itself, twice. A user's error must be the first thing they read.
+_LOAD_NOTICES = ("oneDNN custom operations are on",
+                 "All log messages before absl::InitializeLog() is called")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with file descriptor 2 captured, and writes back
+    every captured line but the load notices."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401, PLC0415
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(notice in line for notice in _LOAD_NOTICES):
+                    sys.stderr.write(line)
+
+
+_import_tensorflow_quietly()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+
+def _quiet_tensorflow_info(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or f"{os.sep}tensorflow{os.sep}" not in record.pathname
 
 
 def run(main) -> None:
@@ -56,6 +89,9 @@ def run(main) -> None:
 
     def guarded(argv):
         signal.signal(signal.SIGINT, on_interrupt)
+        # TensorFlow's own INFO lines (checkpoint sharding, ...) are not for users;
+        # this program's own INFO lines (resuming, ...) are.
+        logging.getLogger("absl").addFilter(_quiet_tensorflow_info)
         try:
             result = main(argv)
         except (app.UsageError, ValueError, FileNotFoundError) as e:

@@ -1,0 +1,2 @@
+"""The command-line programs (`stacnas-search`, `stacnas-train`, ...; under
+Bazel `//tools:search`, ...): absl flags -> a config -> one library call."""
