@@ -36,7 +36,7 @@ _EXPORTS = {
     "TrainConfig": ("config", "TrainConfig"),
     "SEARCH_PRESETS": ("config", "PRESETS"),
     "TRAIN_PRESETS": ("config", "TRAIN_PRESETS"),
-    "ExportOptions": ("export", "ExportOptions"),
+    "ExportOptions": ("exporting", "ExportOptions"),
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # for editors and type checkers
     from stacnas_tf.api import SearchResult, TrainResult, describe, evaluate, export, search, train
     from stacnas_tf.config import PRESETS as SEARCH_PRESETS
     from stacnas_tf.config import TRAIN_PRESETS, SearchConfig, TrainConfig
-    from stacnas_tf.export import ExportOptions
+    from stacnas_tf.exporting import ExportOptions
     from stacnas_tf.genotype import PUBLISHED as PUBLISHED_GENOTYPES
     from stacnas_tf.genotype import Genotype
     from stacnas_tf.network import FinalNetwork

@@ -113,6 +113,7 @@ def search(data: Data, *, num_classes: int | None = None,
         config = _config(config_lib.PRESETS, preset, config,
                          {"dataset": data_lib.IN_MEMORY, **overrides}, "search")
         source = _source(data, "data", num_classes, class_names)
+        config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "search")
     genotype = search_lib.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
                                      strategy=strategy, verbose=verbose, jit_compile=jit_compile,
@@ -172,6 +173,7 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
         else:
             sources = (source, _source(validation_data, "validation_data", source.num_classes,
                                        source.class_names))
+        config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "train")
     metrics = train_lib.run_training(config, output_dir, strategy=strategy, verbose=verbose,
                                      jit_compile=jit_compile, sources=sources,

@@ -122,12 +122,13 @@ def from_arrays(images, labels, *, num_classes: int | None = None,
         raise ValueError(f"{what}: integer images must be pixels in 0-255; got values in "
                          f"[{images.min()}, {images.max()}].")
     names = tuple(str(n) for n in class_names) if class_names is not None else None
-    num_classes = num_classes or (len(names) if names else int(labels.max()) + 1)
+    num_classes = num_classes or max(len(names or ()), int(labels.max()) + 1)
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"class_names: expected {num_classes} names (one per class), got "
+                         f"{len(names)}.")
     if labels.min() < 0 or labels.max() >= num_classes or num_classes < 2:
         raise ValueError(f"{what}: labels must lie in 0..{num_classes - 1} "
                          f"({num_classes} classes, at least 2); got {labels.min()}..{labels.max()}.")
-    if names is not None and len(names) != num_classes:
-        raise ValueError(f"class_names: expected {num_classes} names, got {len(names)}.")
     images = images.astype(np.uint8)
     mean, std = _statistics(images)
     return Source(

@@ -1,0 +1,199 @@
+"""The Python API (`stacnas_tf.search`, `train`, `evaluate`, `export`,
+`describe`, `register_op`) on in-memory data, and the examples that use it."""
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import stacnas_tf  # noqa: E402
+from stacnas_tf import search_space  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(preset="smoke", verbose=0)
+
+
+def _images(count=192, size=8, classes=3, seed=0):
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, classes, count)
+    # Class-dependent brightness: something to learn.
+    images = np.clip(rng.randint(0, 120, (count, size, size, 1)) + 60 * labels[:, None, None, None],
+                     0, 255).astype(np.uint8)
+    return images, labels
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append((epoch, sorted(logs)))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """search -> train -> export on a batched tf.data.Dataset with class names."""
+    root = tmp_path_factory.mktemp("api")
+    images, labels = _images()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    names = ["dark", "grey", "light"]
+    callback = _Epochs()
+    found = stacnas_tf.search(dataset, class_names=names, output_dir=str(root / "search"),
+                              callbacks=[callback], **SMALL)
+    trained = stacnas_tf.train(found, (images, labels), output_dir=str(root / "train"), **SMALL)
+    report = stacnas_tf.export(trained, str(root / "export"), data=(images, labels),
+                               formats=["saved_model", "tflite_float32"])
+    return root, found, trained, report, callback
+
+
+def test_search_returns_the_genotype_history_and_folder(pipeline):
+    root, found, _, _, callback = pipeline
+    assert isinstance(found.genotype, stacnas_tf.Genotype)
+    assert found.output_dir == str(root / "search")
+    assert sorted(found.history) == ["stage1", "stage2"] and len(found.history["stage1"]) == 1
+    saved = json.loads((root / "search" / "genotype.json").read_text())
+    assert stacnas_tf.Genotype.from_dict(saved) == found.genotype
+    # The user's callback ran in both stages' fit, with Keras's logs.
+    assert [epoch for epoch, _ in callback.ends] == [0, 0]
+    assert "loss" in callback.ends[0][1] and "accuracy" in callback.ends[0][1]
+
+
+def test_class_names_travel_from_the_data_to_every_artifact(pipeline):
+    root, found, trained, _, _ = pipeline
+    names = ["dark", "grey", "light"]
+    assert json.loads((root / "search" / "config.json").read_text())["class_names"] == names
+    assert found.config.class_names == tuple(names)
+    assert json.loads((root / "train" / "config.json").read_text())["class_names"] == names
+    metadata = json.loads((root / "export" / "metadata.json").read_text())
+    assert metadata["class_names"] == names
+    assert json.loads((root / "export" / "saved_model" / "assets" / "stacnas_metadata.json")
+                      .read_text())["class_names"] == names
+    from stacnas_tf import exporting
+
+    assert exporting.read_tflite_metadata(
+        str(root / "export" / "model_float32.tflite"))["class_names"] == names
+
+
+def test_train_returns_a_model_that_matches_its_metrics(pipeline):
+    root, _, trained, _, _ = pipeline
+    assert isinstance(trained.model, stacnas_tf.FinalNetwork)
+    assert trained.config.dataset == "in_memory" and trained.metrics["epochs"] == 1
+    result = stacnas_tf.evaluate(trained, _images(seed=1))
+    assert result["examples"] == 192 and 0 <= result["top1"] <= 1
+    # The held-out 10% of each class that the training's own metrics used.
+    assert trained.metrics["eval_examples"] == sum(
+        max(1, round(0.1 * n)) for n in np.bincount(_images()[1]))
+
+
+def test_export_writes_only_the_formats_asked_for(pipeline):
+    root, _, _, report, _ = pipeline
+    assert sorted(report["formats"]) == ["saved_model", "tflite_float32"] and report["passed"]
+    assert sorted(os.listdir(root / "export")) == [
+        "export_report.json", "metadata.json", "model_float32.tflite", "saved_model"]
+
+
+def test_a_finished_search_is_returned_again_and_other_settings_refused(pipeline):
+    root, found, _, _, _ = pipeline
+    images, labels = _images()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    again = stacnas_tf.search(dataset, class_names=["dark", "grey", "light"],
+                              output_dir=str(root / "search"), **SMALL)
+    assert again.genotype == found.genotype
+    with pytest.raises(ValueError, match="stage1_epochs=1 there, 2 now"):
+        stacnas_tf.search(dataset, output_dir=str(root / "search"), stage1_epochs=2, **SMALL)
+    with pytest.raises(ValueError, match="class_names=\\[.dark., .grey., .light.\\] there, \\[.a., .b., .c.\\] now"):
+        stacnas_tf.search(dataset, class_names=["a", "b", "c"], output_dir=str(root / "search"),
+                          **SMALL)
+
+
+def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipeline):
+    root, _, trained, _, _ = pipeline
+    with pytest.raises(ValueError, match="data: this network was trained on images given in Python"):
+        stacnas_tf.evaluate(trained)
+    with pytest.raises(ValueError, match="data: this network was trained on images given in Python"):
+        stacnas_tf.export(str(root / "train"), str(root / "export2"))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: stacnas_tf.search((np.full((8, 8, 8), 2.0), np.zeros(8, int))),
+     "float images must lie in \\[0, 1\\]"),
+    (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.eye(8)[:, :3])),
+     "one integer class label per image"),
+    (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.full(8, 5)), num_classes=3),
+     "labels must lie in 0..2"),
+    (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2),
+                               class_names=["a"]), "class_names: expected 2 names"),
+    (lambda: stacnas_tf.search(tf.data.Dataset.range(4)), "expected a tf.data.Dataset of"),
+    (lambda: stacnas_tf.search(42), "expected a dataset name, \\(images, labels\\)"),
+    (lambda: stacnas_tf.search("digits", preset="huge"), "preset: expected one of"),
+    (lambda: stacnas_tf.train("NOT_A_GENOTYPE", "digits"), "genotype: 'NOT_A_GENOTYPE' is neither"),
+    (lambda: stacnas_tf.export(keras.Sequential(), "/tmp/x"), "expected a TrainResult or a training"),
+])
+def test_bad_input_is_a_clear_error_before_any_work(call, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert not os.listdir(tmp_path)
+
+
+def test_an_unknown_setting_names_the_settings():
+    with pytest.raises(TypeError, match="unknown settings \\['stage_1_cells'\\]"):
+        stacnas_tf.search("digits", stage_1_cells=3)
+
+
+def test_top_level_names_and_lazy_import():
+    for name in stacnas_tf.__all__:
+        assert getattr(stacnas_tf, name) is not None
+    # `import stacnas_tf` alone loads neither TensorFlow nor Keras.
+    code = "import sys, stacnas_tf; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_cells_of_three_nodes_search_and_train(tmp_path):
+    images, labels = _images(count=128)
+    found = stacnas_tf.search((images, labels), num_nodes=3, output_dir=str(tmp_path / "s"),
+                              **SMALL)
+    assert found.genotype.normal.num_nodes == 3 and len(found.genotype.normal.edges) == 6
+    trained = stacnas_tf.train(found, (images, labels), output_dir=str(tmp_path / "t"), **SMALL)
+    assert trained.model(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 3)
+
+
+def test_register_op_refuses_a_layer_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="register_op: op 'halving' cannot be used: at stride 1 "
+                                         "it maps \\(1, 8, 8, 4\\) to \\(1, 4, 4, 4\\)"):
+        stacnas_tf.register_op("halving", lambda c, s, name: keras.layers.MaxPooling2D(
+            2, name=name))
+    assert "halving" not in search_space.op_names()
+    with pytest.raises(ValueError, match="built-in op"):
+        stacnas_tf.register_op("sep_conv_3x3", lambda c, s, name: keras.layers.Identity())
+    with pytest.raises(ValueError, match="unknown op name\\(s\\) \\['halving'\\].*register_op"):
+        stacnas_tf.SearchSpace(groups=(("halving",),))
+
+
+def _run_example(name, tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, "examples", name), "smoke"],
+                          capture_output=True, text=True, cwd=str(tmp_path), env=env,
+                          timeout=900)
+
+
+def test_custom_op_example_searches_trains_and_exports_with_parity(tmp_path):
+    result = _run_example("custom_op.py", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "export matches the Keras model: True" in result.stdout
+    report = json.loads((tmp_path / "se_export" / "export_report.json").read_text())
+    assert report["passed"] and len(report["formats"]) == 6
+    for name in ("saved_model", "onnx", "tflite_float32"):
+        assert report["formats"][name]["max_abs_logit_diff"] < 1e-4
+    metadata = json.loads((tmp_path / "se_export" / "metadata.json").read_text())
+    assert metadata["class_names"] == [str(d) for d in range(10)]
