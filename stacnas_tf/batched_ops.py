@@ -324,19 +324,21 @@ class EdgeStack(_BatchedOp):
 def make_batched_op(name: str, filters: int, stride: int, num_edges: int, layer_name: str):
     """Search primitive `name` (not `none`) for `num_edges` edges reading one
     state of `filters` channels; outputs `num_edges * filters` channels."""
-    if name == search_space.SKIP:
+    spec = search_space.OP_TABLE.get(name)
+    kind = spec.kind if spec is not None else "custom" if search_space.custom_op(name) else None
+    if kind == "skip":
         if stride == 1:
             return TiledIdentity(num_edges, name=layer_name)
         return BatchedFactorizedReduce(filters, num_edges, name=layer_name)
-    if name in ("max_pool_3x3", "avg_pool_3x3"):
-        return BatchedPool(name[:3], stride=stride, num_edges=num_edges, name=layer_name)
-    if name in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
-        return BatchedSepConv(filters, int(name[-1]), stride=stride, num_edges=num_edges,
+    if kind == "pool":
+        return BatchedPool(spec.pool, stride=stride, num_edges=num_edges, name=layer_name)
+    if kind == "sep_conv":
+        return BatchedSepConv(filters, spec.kernel_size, stride=stride, num_edges=num_edges,
                               name=layer_name)
-    if name == "conv_7x1_1x7" or search_space.custom_op(name) is not None:
+    if kind in ("conv_7x1_1x7", "custom"):
         return EdgeStack(name, filters, stride=stride, num_edges=num_edges, name=layer_name)
-    if name in ("dil_conv_3x3", "dil_conv_5x5"):
-        return BatchedDilConv(filters, int(name[-1]), stride=stride, dilation=2,
+    if kind == "dil_conv":
+        return BatchedDilConv(filters, spec.kernel_size, stride=stride, dilation=spec.dilation,
                               num_edges=num_edges, name=layer_name)
     search_space.check_ops([name], "make_batched_op")
     raise ValueError(f"make_batched_op: `{name}` has no layer (its output is zero).")

@@ -22,7 +22,9 @@ def model_variables(model) -> dict:
     path, or for random-generator states (whose own names are numbered
     process-wide) the owning layer's path."""
     variables = {}
-    for layer in model._flatten_layers(include_self=True):  # noqa: SLF001 (Keras's layer walk)
+    # Keras has no public recursive layer walk, nor a public list of a layer's
+    # seed generators; tests/keras_private_api_test.py notices if these change.
+    for layer in model._flatten_layers(include_self=True):  # noqa: SLF001
         for index, generator in enumerate(getattr(layer, "_seed_generators", [])):
             variables[f"{layer.path}/seed_generator_{index}"] = generator.state
     state_ids = {id(v) for v in variables.values()}

@@ -150,7 +150,8 @@ class TrainingHooks:
         return replica_logs(self.compute_metrics(images, labels, logits))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras hook. Under a strategy Keras takes a batch from a throwaway
+        # Keras hook (private; tests/keras_private_api_test.py notices if it
+        # changes). Under a strategy Keras takes a batch from a throwaway
         # iterator over the training data to build what is still unbuilt; the
         # models are built and `compile` builds the rest, so no batch is taken.
         # A throwaway iterator is not free: every iterator over a seeded,
@@ -169,7 +170,8 @@ class TrainingHooks:
         which tf.function must then trace a second time; either doubled the
         start-up of a deep supernet.
         """
-        # Keras's own means of running code on symbolic tensors (its fit does the same).
+        # Keras's own means of running code on symbolic tensors (its fit does the
+        # same); not public. tests/keras_private_api_test.py notices if it changes.
         from keras.src import backend as keras_backend
 
         labels = keras.KerasTensor((None,), dtype="int64")

@@ -361,20 +361,24 @@ def make_op(name: str, filters: int, stride: int, affine: bool, search: bool, la
     `search=True` adds the BatchNorm after pools that the DARTS search network
     has. `none` has no layer (callers skip it: its output is zero).
     """
-    if name == search_space.NONE:
+    spec = search_space.OP_TABLE.get(name)
+    if spec is None:
+        pass  # a registered op, or unknown: below
+    elif spec.kind == "none":
         return None
-    if name == search_space.SKIP:
+    elif spec.kind == "skip":
         if stride == 1:
             return keras.layers.Identity(name=layer_name)
         return FactorizedReduce(filters, affine=affine, name=layer_name)
-    if name in ("max_pool_3x3", "avg_pool_3x3"):
-        return Pool(name[:3], stride=stride, batch_norm=search, name=layer_name)
-    if name in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
-        return SepConv(filters, int(name[-1]), stride=stride, affine=affine, name=layer_name)
-    if name == "conv_7x1_1x7":
+    elif spec.kind == "pool":
+        return Pool(spec.pool, stride=stride, batch_norm=search, name=layer_name)
+    elif spec.kind == "sep_conv":
+        return SepConv(filters, spec.kernel_size, stride=stride, affine=affine, name=layer_name)
+    elif spec.kind == "conv_7x1_1x7":
         return Conv7x1_1x7(filters, stride=stride, affine=affine, name=layer_name)
-    if name in ("dil_conv_3x3", "dil_conv_5x5"):
-        return DilConv(filters, int(name[-1]), stride=stride, dilation=2, affine=affine, name=layer_name)
+    elif spec.kind == "dil_conv":
+        return DilConv(filters, spec.kernel_size, stride=stride, dilation=spec.dilation,
+                       affine=affine, name=layer_name)
     custom = search_space.custom_op(name)
     if custom is not None:
         return custom.factory(filters, stride, layer_name)
@@ -395,20 +399,20 @@ def build_op(layer, input_shape) -> None:
         layer.build(input_shape)
 
 
-def register_op(name: str, factory, *, parameter_free: bool = False,
-                overwrite: bool = False) -> None:
+def register_op(name: str, factory) -> None:
     """Adds candidate op `name`, built by `factory(channels, stride, name)` (a
     Keras layer from [batch, H, W, channels] to [batch, H/stride, W/stride,
     channels]), to the ops that groups, genotypes and networks may name.
 
     The factory is tried at once at stride 1 and 2 on a small input, so a
     layer of the wrong shape is refused here, not mid-search. Register the op
-    in every process that reads a config, genotype or `.keras` file naming it.
+    in every process that reads a config, genotype or `.keras` file naming it;
+    registering a name again replaces its op.
     """
     if not callable(factory):
         raise ValueError(f"register_op: the factory of {name!r} is not callable.")
-    search_space.add_custom_op(search_space.CustomOp(name, factory, parameter_free),
-                               overwrite=overwrite)
+    previous = search_space.custom_op(name)
+    search_space.add_custom_op(search_space.CustomOp(name, factory))
     try:
         for stride in (1, 2):
             layer = factory(4, stride, f"{name}_check")
@@ -420,4 +424,6 @@ def register_op(name: str, factory, *, parameter_free: bool = False,
                                  f"(1, {8 // stride}, {8 // stride}, 4)")
     except Exception as e:  # the user's factory may raise anything; it is refused either way
         search_space.remove_custom_op(name)
+        if previous is not None:
+            search_space.add_custom_op(previous)
         raise ValueError(f"register_op: op {name!r} cannot be used: {e}") from e

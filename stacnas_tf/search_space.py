@@ -38,6 +38,37 @@ PRIMITIVES = (
 EXTRA_OPS = ("sep_conv_7x7", "conv_7x1_1x7")
 OPS = PRIMITIVES + EXTRA_OPS
 
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """What a built-in op computes, as data: its `kind` (`none`, `skip`, `pool`,
+    `sep_conv`, `dil_conv`, `conv_7x1_1x7`), kernel size, dilation and, for
+    pools, `max` or `avg`. `ops` and `batched_ops` build layers from it."""
+
+    kind: str
+    kernel_size: int = 1
+    dilation: int = 1
+    pool: str = ""
+
+    @property
+    def parameter_free(self) -> bool:
+        """No weights at stride 1: `none`, skip connections and pools."""
+        return self.kind in ("none", "skip", "pool")
+
+
+OP_TABLE = {
+    NONE: OpSpec("none"),
+    "max_pool_3x3": OpSpec("pool", 3, pool="max"),
+    "avg_pool_3x3": OpSpec("pool", 3, pool="avg"),
+    SKIP: OpSpec("skip"),
+    "sep_conv_3x3": OpSpec("sep_conv", 3),
+    "sep_conv_5x5": OpSpec("sep_conv", 5),
+    "sep_conv_7x7": OpSpec("sep_conv", 7),
+    "dil_conv_3x3": OpSpec("dil_conv", 3, dilation=2),
+    "dil_conv_5x5": OpSpec("dil_conv", 5, dilation=2),
+    "conv_7x1_1x7": OpSpec("conv_7x1_1x7", 7),
+}
+assert set(OP_TABLE) == set(OPS), "every built-in op needs its OpSpec"
+
 # The paper's groups (section 2.3.2): ops whose outputs correlate share a group.
 PAPER_GROUPS = (
     (SKIP,),
@@ -84,12 +115,10 @@ class CustomOp:
 
     `factory(channels, stride, name)` returns a Keras layer mapping
     [batch, H, W, channels] to [batch, H / stride, W / stride, channels].
-    `parameter_free` marks ops like pools and skips (counted apart in reports).
     """
 
     name: str
     factory: Callable
-    parameter_free: bool = False
 
 
 # The user's ops by name. Process-wide, as Keras's own registry of serializable
@@ -98,15 +127,14 @@ class CustomOp:
 _CUSTOM_OPS: dict[str, CustomOp] = {}
 
 
-def add_custom_op(op: CustomOp, overwrite: bool = False) -> None:
-    """Registers `op` (the checks that need Keras are `ops.register_op`'s)."""
+def add_custom_op(op: CustomOp) -> None:
+    """Registers `op`; a name registered again is replaced, as Keras's registry
+    does (a notebook cell run twice). The checks that need Keras are
+    `ops.register_op`'s."""
     if not isinstance(op.name, str) or not op.name.isidentifier():
         raise ValueError(f"register_op: expected an op name like 'se_conv_3x3', got {op.name!r}.")
     if op.name in OPS:
         raise ValueError(f"register_op: {op.name!r} is a built-in op; choose another name.")
-    if op.name in _CUSTOM_OPS and not overwrite and _CUSTOM_OPS[op.name].factory is not op.factory:
-        raise ValueError(f"register_op: {op.name!r} is already registered (overwrite=True "
-                         "replaces it).")
     _CUSTOM_OPS[op.name] = op
 
 
