@@ -29,6 +29,7 @@ from stacnas_tf import data as data_lib
 from stacnas_tf import exporting as export_lib
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search_lib
 from stacnas_tf import training as train_lib
 
@@ -118,7 +119,7 @@ def search(data: Data, *, num_classes: int | None = None,
     genotype = search_lib.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
                                      strategy=strategy, verbose=verbose, jit_compile=jit_compile,
                                      source=source, callbacks=callbacks)
-    saved = config_lib.SearchConfig.from_dict(files.read_json(os.path.join(output_dir, "config.json")))
+    saved = run_folder.search_config(output_dir, flag="output_dir")
     history = {}
     for stage in ("stage1", "stage2"):
         path = os.path.join(output_dir, stage, "history.json")
@@ -178,7 +179,7 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     metrics = train_lib.run_training(config, output_dir, strategy=strategy, verbose=verbose,
                                      jit_compile=jit_compile, sources=sources,
                                      callbacks=callbacks)
-    saved = config_lib.TrainConfig.from_dict(files.read_json(os.path.join(output_dir, "config.json")))
+    saved = run_folder.training(output_dir, flag="output_dir").config
     model, _ = train_lib.load_network(output_dir, sources[0].num_classes,
                                       data_lib.model_input_shape(sources[0], saved.image_size),
                                       auxiliary=False)
@@ -198,10 +199,7 @@ def _train_dir(trained) -> str:
 
 
 def _trained_config(train_dir: str) -> config_lib.TrainConfig:
-    path = os.path.join(train_dir, "config.json")
-    if not os.path.exists(path):
-        raise ValueError(f"{train_dir} holds no config.json (not a training folder).")
-    return config_lib.TrainConfig.from_dict(files.read_json(path), source=path)
+    return run_folder.training(train_dir, flag="trained").config
 
 
 def evaluate(trained, data: Data | None = None, *, split: str = "test",

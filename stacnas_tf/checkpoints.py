@@ -105,26 +105,3 @@ def restore_latest(checkpoint: tf.train.Checkpoint, directory: str, partial: boo
             f"{what}: every checkpoint in {directory} is damaged: {'; '.join(damaged)}. Move them "
             "away to start this stage again from scratch.")
     return None
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch: the chief records it (`record`, which subclasses
-    implement), then every worker saves the checkpoint with the completed-epoch
-    count. Non-chief workers (`chief=False`) save into their scratch folder:
-    MultiWorkerMirroredStrategy's collectives expect every worker to take part."""
-
-    def __init__(self, manager, epoch_variable, chief=True):
-        super().__init__()
-        self.manager = manager
-        self.epoch_variable = epoch_variable
-        self.chief = chief
-
-    def record(self, epoch, logs):
-        """Writes the chief's account of `epoch` (0-based) before the checkpoint:
-        a crash between the two only repeats the epoch."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.chief:
-            self.record(epoch, logs or {})
-        self.epoch_variable.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)

@@ -34,7 +34,8 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
-from stacnas_tf import training as train
+from stacnas_tf import network as network_lib
+from stacnas_tf import run_folder
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 FORMATS = ("saved_model", "onnx") + tuple(f"tflite_{variant}" for variant in TFLITE_VARIANTS)
@@ -111,14 +112,8 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     `expected_genotype`, when given, must be the genotype the folder was trained
     with. `source` (its training images) replaces loading the folder's dataset.
     """
-    config_path = os.path.join(train_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
-    config = config_lib.TrainConfig.from_dict(files.read_json(config_path),
-                                              source=f"--train_dir: {config_path}")
-    genotype_path = os.path.join(train_dir, "genotype.json")
-    with open(genotype_path) as f:
-        genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+    folder = run_folder.training(train_dir)
+    config, genotype = folder.config, folder.genotype
     if expected_genotype is not None and expected_genotype != genotype:
         raise ValueError(
             f"--genotype: the checkpoints in {train_dir} were trained with another genotype "
@@ -131,7 +126,7 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
         source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
     image_shape = data.model_input_shape(source, config.image_size)
-    net = train.build_network(config, genotype, source.num_classes, image_shape)
+    net = network_lib.build(config, genotype, source.num_classes, image_shape)
     checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
                                what="--train_dir")
     return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std,
@@ -146,7 +141,7 @@ def random_network(genotype: genotype_lib.Genotype, preset: str, deformable=Fals
     keras.utils.set_random_seed(seed)
     config = config_lib.TrainConfig(network=spec["network"], channels=spec["channels"],
                                     num_cells=spec["num_cells"], deformable=deformable)
-    net = train.build_network(config, genotype, spec["num_classes"], spec["image_shape"], auxiliary=False)
+    net = network_lib.build(config, genotype, spec["num_classes"], spec["image_shape"], auxiliary=False)
     mean, std = (0.5,) * spec["image_shape"][-1], (0.25,) * spec["image_shape"][-1]
     return Exportable(net, genotype, tuple(spec["image_shape"]), spec["num_classes"], mean, std, None)
 

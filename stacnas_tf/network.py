@@ -16,6 +16,7 @@ from stacnas_tf import cells as cells_lib
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import one_level
 from stacnas_tf import ops as ops_lib
+from stacnas_tf import precision
 from stacnas_tf import search_space
 
 STEMS = ("cifar", "imagenet")
@@ -376,3 +377,18 @@ def _layer_multiply_adds(layer, input_shape) -> int:
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return out_h * out_w * kernel_h * kernel_w * channels * layer.depth_multiplier
     return out_h * out_w * kernel_h * kernel_w * (channels // layer.groups) * layer.filters
+
+
+def build(config, genotype, num_classes: int, image_shape, auxiliary: bool | None = None
+          ) -> FinalNetwork:
+    """The final network of a `TrainConfig` (its network, channels, cells,
+    precision, auxiliary weight and deformable edges), built on one image of
+    `image_shape`. `auxiliary=False` leaves the auxiliary head out."""
+    with precision.policy_scope(config.precision):
+        net = FinalNetwork(
+            genotype, num_classes, channels=config.channels, num_cells=config.num_cells,
+            stem=config.network, auxiliary=config.aux_weight > 0 if auxiliary is None else auxiliary,
+            deformable=config.deformable, name="final_network",
+        )
+        net(tf.zeros((1,) + tuple(image_shape)), training=False)
+    return net

@@ -25,13 +25,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
@@ -40,6 +37,8 @@ from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import optimizers
 from stacnas_tf import precision
+from stacnas_tf import resumable
+from stacnas_tf import run_folder
 from stacnas_tf import search_space
 from stacnas_tf import strategy as strategy_lib
 from stacnas_tf import supernet
@@ -97,37 +96,30 @@ def _logits_json(model: supernet.SearchNetwork) -> dict:
     }
 
 
-class _EpochEnd(checkpoints.EpochCheckpoint):
-    """Records history and architecture summaries (chief only), then checkpoints, each epoch."""
+def _recorder(schedule, writer):
+    """The history entry of a search epoch: loss, accuracy, learning rate and
+    every edge's logits and softmax weights, also written as TensorBoard scalars."""
 
-    def __init__(self, manager, epoch_variable, chief, stage_dir=None, history=None,
-                 schedule=None, writer=None):
-        super().__init__(manager, epoch_variable, chief)
-        self.stage_dir = stage_dir
-        self.history_entries = history
-        self.schedule = schedule
-        self.writer = writer
-
-    def record(self, epoch, logs):
-        model = self.model
+    def record(model, epoch, logs):
         logits = _logits_json(model)
-        lr = float(self.schedule(model.optimizer.iterations))
-        self.history_entries.append({
+        lr = float(schedule(model.optimizer.iterations))
+        with writer.as_default(step=epoch + 1):
+            for name, edges in logits.items():
+                for e in edges:
+                    for op, weight in zip(e["candidates"], e["weights"]):
+                        tf.summary.scalar(f"alpha/{name}/{e['edge']}/{op}", weight)
+            tf.summary.scalar("lr", lr)
+        writer.flush()
+        return {
             "epoch": epoch + 1,
             "loss": float(logs.get("loss", np.nan)),
             "accuracy": float(logs.get("accuracy", np.nan)),
             "lr": lr,
             "logits": {name: [e["logits"] for e in edges] for name, edges in logits.items()},
             "weights": {name: [e["weights"] for e in edges] for name, edges in logits.items()},
-        })
-        with self.writer.as_default(step=epoch + 1):
-            for name, edges in logits.items():
-                for e in edges:
-                    for op, weight in zip(e["candidates"], e["weights"]):
-                        tf.summary.scalar(f"alpha/{name}/{e['edge']}/{op}", weight)
-            tf.summary.scalar("lr", lr)
-        self.writer.flush()
-        files.write_json(os.path.join(self.stage_dir, "history.json"), self.history_entries)
+        }
+
+    return record
 
 
 def build_supernet(config: config_lib.SearchConfig, stage: int,
@@ -171,51 +163,24 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
                                image_shape)
         schedule, weight_optimizer, architecture_optimizer = make_optimizers(config, steps, epochs)
         model.compile(weight_optimizer, architecture_optimizer, jit_compile=jit_compile)
-        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-        checkpoint = checkpoints.make(
-            model, weight_optimizer=weight_optimizer,
-            architecture_optimizer=architecture_optimizer, completed_epochs=epoch_variable,
-        )
-    checkpoint_dir = os.path.join(stage_dir, "checkpoints")
-    history_path = os.path.join(stage_dir, "history.json")
-    history = []
-    latest = checkpoints.restore_latest(checkpoint, checkpoint_dir, what=f"stage {stage}")
-    if latest:
-        if chief and os.path.exists(history_path):
-            history = files.read_json(history_path)[: int(epoch_variable.numpy())]
-        logging.info("stage %d: resuming after epoch %d", stage, int(epoch_variable.numpy()))
-    initial_epoch = int(epoch_variable.numpy())
-    if initial_epoch < epochs:
-        scratch_dir = None if chief else tempfile.mkdtemp(prefix=f"stacnas-worker-stage{stage}-")
-        manager = tf.train.CheckpointManager(checkpoint, scratch_dir or checkpoint_dir, max_to_keep=2)
-        pipeline = data.bi_level_pipeline if bi_level else data.train_pipeline
-        dataset = strategy_lib.distribute(strategy, lambda input_context: pipeline(
+    pipeline = data.bi_level_pipeline if bi_level else data.train_pipeline
+    log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
+    writer = (tf.summary.create_file_writer(os.path.join(log_dir, "architecture")) if chief
+              else None)
+    history = resumable.fit(
+        model, strategy, epochs=epochs, steps_per_epoch=steps, run_dir=stage_dir,
+        trackables={"weight_optimizer": weight_optimizer,
+                    "architecture_optimizer": architecture_optimizer},
+        make_dataset=lambda initial_epoch, input_context: pipeline(
             source, config.batch_size, config.seed, epochs, initial_epoch,
             augment=data.default_augment(source.name), image_size=config.image_size,
-            num_examples=config.num_train_examples, input_context=input_context,
-        ))
-        user_callbacks = list(callbacks)
-        if chief:
-            log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
-            writer = tf.summary.create_file_writer(os.path.join(log_dir, "architecture"))
-            callbacks = [
-                _EpochEnd(manager, epoch_variable, chief=True, stage_dir=stage_dir, history=history,
-                          schedule=schedule, writer=writer),
-                keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
-            ]
-        else:
-            callbacks, verbose = [_EpochEnd(manager, epoch_variable, chief=False)], 0
-        callbacks += user_callbacks
-        if verbose:
-            print(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} cells, {epochs} epochs of {steps} steps "
-                  f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s), "
-                  f"{config.precision}{', XLA' if jit_compile else ''})", flush=True)
-        try:
-            model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                      callbacks=callbacks, verbose=verbose, shuffle=False)
-        finally:
-            if scratch_dir:
-                shutil.rmtree(scratch_dir, ignore_errors=True)
+            num_examples=config.num_train_examples, input_context=input_context),
+        record=_recorder(schedule, writer), what=f"stage {stage}", tensorboard_dir=log_dir,
+        callbacks=callbacks, verbose=verbose,
+        header=(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} "
+                f"cells, {epochs} epochs of {steps} steps ({model.count_params():,} parameters, "
+                f"{strategy.num_replicas_in_sync} replica(s), "
+                f"{config.precision}{', XLA' if jit_compile else ''})"))
     logits = _logits_json(model)
     weights = [[e["weights"] for e in edges] for edges in logits.values()]
     result = {
@@ -224,7 +189,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
         "final_loss": history[-1]["loss"] if history else None,
         "final_accuracy": history[-1]["accuracy"] if history else None,
     }
-    del model, checkpoint
+    del model
     gc.collect()
     return StageResult(stage, num_cells, stage_space, weights, result)
 
@@ -346,16 +311,9 @@ def load_stage_network(search_dir: str, stage: int, num_classes: int, image_shap
     The config, candidates and depth are read from the folder unless given.
     """
     if config is None:
-        config_path = os.path.join(search_dir, "config.json")
-        if not os.path.exists(config_path):
-            raise ValueError(f"--search_dir: {search_dir} holds no config.json (not a search folder).")
-        config = config_lib.SearchConfig.from_dict(files.read_json(config_path))
+        config = run_folder.search_config(search_dir)
     if stage_space is None or num_cells is None:
-        result_path = os.path.join(search_dir, f"stage{stage}", "result.json")
-        if not os.path.exists(result_path):
-            raise ValueError(f"--search_dir: {search_dir} holds no finished stage {stage} "
-                             f"({result_path} is missing).")
-        result = files.read_json(result_path)
+        result = run_folder.stage_result(search_dir, stage)
         stage_space = search_space.StageSpace.from_dict(result["space"])
         num_cells = result["num_cells"]
     model = build_supernet(config, stage, stage_space, num_cells, num_classes, image_shape)

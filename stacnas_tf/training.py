@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
@@ -31,7 +29,8 @@ from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import network as network_lib
 from stacnas_tf import optimizers
-from stacnas_tf import precision
+from stacnas_tf import resumable
+from stacnas_tf import run_folder
 from stacnas_tf import strategy as strategy_lib
 
 
@@ -48,19 +47,6 @@ def train_augment(config: config_lib.TrainConfig) -> data.Augment:
     """The dataset's standard augmentation plus the recipe's AutoAugment and cutout."""
     return dataclasses.replace(data.default_augment(config.dataset),
                                autoaugment=config.autoaugment, cutout=config.cutout)
-
-
-def build_network(config: config_lib.TrainConfig, genotype, num_classes, image_shape,
-                  auxiliary=None) -> network_lib.FinalNetwork:
-    """The final network of `config`, built on one image of `image_shape`."""
-    with precision.policy_scope(config.precision):
-        net = network_lib.FinalNetwork(
-            genotype, num_classes, channels=config.channels, num_cells=config.num_cells,
-            stem=config.network, auxiliary=config.aux_weight > 0 if auxiliary is None else auxiliary,
-            deformable=config.deformable, name="final_network",
-        )
-        net(tf.zeros((1,) + tuple(image_shape)), training=False)
-    return net
 
 
 def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int,
@@ -92,27 +78,23 @@ class _DropPathRamp(keras.callbacks.Callback):
         self.model.drop_path_rate.assign(self.maximum * epoch / self.epochs)
 
 
-class _EpochEnd(checkpoints.EpochCheckpoint):
-    """Records the epoch in history.json (chief only), then checkpoints."""
+def _recorder(schedule):
+    """The history entry of a training epoch: Keras's metrics, learning rate,
+    drop-path rate and, for deformable cells, every edge's scale."""
 
-    def __init__(self, manager, epoch_variable, chief, output_dir=None, history=None,
-                 schedule=None):
-        super().__init__(manager, epoch_variable, chief)
-        self.output_dir = output_dir
-        self.history_entries = history
-        self.schedule = schedule
-
-    def record(self, epoch, logs):
-        logs = {k: float(v) for k, v in logs.items()}
-        logs.update({
+    def record(model, epoch, logs):
+        entry = {k: float(v) for k, v in logs.items()}
+        entry.update({
             "epoch": epoch + 1,
-            "lr": float(self.schedule(self.model.optimizer.iterations)),
-            "drop_path_rate": float(self.model.drop_path_rate.numpy()),
+            "lr": float(schedule(model.optimizer.iterations)),
+            "drop_path_rate": float(model.drop_path_rate.numpy()),
         })
-        if self.model.deformable:
-            logs["edge_scales"] = [cell.edge_scales().numpy().tolist() for cell in self.model.derived_cells]
-        self.history_entries.append(logs)
-        files.write_json(os.path.join(self.output_dir, "history.json"), self.history_entries)
+        if model.deformable:
+            entry["edge_scales"] = [cell.edge_scales().numpy().tolist()
+                                    for cell in model.derived_cells]
+        return entry
+
+    return record
 
 
 def _check_folder(output_dir, config, genotype):
@@ -184,60 +166,34 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        net = build_network(config, genotype, train_source.num_classes, image_shape)
+        net = network_lib.build(config, genotype, train_source.num_classes, image_shape)
         schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps,
                                                                              jit_compile)
-        epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
-        trackables = {"weight_optimizer": weight_optimizer, "completed_epochs": epoch_variable}
-        if architecture_optimizer is not None:
-            trackables["architecture_optimizer"] = architecture_optimizer
-        checkpoint = checkpoints.make(net, **trackables)
+    trackables = {"weight_optimizer": weight_optimizer}
+    if architecture_optimizer is not None:
+        trackables["architecture_optimizer"] = architecture_optimizer
     if chief:
         # Written once the network is built and compiled: a run that fails to
         # start leaves no settings behind to refuse its corrected rerun.
         files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
         files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
-    checkpoint_dir = os.path.join(output_dir, "checkpoints")
-    history_path = os.path.join(output_dir, "history.json")
-    history = []
-    latest = checkpoints.restore_latest(checkpoint, checkpoint_dir, what="training")
-    if latest:
-        if chief and os.path.exists(history_path):
-            history = files.read_json(history_path)[: int(epoch_variable.numpy())]
-    initial_epoch = int(epoch_variable.numpy())
     eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
                                    config.num_eval_examples)
-    if initial_epoch < config.epochs:
-        scratch_dir = None if chief else tempfile.mkdtemp(prefix="stacnas-worker-train-")
-        manager = tf.train.CheckpointManager(checkpoint, scratch_dir or checkpoint_dir, max_to_keep=2)
-        train_data = strategy_lib.distribute(strategy, lambda input_context: data.train_pipeline(
+    resumable.fit(
+        net, strategy, epochs=config.epochs, steps_per_epoch=steps, run_dir=output_dir,
+        trackables=trackables,
+        make_dataset=lambda initial_epoch, input_context: data.train_pipeline(
             train_source, config.batch_size, config.seed, config.epochs, initial_epoch,
             augment=train_augment(config), image_size=config.image_size,
-            num_examples=config.num_train_examples, input_context=input_context))
-        callbacks = [_DropPathRamp(config.drop_path, config.epochs)]
-        if chief:
-            callbacks += [
-                _EpochEnd(manager, epoch_variable, chief=True, output_dir=output_dir, history=history,
-                          schedule=schedule),
-                keras.callbacks.TensorBoard(log_dir=os.path.join(output_dir, "tensorboard"),
-                                            write_graph=False),
-            ]
-        else:
-            callbacks.append(_EpochEnd(manager, epoch_variable, chief=False))
-            verbose = 0
-        callbacks += list(user_callbacks)
-        if verbose:
-            print(f"Training {config.num_cells} cells, C={config.channels}: "
-                  f"{net.parameter_count():,} parameters (without auxiliary head), "
-                  f"{config.epochs} epochs of {steps} steps, {strategy.num_replicas_in_sync} "
-                  f"replica(s), {config.precision}{', XLA' if jit_compile else ''}", flush=True)
-        try:
-            net.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                    steps_per_epoch=steps, validation_data=eval_data, callbacks=callbacks,
-                    verbose=verbose, shuffle=False)
-        finally:
-            if scratch_dir:
-                shutil.rmtree(scratch_dir, ignore_errors=True)
+            num_examples=config.num_train_examples, input_context=input_context),
+        record=_recorder(schedule), what="training",
+        tensorboard_dir=os.path.join(output_dir, "tensorboard"), validation_data=eval_data,
+        callbacks=[_DropPathRamp(config.drop_path, config.epochs), *user_callbacks],
+        verbose=verbose,
+        header=(f"Training {config.num_cells} cells, C={config.channels}: "
+                f"{net.parameter_count():,} parameters (without auxiliary head), "
+                f"{config.epochs} epochs of {steps} steps, {strategy.num_replicas_in_sync} "
+                f"replica(s), {config.precision}{', XLA' if jit_compile else ''}"))
     results = net.evaluate(eval_data, verbose=0, return_dict=True)
     metrics = {
         "loss": float(results["loss"]), "top1": float(results["accuracy"]),
@@ -249,7 +205,7 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
     }
     if chief:
         files.write_json(metrics_path, metrics)
-    del net, checkpoint
+    del net
     gc.collect()
     return metrics
 
@@ -264,7 +220,8 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag}: expected a positive integer (or none for the default), "
                              f"got {value!r}.")
-    config, genotype = _read_folder(train_dir)
+    folder = run_folder.training(train_dir)
+    config, genotype = folder.config, folder.genotype
     if genotype_spec is not None and genotype_lib.resolve(genotype_spec) != genotype:
         raise ValueError(
             f"--genotype: {genotype_spec!r} is not the genotype the checkpoints in {train_dir} "
@@ -284,25 +241,15 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
             "examples": int(min(num_examples or source.num_examples, source.num_examples))}
 
 
-def _read_folder(train_dir: str):
-    config_path = os.path.join(train_dir, "config.json")
-    if not os.path.exists(config_path):
-        raise ValueError(f"--train_dir: {train_dir} holds no config.json (not a training folder).")
-    config = config_lib.TrainConfig.from_dict(files.read_json(config_path),
-                                              source=f"--train_dir: {config_path}")
-    with open(os.path.join(train_dir, "genotype.json")) as f:
-        genotype = genotype_lib.Genotype.from_json(f.read(), source=f"{train_dir}/genotype.json")
-    return config, genotype
-
-
 def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path: str | None = None,
                  auxiliary: bool | None = None):
     """(network restored from a training folder's checkpoint, checkpoint path).
 
     `auxiliary=False` leaves the auxiliary head out (it is not needed for inference).
     """
-    config, genotype = _read_folder(train_dir)
-    net = build_network(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
+    folder = run_folder.training(train_dir)
+    config, genotype = folder.config, folder.genotype
+    net = network_lib.build(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
     if checkpoint_path:
         path = checkpoint_path
         problem = checkpoints.readable(path)

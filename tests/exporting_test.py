@@ -14,6 +14,7 @@ from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import exporting as export  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import network as network_lib  # noqa: E402
 from stacnas_tf import training as train  # noqa: E402
 
 G = genotype_lib.PUBLISHED
@@ -137,7 +138,7 @@ def test_relative_logit_error_is_scale_free():
 def _other_network(exportable, seed):
     keras.utils.set_random_seed(seed)
     config = TINY.replace(deformable=False)
-    return train.build_network(config, exportable.genotype, exportable.num_classes,
+    return network_lib.build(config, exportable.genotype, exportable.num_classes,
                                exportable.image_shape, auxiliary=False)
 
 

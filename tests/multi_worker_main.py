@@ -17,6 +17,7 @@ from stacnas_tf import data  # noqa: E402
 from stacnas_tf import search_loop as search  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
 from stacnas_tf import strategy as strategy_lib  # noqa: E402
+from stacnas_tf import resumable  # noqa: E402
 
 CONFIG = config_lib.PRESETS["smoke"].replace(batch_size=16, num_train_examples=64, channels=4)
 
@@ -26,14 +27,14 @@ def main(output_dir: str, epochs: int, result_path: str, stop_after: int | None)
     source = data.load(CONFIG.dataset, "train")
     space = search_space.stage1_space(CONFIG.space, CONFIG.stage1_cells, CONFIG.per_cell_logits)
     if stop_after is not None:
-        on_epoch_end = search._EpochEnd.on_epoch_end
+        on_epoch_end = resumable._EpochEnd.on_epoch_end
 
         def interrupt(self, epoch, logs=None):
             on_epoch_end(self, epoch, logs)
             if epoch + 1 == stop_after:
                 raise KeyboardInterrupt("simulated interruption")
 
-        search._EpochEnd.on_epoch_end = interrupt
+        resumable._EpochEnd.on_epoch_end = interrupt
     logits = None
     try:
         logits = search.run_stage(1, space, CONFIG.stage1_cells, epochs, CONFIG, source,

@@ -11,6 +11,7 @@ from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 from stacnas_tf import search_loop as search  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
+from stacnas_tf import resumable  # noqa: E402
 
 TINY = config_lib.SearchConfig(
     dataset="digits", stage1_cells=3, stage2_cells=3, stage1_epochs=2, stage2_epochs=1,
@@ -68,18 +69,18 @@ def test_end_to_end_outputs(finished):
 def test_resume_equals_uninterrupted(finished, tmp_path, monkeypatch):
     reference_dir, reference = finished
     out = str(tmp_path / "resumed")
-    original = search._EpochEnd.on_epoch_end
+    original = resumable._EpochEnd.on_epoch_end
 
     def stop_after_first_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
         raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(search._EpochEnd, "on_epoch_end", stop_after_first_epoch)
+    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         search.run_search(TINY, out, verbose=0)
     assert not os.path.exists(os.path.join(out, "genotype.json"))
     assert len(_read(os.path.join(out, "stage1", "history.json"))) == 1
-    monkeypatch.setattr(search._EpochEnd, "on_epoch_end", original)
+    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", original)
     resumed = search.run_search(TINY, out, verbose=0)
     assert resumed == reference
     for stage in ("stage1", "stage2"):

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import strategy as strategy_lib  # noqa: E402
 from stacnas_tf import training as train  # noqa: E402
+from stacnas_tf import resumable  # noqa: E402
 
 STRATEGY = strategy_lib.make_strategy("mirrored", cpu_replicas=2)
 
@@ -20,7 +21,7 @@ def test_mirrored_training_resumes_as_if_uninterrupted(tmp_path, monkeypatch):
         genotype="DARTS_V2", dataset="digits", channels=4, num_cells=3, epochs=2, batch_size=32,
         num_train_examples=256, num_eval_examples=64, cutout=0, aux_weight=0.0, deformable=True,
         drop_path=0.0)
-    original = train._EpochEnd.on_epoch_end
+    original = resumable._EpochEnd.on_epoch_end
 
     def stop_after_first_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
@@ -31,13 +32,13 @@ def test_mirrored_training_resumes_as_if_uninterrupted(tmp_path, monkeypatch):
             np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())
         raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(train._EpochEnd, "on_epoch_end", stop_after_first_epoch)
+    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", stop_after_first_epoch)
     resumed_dir, uninterrupted_dir = tmp_path / "resumed", tmp_path / "uninterrupted"
     try:
         train.run_training(config, str(resumed_dir), strategy=STRATEGY, verbose=0)
     except KeyboardInterrupt:
         pass
-    monkeypatch.setattr(train._EpochEnd, "on_epoch_end", original)
+    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", original)
     metrics = train.run_training(config, str(resumed_dir), strategy=STRATEGY, verbose=0)
     history = json.loads((resumed_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]

@@ -11,7 +11,9 @@ import tensorflow as tf  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import data  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import network as network_lib  # noqa: E402
 from stacnas_tf import training as train  # noqa: E402
+from stacnas_tf import resumable  # noqa: E402
 
 TINY = config_lib.TrainConfig(
     genotype="DARTS_V2", dataset="digits", channels=8, num_cells=3, epochs=3, batch_size=32,
@@ -54,16 +56,16 @@ def test_evaluate_reads_the_folder(trained):
 def test_resume_continues_the_schedule(trained, tmp_path, monkeypatch):
     reference_dir, reference = trained
     out = str(tmp_path / "resumed")
-    original = train._EpochEnd.on_epoch_end
+    original = resumable._EpochEnd.on_epoch_end
 
     def stop_after_first_epoch(self, epoch, logs=None):
         original(self, epoch, logs)
         raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(train._EpochEnd, "on_epoch_end", stop_after_first_epoch)
+    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train.run_training(TINY, out, verbose=0)
-    monkeypatch.setattr(train._EpochEnd, "on_epoch_end", original)
+    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", original)
     resumed = train.run_training(TINY, out, verbose=0)
     want, got = _read(os.path.join(reference_dir, "history.json")), _read(os.path.join(out, "history.json"))
     assert [h["lr"] for h in got] == pytest.approx([h["lr"] for h in want])  # same lr at the same step
@@ -151,7 +153,7 @@ def test_final_network_step_adds_decay_and_weighted_auxiliary_loss():
     config = TINY.replace(aux_weight=0.4, weight_decay=3e-3, grad_clip_norm=1e9, drop_path=0.0,
                           momentum=0.0, lr=1.0, lr_min=1.0)
     keras.utils.set_random_seed(0)
-    net = train.build_network(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (32, 32, 3))
+    net = network_lib.build(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (32, 32, 3))
     train.compile_network(net, config, steps_per_epoch=1)
     rng = np.random.RandomState(0)
     x, y = rng.randn(4, 32, 32, 3).astype(np.float32), rng.randint(0, 10, 4)

@@ -24,6 +24,7 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search
 from stacnas_tf import search_space
 from stacnas_tf import training as train
@@ -163,7 +164,7 @@ def sweep(config: ConfusionConfig, output_dir: str, data_dir: str | None = None,
     source = data.load(config.dataset, "train", data_dir=data_dir, image_size=config.image_size)
     image_shape = data.model_input_shape(source, config.image_size)
     if search_dir:
-        stage1 = files.read_json(os.path.join(search_dir, "stage1", "result.json"))
+        stage1 = run_folder.stage_result(search_dir, 1)
         winners = list(stage1["winners"].values())
         if len(winners) != 2:
             raise ValueError(f"--search_dir: {search_dir} has per-cell logits; use a shared-logits search.")

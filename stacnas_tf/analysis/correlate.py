@@ -15,6 +15,7 @@ import os
 from stacnas_tf import config as config_lib
 from stacnas_tf import data
 from stacnas_tf import files
+from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search
 from stacnas_tf import search_space
 from stacnas_tf.analysis import correlation
@@ -39,8 +40,8 @@ def run(config: config_lib.SearchConfig, output_dir: str, num_images: int,
         raise ValueError(f"--num_images: expected a positive count, got {num_images}.")
     if not -1 <= min_correlation <= 1:
         raise ValueError(f"--min_correlation: expected a value in [-1, 1], got {min_correlation}.")
-    if search_dir is not None and not os.path.exists(os.path.join(search_dir, "config.json")):
-        raise ValueError(f"--search_dir: {search_dir} holds no config.json (not a search folder).")
+    if search_dir is not None:
+        run_folder.search_config(search_dir)  # a search folder, before anything is written
     output_dir = files.prepare_output_dir(output_dir)
     if search_dir is None:
         if config.grouping != "flat":
@@ -49,7 +50,7 @@ def run(config: config_lib.SearchConfig, output_dir: str, num_images: int,
                           verbose=verbose)
         search_dir = output_dir
     else:
-        config = config_lib.SearchConfig.from_dict(files.read_json(os.path.join(search_dir, "config.json")))
+        config = run_folder.search_config(search_dir)
         if config.grouping != "flat":
             raise ValueError(f"--search_dir: {search_dir} is a {config.grouping} search; correlations "
                              "need every op on every edge (a --grouping=flat search).")

@@ -1,0 +1,63 @@
+"""Reading the folders runs leave behind: a search's or a training's settings,
+genotype and stage results, each checked, with errors naming the folder flag.
+
+Every reader of a run folder (training, evaluation, export, the analyses, the
+API) goes through here, so they agree on what a folder holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from stacnas_tf import config as config_lib
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingFolder:
+    path: str
+    config: config_lib.TrainConfig
+    genotype: genotype_lib.Genotype
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.path, "checkpoints")
+
+
+def training(train_dir: str, flag: str = "--train_dir") -> TrainingFolder:
+    """The settings and genotype of a training folder."""
+    config_path = os.path.join(train_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"{flag}: {train_dir} holds no config.json (not a training folder).")
+    config = config_lib.TrainConfig.from_dict(files.read_json(config_path),
+                                              source=f"{flag}: {config_path}")
+    genotype_path = os.path.join(train_dir, "genotype.json")
+    if not os.path.exists(genotype_path):
+        raise ValueError(f"{flag}: {train_dir} holds no genotype.json (a training that never "
+                         "started).")
+    with open(genotype_path) as f:
+        genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+    return TrainingFolder(train_dir, config, genotype)
+
+
+def search_config(search_dir: str, flag: str = "--search_dir") -> config_lib.SearchConfig:
+    """The settings of a search folder."""
+    config_path = os.path.join(search_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"{flag}: {search_dir} holds no config.json (not a search folder).")
+    try:
+        return config_lib.SearchConfig.from_dict(files.read_json(config_path))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{flag}: {config_path} is not a search's settings ({e}).") from e
+
+
+def stage_result(search_dir: str, stage: int, flag: str = "--search_dir") -> dict:
+    """What a finished search stage recorded (result.json): its candidates,
+    logits, softmax weights and winners."""
+    path = os.path.join(search_dir, f"stage{stage}", "result.json")
+    if not os.path.exists(path):
+        raise ValueError(f"{flag}: {search_dir} holds no finished stage {stage} ({path} is "
+                         "missing).")
+    return files.read_json(path)
