@@ -123,7 +123,7 @@ def run_one(config: ReproductionConfig, row: str, seed: int, output_dir: str,
     else:
         search_config = config.search_config(row, seed)
         genotype = search.run_search(search_config, os.path.join(run_dir, "search"),
-                                     data_dir=data_dir, verbose=0)
+                                     data_dir=data_dir, verbose=0, report=False)
         search_seconds = time.perf_counter() - started
     genotype_path = os.path.join(run_dir, "genotype.json")
     files.write_text(genotype_path, genotype.to_json() + "\n")

@@ -235,7 +235,9 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         self.weight_decay = weight_decay
         self.architecture_weight_decay = architecture_weight_decay
         if not self.built:
-            raise ValueError("FinalNetwork.compile: build the network (call it once) before compiling.")
+            raise ValueError("FinalNetwork.compile: build the network first "
+                             "(model.build((None, height, width, channels)), or call it on a "
+                             "batch of images): the optimizers are made for its variables.")
         self.optimizer.build(self.weight_variables)
         if self.architecture_variables:
             architecture_optimizer.build(self.architecture_variables)

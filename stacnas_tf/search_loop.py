@@ -29,6 +29,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
@@ -37,6 +38,7 @@ from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import optimizers
 from stacnas_tf import precision
+from stacnas_tf import report
 from stacnas_tf import resumable
 from stacnas_tf import run_folder
 from stacnas_tf import search_space
@@ -109,6 +111,9 @@ def _recorder(schedule, writer):
                     for op, weight in zip(e["candidates"], e["weights"]):
                         tf.summary.scalar(f"alpha/{name}/{e['edge']}/{op}", weight)
             tf.summary.scalar("lr", lr)
+        report.summarize_epoch(
+            writer, {name: [e["weights"] for e in edges] for name, edges in logits.items()},
+            epoch + 1)
         writer.flush()
         return {
             "epoch": epoch + 1,
@@ -202,7 +207,7 @@ def _winners(stage: StageResult) -> list[list[str]]:
 def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str | None = None,
                manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
                verbose="auto", jit_compile: bool = False, source: data.Source | None = None,
-               callbacks=()) -> genotype_lib.Genotype:
+               callbacks=(), report: bool = True) -> genotype_lib.Genotype:
     """Runs (or resumes) a two-stage StacNAS search and returns its genotype.
 
     The caller opens the distribution strategy; the default strategy is used
@@ -210,12 +215,13 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     same arguments; only the chief writes into `output_dir`. `jit_compile`
     compiles the training step with XLA. `source` replaces loading
     `config.dataset` (images given in Python); `callbacks` (Keras callbacks)
-    are passed to each stage's `fit`.
+    are passed to each stage's `fit`. `report`: write the search's report
+    (report/report.html) and its TensorBoard summary at the end.
     """
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategy_lib.is_chief(strategy)
     args = (config, data_dir, manual_dir, strategy, chief, verbose, jit_compile, source,
-            tuple(callbacks))
+            tuple(callbacks), report)
     if not chief:  # the other workers only read the chief's checkpoints
         return _run_search(os.path.abspath(output_dir), *args)
     with files.claimed_output_dir(output_dir) as output_dir:
@@ -223,7 +229,7 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
 
 
 def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbose, jit_compile,
-                source, callbacks) -> genotype_lib.Genotype:
+                source, callbacks, write_report) -> genotype_lib.Genotype:
     genotype_path = os.path.join(output_dir, "genotype.json")
     if chief:
         files.check_run_folder(output_dir, "search")
@@ -272,6 +278,17 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     files.write_text(os.path.join(output_dir, "genotype.dot"), genotype.to_dot())
     files.write_text(os.path.join(output_dir, "genotype.txt"), genotype.to_darts() + "\n")
     files.write_text(genotype_path, genotype.to_json() + "\n")  # last: marks the search done
+    if write_report:
+        report.summarize_search(os.path.join(output_dir, "tensorboard", "search"), config,
+                                genotype)
+        try:
+            path = report.write(output_dir)
+        except (OSError, ValueError) as e:  # the search itself is done and kept
+            logging.warning("the search is done, but its report failed (%s); write it with "
+                            "stacnas-report --search_dir=%s", e, output_dir)
+        else:
+            if verbose:
+                print(f"report: {path}", flush=True)
     return genotype
 
 

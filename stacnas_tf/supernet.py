@@ -207,7 +207,9 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
                                                                  architecture_optimizer)
         self.architecture_optimizer = architecture_optimizer
         if not self.built:
-            raise ValueError("SearchNetwork.compile: build the network (call it once) before compiling.")
+            raise ValueError("SearchNetwork.compile: build the network first "
+                             "(model.build((None, height, width, channels)), or call it on a "
+                             "batch of images): the optimizers are made for its variables.")
         self.optimizer.build(self.weight_variables)
         architecture_optimizer.build(self.architecture_variables)
         self._build_compiled_state()

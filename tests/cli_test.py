@@ -57,8 +57,47 @@ def test_ctrl_c_ends_the_progress_line_and_exits_130(tmp_path):
     assert result.stdout == "1/8 [==>....]\n"
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "prog.py: interrupted; the last completed epoch is checkpointed: rerun the same command "
-        "to resume."]
+        "prog.py: interrupted; rerun the same command to go on (a search or a training resumes "
+        "after its last completed epoch)."]
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path):
+    # SIGINT arrives during the import of cli (and TensorFlow): sent from a
+    # thread of the importing process once the module's handler is in place.
+    code = ("import os, signal, threading, time\n"
+            "def later():\n    time.sleep(0.5); os.kill(os.getpid(), signal.SIGINT)\n"
+            "threading.Thread(target=later, daemon=True).start()\n"
+            "from stacnas_tf.commands import cli\ntime.sleep(30)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(": interrupted; rerun the same "
+                                                           "command to go on (a search or a "
+                                                           "training resumes after its last "
+                                                           "completed epoch).")
+
+
+def test_an_interrupt_turned_into_another_error_still_ends_as_interrupted(tmp_path):
+    result = _run_program(tmp_path, """\
+        def main(argv):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            except KeyboardInterrupt as e:
+                raise RuntimeError("tracing failed") from e
+        """)
+    assert result.returncode == 130 and "Traceback" not in result.stderr
+
+
+def test_os_errors_are_one_line_naming_the_file(tmp_path):
+    result = _run_program(tmp_path, """\
+        def main(argv):
+            open(os.path.dirname(__file__))
+        """)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Is a directory" in lines[0] and str(tmp_path) in lines[0]
 
 
 def test_a_swallowed_ctrl_c_still_ends_the_run_as_interrupted(tmp_path):

@@ -47,7 +47,7 @@ def run(config: config_lib.SearchConfig, output_dir: str, num_images: int,
         if config.grouping != "flat":
             raise ValueError("correlation needs a flat search (every op on every edge).")
         search.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
-                          verbose=verbose)
+                          verbose=verbose, report=False)
         search_dir = output_dir
     else:
         config = run_folder.search_config(search_dir)

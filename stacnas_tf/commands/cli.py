@@ -21,6 +21,20 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import tempfile  # noqa: E402
 
+_INTERRUPTED = ("interrupted; rerun the same command to go on (a search or a training resumes "
+                "after its last completed epoch).")
+# The terminal's stderr, also while the import below captures file descriptor 2.
+_STDERR = os.dup(2)
+
+
+def _stop_at_once(signum, frame):
+    # Ctrl-C while Python and TensorFlow load: nothing has started, nothing to say.
+    os.write(_STDERR, f"{os.path.basename(sys.argv[0])}: {_INTERRUPTED}\n".encode())
+    os._exit(130)  # an import may be half done: no cleanup to run
+
+
+signal.signal(signal.SIGINT, _stop_at_once)
+
 # What TensorFlow's C++ runtime writes to stderr while it loads, before its log
 # settings apply: a notice about the oneDNN kernels this module turned on
 # itself, twice. A user's error must be the first thing they read.
@@ -57,15 +71,17 @@ def _quiet_tensorflow_info(record: logging.LogRecord) -> bool:
 
 
 def run(main) -> None:
-    """`app.run(main)`, with bad flags, ValueError / FileNotFoundError and usage
-    errors printed as `PROGRAM: error: MESSAGE` (exit status 2) and Ctrl-C as one
-    line (status 130)."""
+    """`app.run(main)`, with bad flags, ValueError / OSError and usage errors
+    printed as `PROGRAM: error: MESSAGE` (exit status 2), running out of memory
+    as one line (status 1) and Ctrl-C as one line (status 130)."""
+    import tensorflow as tf  # loaded above, quietly
+
     program = os.path.basename(sys.argv[0])
     interrupted = []
 
-    def fail(message):
+    def fail(message, status=2):
         sys.stderr.write(f"{program}: error: {message}\n")
-        sys.exit(2)
+        sys.exit(status)
 
     def parse_flags(argv):
         try:
@@ -75,29 +91,47 @@ def run(main) -> None:
 
     def on_interrupt(signum, frame):
         # Remembered as well as raised: a KeyboardInterrupt raised inside a
-        # finalizer or a TensorFlow callback thread is swallowed there, and the
-        # run must still end as interrupted, not with status 0.
+        # finalizer or a TensorFlow callback thread is swallowed there, or turned
+        # into another error, and the run must still end as interrupted.
         interrupted.append(signum)
         raise KeyboardInterrupt
+
+    def unraisable(hook_args):
+        if issubclass(hook_args.exc_type, KeyboardInterrupt):
+            interrupted.append(signal.SIGINT)  # raised in a finalizer: not worth a traceback
+        else:
+            sys.__unraisablehook__(hook_args)
 
     def stop_interrupted():
         sys.stdout.write("\n")  # ends a progress bar's line
         sys.stdout.flush()
-        sys.stderr.write(f"{program}: interrupted; the last completed epoch is checkpointed: "
-                         "rerun the same command to resume.\n")
+        sys.stderr.write(f"{program}: {_INTERRUPTED}\n")
         sys.exit(130)
 
     def guarded(argv):
         signal.signal(signal.SIGINT, on_interrupt)
+        sys.unraisablehook = unraisable
         # TensorFlow's own INFO lines (checkpoint sharding, ...) are not for users;
         # this program's own INFO lines (resuming, ...) are.
         logging.getLogger("absl").addFilter(_quiet_tensorflow_info)
         try:
             result = main(argv)
-        except (app.UsageError, ValueError, FileNotFoundError) as e:
-            fail(e)
         except KeyboardInterrupt:
             stop_interrupted()
+        except (app.UsageError, ValueError, OSError, tf.errors.ResourceExhaustedError,
+                tf.errors.PermissionDeniedError) as e:
+            if interrupted:
+                stop_interrupted()
+            if isinstance(e, tf.errors.ResourceExhaustedError):
+                fail("out of memory: use a smaller --batch_size, --channels or --image_size "
+                     f"({str(e).splitlines()[0][:200]}).", status=1)
+            if isinstance(e, tf.errors.PermissionDeniedError):
+                fail(str(e).splitlines()[0][:300])
+            fail(e)
+        except BaseException:
+            if interrupted:  # a KeyboardInterrupt that TensorFlow turned into another error
+                stop_interrupted()
+            raise
         if interrupted:
             stop_interrupted()
         return result

@@ -1,0 +1,397 @@
+"""What a search does, measured at a scale 2 CPU cores can run, over seeds.
+
+  --study=depth     Supernet depth versus skip connections (paper section 2.3.3):
+                    StacNAS searches at several depths (both stages), skip
+                    connections and parameter-free ops of the derived cells,
+                    beside the gradient confusion measured at those depths.
+  --study=collapse  Search length versus parameter-free ops: DARTS (bi-level,
+                    flat) and StacNAS (one-level, grouped) searched long, the
+                    genotype derived from every epoch's weights.
+  --study=seeds     Stability: the default search with several seeds, how far
+                    their genotypes agree (edges, edges with their op), and the
+                    test accuracy of each found cell beside random cells, all
+                    trained with the default recipe.
+
+  python benchmarks/search_studies.py --study=depth --output_dir=runs/studies
+  python benchmarks/search_studies.py --study=depth --tiny   # seconds: checks that it runs
+
+Each run keeps its folder under OUTPUT_DIR/STUDY/; a rerun reuses finished
+runs and resumes unfinished ones, so a study can be run in parts. Results:
+OUTPUT_DIR/STUDY/results.json, results.md and a PNG (with --results_dir, also
+copied there as study_STUDY.{json,md,png}).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import itertools  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import files  # noqa: E402
+
+STUDIES = ("depth", "collapse", "seeds")
+_STUDY = flags.DEFINE_enum("study", "depth", list(STUDIES), "Which study.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/studies", "Runs and results.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", None,
+                                   "Also copy the results here (benchmarks/results).")
+_SEEDS = flags.DEFINE_list("seeds", "0,1,2", "Seeds of every setting.")
+_TINY = flags.DEFINE_bool("tiny", False, "Tiny sizes: checks that the study runs.")
+
+# The data every study searches: Fashion-MNIST at 16x16 (Debian's package).
+BASE = config_lib.SearchConfig(dataset="fashion_mnist", image_size=16, channels=8, batch_size=64)
+DEPTHS = (3, 5, 8, 11)
+
+
+def _machine() -> str:
+    try:
+        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in cpu.splitlines()
+                     if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.abspath(__file__))
+                              ).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _search(config, folder):
+    """(genotype, [op counts of the genotype derived at every epoch, stage 1 then 2])."""
+    from stacnas_tf import report
+    from stacnas_tf import search_loop
+
+    genotype = search_loop.run_search(config, folder, verbose=0, report=False)
+    counts = []
+    for stage in (1, 2):
+        path = os.path.join(folder, f"stage{stage}", "result.json")
+        if not os.path.exists(path):
+            continue
+        from stacnas_tf import search_space
+
+        result = files.read_json(path)
+        history = files.read_json(os.path.join(folder, f"stage{stage}", "history.json"))
+        space = search_space.StageSpace.from_dict(result["space"])
+        for g in report.epoch_genotypes(space, result["num_cells"], history, config.num_nodes):
+            counts.append(report.op_counts(g))
+    return genotype, counts
+
+
+def _mean_std(values):
+    values = np.asarray(values, np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+# --- depth versus skip connections --------------------------------------------------
+
+
+def depth_study(output_dir, seeds, tiny):
+    depths = (3, 4) if tiny else DEPTHS
+    config = BASE.replace(num_train_examples=256 if tiny else 2048,
+                          stage1_epochs=1 if tiny else 3, stage2_epochs=1 if tiny else 3)
+    runs = []
+    for depth, seed in itertools.product(depths, seeds):
+        folder = os.path.join(output_dir, f"cells_{depth}", f"seed_{seed}")
+        started = time.perf_counter()
+        genotype, counts = _search(config.replace(stage1_cells=depth, stage2_cells=depth,
+                                                  seed=seed), folder)
+        runs.append({"cells": depth, "seed": seed, "genotype": genotype.to_darts(),
+                     "final": counts[-1], "seconds": round(time.perf_counter() - started, 1)})
+    rows = []
+    for depth in depths:
+        finals = [r["final"] for r in runs if r["cells"] == depth]
+        row = {"cells": depth}
+        for key in ("normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
+                    "reduce_parameter_free"):
+            row[key] = _mean_std([f[key] for f in finals])
+        rows.append(row)
+    confusion = _confusion_beside(depths, config, output_dir, tiny)
+    return {"settings": config.to_dict(), "depths": list(depths), "runs": runs, "rows": rows,
+            "confusion": confusion}
+
+
+def _confusion_beside(depths, config, output_dir, tiny):
+    """Gradient confusion (equations 7-8) of the stage-1 supernet at every depth,
+    measured as tools/confusion.py does, on the same data."""
+    from stacnas_tf.analysis import confusion
+
+    path = os.path.join(output_dir, "confusion.json")
+    if os.path.exists(path):
+        return files.read_json(path)
+    settings = confusion.ConfusionConfig(
+        dataset=config.dataset, image_size=config.image_size,
+        num_train_examples=config.num_train_examples, channels=config.channels,
+        batch_size=config.batch_size, train_epochs=1 if tiny else 2,
+        num_batches=4 if tiny else 8, num_iterations=2 if tiny else 5,
+        stage1_depths=tuple(depths), stage2_depths=(depths[0],), final_cells=6)
+    result = confusion.sweep(settings, os.path.join(output_dir, "confusion"), progress=None)
+    measured = [{"setting": m["setting"], "cells": m["cells"], "confusion": m["confusion"],
+                 "zeta_mean": m["zeta_mean"]}
+                for m in result["measurements"] if m["setting"] in ("stage1", "final")]
+    files.write_json(path, measured)
+    return measured
+
+
+def depth_markdown(results) -> str:
+    lines = ["| supernet cells | skip (normal) | parameter-free (normal) | skip (reduce) | "
+             "parameter-free (reduce) | gradient confusion |", "|---|---|---|---|---|---|"]
+    confusion = {c["cells"]: c["confusion"] for c in results["confusion"]
+                 if c["setting"] == "stage1"}
+    final = next((c for c in results["confusion"] if c["setting"] == "final"), None)
+    for row in results["rows"]:
+        cells = [f"{row[k][0]:.2f} ± {row[k][1]:.2f}" for k in (
+            "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
+            "reduce_parameter_free")]
+        value = confusion.get(row["cells"])
+        lines.append(f"| {row['cells']} | " + " | ".join(cells)
+                     + f" | {'' if value is None else f'{value:.3f}'} |")
+    if final is not None:
+        lines.append(f"\nGradient confusion of the final network ({final['cells']} cells, "
+                     f"default recipe): {final['confusion']:.3f}.")
+    return "\n".join(lines)
+
+
+def depth_plot(results, path):
+    from matplotlib import pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    depths = [row["cells"] for row in results["rows"]]
+    for key, label in (("normal_skip_connect", "skip, normal cell"),
+                       ("normal_parameter_free", "parameter-free, normal cell")):
+        means = [row[key][0] for row in results["rows"]]
+        stds = [row[key][1] for row in results["rows"]]
+        left.errorbar(depths, means, yerr=stds, marker="o", capsize=3, label=label)
+        for run in results["runs"]:
+            left.plot(run["cells"], run["final"][key], ".", color="grey", alpha=0.5)
+    left.set_xlabel("supernet cells (both stages)")
+    left.set_ylabel("edges of the derived normal cell (of 8)")
+    left.legend(fontsize=8)
+    left.set_title("derived cell vs. supernet depth (mean ± s.d. over seeds)", fontsize=9)
+    confusion = [c for c in results["confusion"] if c["setting"] == "stage1"]
+    right.plot([c["cells"] for c in confusion], [c["confusion"] for c in confusion], marker="o",
+               label="stage-1 supernet")
+    for c in results["confusion"]:
+        if c["setting"] == "final":
+            right.axhline(c["confusion"], color="grey", linestyle="--",
+                          label=f"final network ({c['cells']} cells)")
+    right.legend(fontsize=8)
+    right.set_xlabel("supernet cells")
+    right.set_ylabel("gradient confusion")
+    right.set_title("gradient confusion of the stage-1 supernet", fontsize=9)
+    files.write_figure(path, figure, "png")
+    plt.close(figure)
+
+
+# --- collapse versus search length ------------------------------------------------
+
+
+def collapse_study(output_dir, seeds, tiny):
+    epochs = 2 if tiny else 30
+    base = BASE.replace(num_train_examples=256 if tiny else 1024, stage1_cells=5,
+                        stage2_cells=5)
+    methods = {
+        "darts_bi_level_flat": base.replace(optimization="bi_level", grouping="flat",
+                                            stage1_epochs=epochs, stage2_epochs=1),
+        "stacnas_one_level_grouped": base.replace(stage1_epochs=epochs // 2,
+                                                  stage2_epochs=epochs - epochs // 2),
+    }
+    runs = []
+    for (method, config), seed in itertools.product(methods.items(), seeds):
+        started = time.perf_counter()
+        genotype, counts = _search(config.replace(seed=seed),
+                                   os.path.join(output_dir, method, f"seed_{seed}"))
+        runs.append({"method": method, "seed": seed, "genotype": genotype.to_darts(),
+                     "per_epoch": counts, "seconds": round(time.perf_counter() - started, 1)})
+    curves = {}
+    for method in methods:
+        per_seed = [r["per_epoch"] for r in runs if r["method"] == method]
+        curves[method] = {
+            key: [_mean_std([seed_counts[e][key] for seed_counts in per_seed])
+                  for e in range(len(per_seed[0]))]
+            for key in ("normal_parameter_free", "normal_skip_connect", "reduce_parameter_free")}
+    return {"settings": {m: c.to_dict() for m, c in methods.items()}, "epochs": epochs,
+            "runs": runs, "curves": curves}
+
+
+def collapse_markdown(results) -> str:
+    epochs = results["epochs"]
+    marks = sorted({1, epochs // 4, epochs // 2, 3 * epochs // 4, epochs} - {0})
+    lines = ["| method | " + " | ".join(f"epoch {e}" for e in marks) + " |",
+             "|---|" + "---|" * len(marks)]
+    for method, curves in results["curves"].items():
+        values = curves["normal_parameter_free"]
+        lines.append(f"| {method}: parameter-free ops, normal cell | " + " | ".join(
+            f"{values[e - 1][0]:.2f} ± {values[e - 1][1]:.2f}" for e in marks) + " |")
+        values = curves["normal_skip_connect"]
+        lines.append(f"| {method}: skip connections, normal cell | " + " | ".join(
+            f"{values[e - 1][0]:.2f} ± {values[e - 1][1]:.2f}" for e in marks) + " |")
+    return "\n".join(lines)
+
+
+def collapse_plot(results, path):
+    from matplotlib import pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
+    for method, curves in results["curves"].items():
+        means = np.array([m for m, _ in curves["normal_parameter_free"]])
+        stds = np.array([s for _, s in curves["normal_parameter_free"]])
+        epochs = np.arange(1, len(means) + 1)
+        ax.plot(epochs, means, marker="o", markersize=3, label=method)
+        ax.fill_between(epochs, means - stds, means + stds, alpha=0.2)
+    ax.axvline(results["epochs"] // 2 + 0.5, color="grey", linewidth=0.5)
+    ax.set_xlabel("search epoch (StacNAS: stage 1, then stage 2 after the line)")
+    ax.set_ylabel("parameter-free ops in the normal cell (of 8)")
+    ax.set_ylim(-0.2, 8.2)
+    ax.legend(fontsize=8)
+    ax.set_title("the genotype derived at every epoch (mean ± s.d. over seeds)", fontsize=9)
+    files.write_figure(path, figure, "png")
+    plt.close(figure)
+
+
+# --- stability across seeds ---------------------------------------------------------
+
+
+def _edges(genotype):
+    """{(cell type, node, input): op} of the normal and reduction cells."""
+    chosen = {}
+    for name, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+        for position, (op, source) in enumerate(cell.edges):
+            chosen[(name, position // 2 + 2, source)] = op
+    return chosen
+
+
+def agreement(first, second) -> dict:
+    """Shares of the 16 chosen edges (8 per cell) that two genotypes both
+    choose, with and without their op (edge: same node and input)."""
+    a, b = _edges(first), _edges(second)
+    shared = set(a) & set(b)
+    return {"edges": len(shared) / len(a), "edges_and_ops": sum(a[k] == b[k] for k in shared) / len(a)}
+
+
+def seeds_study(output_dir, seeds, tiny):
+    from stacnas_tf import genotype as genotype_lib
+    from stacnas_tf import training
+
+    search_config = config_lib.PRESETS["smoke" if tiny else "default"]
+    train_config = config_lib.TRAIN_PRESETS["smoke" if tiny else "default"]
+    runs = []
+    for kind, seed in itertools.product(("default_search", "random"), seeds):
+        folder = os.path.join(output_dir, kind, f"seed_{seed}")
+        started = time.perf_counter()
+        if kind == "random":
+            genotype = genotype_lib.random_genotype(search_config.space, seed)
+        else:
+            genotype, _ = _search(search_config.replace(seed=seed), os.path.join(folder, "search"))
+        os.makedirs(folder, exist_ok=True)
+        genotype_path = os.path.join(folder, "genotype.json")
+        files.write_text(genotype_path, genotype.to_json() + "\n")
+        metrics = training.run_training(train_config.replace(genotype=genotype_path, seed=seed),
+                                        os.path.join(folder, "train"), verbose=0)
+        runs.append({"kind": kind, "seed": seed, "genotype": genotype.to_darts(),
+                     "genotype_json": genotype.to_dict(), "top1": metrics["top1"],
+                     "seconds": round(time.perf_counter() - started, 1)})
+    summary = {}
+    for kind in ("default_search", "random"):
+        chosen = [r for r in runs if r["kind"] == kind]
+        genotypes = [genotype_lib.Genotype.from_dict(r["genotype_json"]) for r in chosen]
+        pairs = [agreement(a, b) for a, b in itertools.combinations(genotypes, 2)]
+        summary[kind] = {
+            "top1": _mean_std([r["top1"] for r in chosen]),
+            "edge_agreement": _mean_std([p["edges"] for p in pairs]) if pairs else None,
+            "edge_op_agreement": _mean_std([p["edges_and_ops"] for p in pairs]) if pairs else None,
+        }
+    return {"settings": {"search": search_config.to_dict(), "train": train_config.to_dict()},
+            "runs": runs, "summary": summary}
+
+
+def seeds_markdown(results) -> str:
+    lines = ["| cells | seeds | test top-1 | edges shared (pairs of seeds) | edges with the "
+             "same op |", "|---|---|---|---|---|"]
+    for kind, row in results["summary"].items():
+        count = sum(r["kind"] == kind for r in results["runs"])
+
+        def cell(value):
+            return "" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+
+        lines.append(f"| {kind} | {count} | {row['top1'][0]:.4f} ± {row['top1'][1]:.4f} | "
+                     f"{cell(row['edge_agreement'])} | {cell(row['edge_op_agreement'])} |")
+    return "\n".join(lines)
+
+
+def seeds_plot(results, path):
+    from matplotlib import pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    kinds = list(results["summary"])
+    for index, kind in enumerate(kinds):
+        values = [r["top1"] for r in results["runs"] if r["kind"] == kind]
+        ax.plot([index] * len(values), values, "o", alpha=0.7)
+        ax.errorbar(index + 0.1, *results["summary"][kind]["top1"], fmt="s", capsize=4, color="k")
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.set_xlim(-0.5, len(kinds) - 0.5)
+    ax.set_ylabel("test top-1 (default recipe)")
+    ax.set_title("cells found by the default search vs random cells", fontsize=9)
+    files.write_figure(path, figure, "png")
+    plt.close(figure)
+
+
+_STUDY_FUNCTIONS = {
+    "depth": (depth_study, depth_markdown, depth_plot),
+    "collapse": (collapse_study, collapse_markdown, collapse_plot),
+    "seeds": (seeds_study, seeds_markdown, seeds_plot),
+}
+
+
+def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
+              results_dir: str | None = None) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    run, markdown, plot = _STUDY_FUNCTIONS[study]
+    study_dir = os.path.join(output_dir, study)
+    os.makedirs(study_dir, exist_ok=True)
+    started = time.perf_counter()
+    results = run(study_dir, tuple(seeds), tiny)
+    results.update({"study": study, "seeds": list(seeds), "tiny": tiny, "machine": _machine(),
+                    "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
+                    "wall_seconds_this_call": round(time.perf_counter() - started, 1),
+                    "search_and_train_seconds": round(sum(
+                        r.get("seconds", 0) for r in results["runs"]), 1)})
+    table = markdown(results)
+    files.write_json(os.path.join(study_dir, "results.json"), results)
+    files.write_text(os.path.join(study_dir, "results.md"),
+                     f"{table}\n\n{results['machine']}, commit {results['commit']}, "
+                     f"{results['date']}; runs took {results['search_and_train_seconds']} s.\n")
+    plot(results, os.path.join(study_dir, "results.png"))
+    if results_dir:
+        os.makedirs(results_dir, exist_ok=True)
+        for ext in ("json", "md", "png"):
+            shutil.copy(os.path.join(study_dir, f"results.{ext}"),
+                        os.path.join(results_dir, f"study_{study}.{ext}"))
+    return results
+
+
+def main(argv):
+    del argv
+    seeds = [int(s) for s in _SEEDS.value]
+    results = run_study(_STUDY.value, _OUTPUT_DIR.value, seeds, _TINY.value, _RESULTS_DIR.value)
+    print((f"{_STUDY.value}: " + os.path.join(_OUTPUT_DIR.value, _STUDY.value, "results.md")))
+    print(_STUDY_FUNCTIONS[_STUDY.value][1](results))
+
+
+if __name__ == "__main__":
+    app.run(main)

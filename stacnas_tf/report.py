@@ -1,0 +1,305 @@
+"""What a search did, shown: one HTML page with its pictures (and report.json
+with the numbers behind them).
+
+From a finished (or running) search folder:
+  * the cell derived from each stage's final weights, drawn;
+  * the architecture weights per edge (edges x candidates heatmaps) at the
+    first, middle and last epoch of each stage, and each weight over epochs;
+  * the group every edge activated in stage 1;
+  * skip connections and parameter-free ops in the cell derived from every
+    epoch's weights (a drift to parameter-free ops is DARTS's known failure);
+  * loss and accuracy per epoch;
+  * parameters and multiply-adds of the paper's final networks for the genotype.
+
+`stacnas_tf.search` writes it at the end of every search (`report/`);
+`stacnas-report --search_dir=...` writes it on demand.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+
+import numpy as np
+
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import run_folder
+from stacnas_tf import search_space
+from stacnas_tf import visualize
+
+# Final networks described in the report: the paper's CIFAR and ImageNet-mobile sizes.
+SIZE_PRESETS = ("cifar10", "imagenet_mobile")
+# Heatmaps are drawn for at most this many logit sets (per-cell searches have one per cell).
+MAX_HEATMAP_SETS = 4
+
+
+def is_parameter_free(op: str) -> bool:
+    """Skip connections and pools (a registered op counts as having parameters)."""
+    spec = search_space.OP_TABLE.get(op)
+    return spec is not None and spec.parameter_free
+
+
+def op_counts(genotype: genotype_lib.Genotype) -> dict:
+    """Skip connections and parameter-free ops of the normal and reduction cells."""
+    counts = {}
+    for name, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+        ops = [op for op, _ in cell.edges]
+        counts[f"{name}_skip_connect"] = ops.count(search_space.SKIP)
+        counts[f"{name}_parameter_free"] = sum(is_parameter_free(op) for op in ops)
+    return counts
+
+
+def _stages(search_dir: str) -> dict:
+    """{stage: (space, num_cells, history)} of the stages that have a result."""
+    stages = {}
+    for stage in (1, 2):
+        path = os.path.join(search_dir, f"stage{stage}", "result.json")
+        history_path = os.path.join(search_dir, f"stage{stage}", "history.json")
+        if not (os.path.exists(path) and os.path.exists(history_path)):
+            continue
+        result = files.read_json(path)
+        stages[stage] = (search_space.StageSpace.from_dict(result["space"]), result["num_cells"],
+                         files.read_json(history_path), result)
+    if not stages:
+        raise ValueError(f"--search_dir: {search_dir} holds no finished stage (stage1/result.json).")
+    return stages
+
+
+def epoch_genotypes(space, num_cells, history, num_nodes) -> list[genotype_lib.Genotype]:
+    """The genotype derived from every epoch's weights."""
+    return [genotype_lib.derive_genotype(space, list(entry["weights"].values()), num_cells,
+                                         num_nodes) for entry in history]
+
+
+def heatmap_rgb(weights, pixels: int = 8) -> np.ndarray:
+    """An edges x candidates weight matrix (values in [0, 1]) as a uint8 RGB
+    image, `pixels` per cell (white 0 to dark blue 1), for TensorBoard."""
+    values = np.clip(np.asarray(weights, np.float32), 0, 1)
+    low, high = np.array([255, 255, 255], np.float32), np.array([8, 48, 107], np.float32)
+    image = (low + values[..., None] * (high - low)).astype(np.uint8)
+    return np.kron(image, np.ones((pixels, pixels, 1), np.uint8))
+
+
+def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
+    written = []
+    epochs = sorted({0, len(history) // 2, len(history) - 1})
+    names = list(history[0]["weights"])[:MAX_HEATMAP_SETS]
+    for set_index, name in enumerate(names):
+        candidates = space.cells[set_index]
+        width = max(len(edge) for edge in candidates)
+        endpoints = search_space.edge_endpoints(search_space.nodes_for_edges(len(candidates)))
+        figure, axes = plt.subplots(1, len(epochs), figsize=(3.3 * len(epochs) + 1, 0.32 *
+                                                              len(candidates) + 2.2),
+                                    squeeze=False, constrained_layout=True)
+        matrices = []
+        for epoch in epochs:
+            matrix = np.full((len(candidates), width), np.nan)
+            for edge, values in enumerate(history[epoch]["weights"][name]):
+                matrix[edge, :len(values)] = values
+            matrices.append(matrix)
+        # One colour scale for the figure's epochs, spanning the weights shown:
+        # early weights all lie near 1/candidates, and a 0-1 scale hides them.
+        low, high = np.nanmin(matrices), np.nanmax(matrices)
+        for ax, epoch, matrix in zip(axes[0], epochs, matrices):
+            image = ax.imshow(matrix, vmin=low, vmax=max(high, low + 1e-6), cmap="Blues",
+                              aspect="auto")
+            ax.set_title(f"epoch {history[epoch]['epoch']}", fontsize=9)
+            ax.set_yticks(range(len(candidates)),
+                          [f"{a}->{b}" for a, b in endpoints], fontsize=7)
+            shared = all(edge == candidates[0] for edge in candidates)
+            ax.set_xticks(range(width), candidates[0] if shared else
+                          [f"cand. {k}" for k in range(width)], rotation=60, ha="right",
+                          fontsize=7)
+        figure.colorbar(image, ax=axes[0].tolist(), fraction=0.03)
+        figure.suptitle(f"stage {stage}, {name} cell: softmax weights (edges x candidates)",
+                        fontsize=10)
+        path = os.path.join(output_dir, f"stage{stage}_{name}_heatmap.png")
+        files.write_figure(path, figure, "png")
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def _counts_png(counts_by_stage, output_dir, plt) -> str:
+    figure, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
+    offset = 0
+    for stage, counts in counts_by_stage.items():
+        epochs = np.arange(1, len(counts) + 1) + offset
+        for key, style in (("normal_skip_connect", "-"), ("normal_parameter_free", "--"),
+                           ("reduce_skip_connect", ":"), ("reduce_parameter_free", "-.")):
+            ax.plot(epochs, [c[key] for c in counts], style, marker="o", markersize=3,
+                    label=f"stage {stage}: {key.replace('_', ' ')}")
+        offset += len(counts)
+        ax.axvline(offset + 0.5, color="grey", linewidth=0.5)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (stage 1, then stage 2)")
+    ax.set_ylabel("edges of the derived cell")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("skip connections and parameter-free ops in each epoch's derived cell",
+                 fontsize=9)
+    path = os.path.join(output_dir, "op_counts.png")
+    files.write_figure(path, figure, "png")
+    plt.close(figure)
+    return path
+
+
+def _curves_png(stages, output_dir, plt) -> str:
+    figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(8, 3), constrained_layout=True)
+    for stage, (_, _, history, _) in stages.items():
+        epochs = [entry["epoch"] for entry in history]
+        loss_ax.plot(epochs, [entry["loss"] for entry in history], marker="o", label=f"stage {stage}")
+        accuracy_ax.plot(epochs, [entry["accuracy"] for entry in history], marker="o",
+                         label=f"stage {stage}")
+    loss_ax.set_title("training loss", fontsize=9)
+    accuracy_ax.set_title("training accuracy", fontsize=9)
+    for ax in (loss_ax, accuracy_ax):
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    path = os.path.join(output_dir, "curves.png")
+    files.write_figure(path, figure, "png")
+    plt.close(figure)
+    return path
+
+
+def write(search_dir: str, output_dir: str | None = None,
+          size_presets: tuple[str, ...] = SIZE_PRESETS) -> str:
+    """Writes report.html, report.json and the pictures into `output_dir`
+    (default: `search_dir`/report); returns the HTML page's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    config = run_folder.search_config(search_dir)
+    stages = _stages(search_dir)
+    output_dir = files.prepare_output_dir(output_dir or os.path.join(search_dir, "report"),
+                                          "--output_dir")
+    pictures, numbers = {}, {"search_dir": os.path.abspath(search_dir), "stages": {}}
+    counts_by_stage = {}
+    for stage, (space, num_cells, history, result) in stages.items():
+        genotypes = epoch_genotypes(space, num_cells, history, config.num_nodes)
+        counts_by_stage[stage] = [op_counts(g) for g in genotypes]
+        final = genotypes[-1]
+        cells = []
+        for name, cell in (("normal", final.normal), ("reduce", final.reduce)):
+            path = os.path.join(output_dir, f"stage{stage}_{name}_cell.png")
+            files.write_bytes(path, visualize.render_dot(
+                genotype_lib.cell_to_dot(cell, f"stage {stage}: {name} cell"), "png"))
+            cells.append(path)
+        pictures[f"stage{stage}_cells"] = cells
+        pictures[f"stage{stage}_heatmaps"] = _heatmaps_png(stage, space, history, output_dir, plt)
+        numbers["stages"][stage] = {
+            "num_cells": num_cells, "epochs": len(history), "genotype": final.to_darts(),
+            "op_counts_per_epoch": counts_by_stage[stage],
+            "final_loss": history[-1]["loss"], "final_accuracy": history[-1]["accuracy"],
+            "activated_groups": result.get("activated_groups"),
+        }
+    pictures["trajectories"] = visualize.weights_history_png(search_dir, output_dir)
+    pictures["op_counts"] = [_counts_png(counts_by_stage, output_dir, plt)]
+    pictures["curves"] = [_curves_png(stages, output_dir, plt)]
+    genotype_path = os.path.join(search_dir, "genotype.json")
+    genotype = None
+    if os.path.exists(genotype_path):
+        with open(genotype_path) as f:
+            genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+        from stacnas_tf import training  # imported here: it loads the networks
+
+        numbers["sizes"] = {preset: training.describe(genotype, preset) for preset in size_presets}
+    files.write_json(os.path.join(output_dir, "report.json"), numbers)
+    page = _html(config, stages, numbers, pictures, genotype, output_dir)
+    path = os.path.join(output_dir, "report.html")
+    files.write_text(path, page)
+    return path
+
+
+def _img(path, output_dir, alt):
+    return f'<img src="{html.escape(os.path.relpath(path, output_dir))}" alt="{html.escape(alt)}">'
+
+
+def _html(config, stages, numbers, pictures, genotype, output_dir) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>StacNAS search report</title><style>",
+             "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
+             "img{max-width:100%;margin:4px 0;border:1px solid #ddd}",
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+             "padding:2px 6px}code{font-size:12px;word-break:break-all}</style></head><body>",
+             "<h1>StacNAS search report</h1>",
+             f"<p>Search folder: <code>{html.escape(numbers['search_dir'])}</code></p>"]
+    if genotype is not None:
+        parts.append(f"<h2>Genotype found</h2><p><code>{html.escape(genotype.to_darts())}</code></p>")
+    else:
+        parts.append("<p><b>The search has not finished</b>: no genotype.json yet.</p>")
+    for stage, (space, num_cells, history, result) in stages.items():
+        what = "one op per group + none" if stage == 1 else "members of each edge's group + none"
+        if config.grouping == "flat":
+            what = "every op + none (flat search)"
+        parts.append(f"<h2>Stage {stage}: {num_cells} cells, {len(history)} epochs ({what})</h2>")
+        parts.append("<h3>Derived cells</h3>" + "".join(
+            _img(p, output_dir, f"stage {stage} cell") for p in pictures[f"stage{stage}_cells"]))
+        parts.append("<h3>Architecture weights at the first, middle and last epoch</h3>" +
+                     "".join(_img(p, output_dir, f"stage {stage} heatmap")
+                             for p in pictures[f"stage{stage}_heatmaps"]))
+        groups = result.get("activated_groups")
+        if groups:
+            endpoints = search_space.edge_endpoints(config.num_nodes)
+            rows = "".join(
+                f"<tr><td>{a}->{b}</td>" + "".join(
+                    f"<td>{html.escape(', '.join(per_set[edge]))}</td>" for per_set in groups.values())
+                + "</tr>" for edge, (a, b) in enumerate(endpoints))
+            head = "".join(f"<th>{html.escape(name)}</th>" for name in groups)
+            parts.append(f"<h3>Group activated on every edge</h3><table><tr><th>edge</th>{head}"
+                         f"</tr>{rows}</table>")
+    parts.append("<h2>Weights over epochs</h2>" + "".join(
+        _img(p, output_dir, "weights over epochs") for p in pictures["trajectories"]))
+    parts.append("<h2>Skip connections and parameter-free ops per epoch</h2>"
+                 "<p>Counted in the cell derived from each epoch's weights.</p>" +
+                 _img(pictures["op_counts"][0], output_dir, "op counts per epoch"))
+    parts.append("<h2>Loss and accuracy</h2>" + _img(pictures["curves"][0], output_dir, "curves"))
+    if "sizes" in numbers:
+        rows = "".join(
+            f"<tr><td>{html.escape(preset)}</td><td>{d['num_cells']} cells, C={d['channels']}</td>"
+            f"<td>{d['parameters']:,}</td><td>{d['parameters_with_auxiliary']:,}</td>"
+            f"<td>{d['multiply_adds']:,}</td></tr>" for preset, d in numbers["sizes"].items())
+        parts.append("<h2>Final networks of this genotype</h2><table><tr><th>preset</th>"
+                     "<th>network</th><th>parameters</th><th>with auxiliary head</th>"
+                     f"<th>multiply-adds</th></tr>{rows}</table>")
+    settings = json.dumps(config.to_dict(), indent=1)
+    parts.append(f"<h2>Settings</h2><pre>{html.escape(settings)}</pre></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --- TensorBoard ----------------------------------------------------------------------
+
+
+def summarize_epoch(writer, weights_by_set: dict, step: int) -> None:
+    """Each logit set's edges x candidates heatmap as a TensorBoard image."""
+    import tensorflow as tf
+
+    with writer.as_default(step=step):
+        for name, weights in list(weights_by_set.items())[:MAX_HEATMAP_SETS]:
+            width = max(len(w) for w in weights)
+            padded = [list(w) + [0.0] * (width - len(w)) for w in weights]
+            tf.summary.image(f"architecture_weights/{name}", heatmap_rgb(padded)[None],
+                             description="rows: edges in DARTS order; columns: the edge's "
+                                         "candidates, none first; darker: larger softmax weight")
+
+
+def summarize_search(log_dir: str, config, genotype: genotype_lib.Genotype) -> None:
+    """The genotype as text and the run's settings as hparams, in `log_dir`."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    settings = {name: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+                for name, value in config.to_dict().items()}
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default(step=0):
+        tf.summary.text("genotype", f"`{genotype.to_darts()}`")
+        tf.summary.text("genotype_json", f"```\n{genotype.to_json()}\n```")
+        hparams_api.hparams(settings)
+    writer.flush()
+    writer.close()

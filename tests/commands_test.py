@@ -1,0 +1,77 @@
+"""The programs' configuration: a flag per config field, --config=FILE, the
+settings printed at start (stacnas_tf/commands/config_flags.py)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(program, *flags, cwd=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{program}.py"), *flags],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=cwd)
+
+
+@pytest.mark.parametrize("program,config_class", [("search", "SearchConfig"),
+                                                  ("train", "TrainConfig")])
+def test_every_config_field_is_a_flag(program, config_class):
+    sys.path.insert(0, REPO)
+    from stacnas_tf import config as config_lib
+
+    result = _run(program, "--helpfull")
+    flags = set()
+    for line in result.stdout.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--"):
+            flags.add(stripped[2:].split(":")[0].split("=")[0].removeprefix("[no]"))
+    fields = {f.name for f in dataclasses.fields(getattr(config_lib, config_class))}
+    # groups and genotype are read from files (--groups, --genotype); class_names from the data.
+    missing = fields - flags - {"groups", "class_names"}
+    assert not missing, missing
+    assert {"config", "preset", "output_dir"} <= flags
+
+
+def test_config_file_reproduces_a_search_and_flags_override_it(tmp_path):
+    first = _run("search", "--preset=smoke", f"--output_dir={tmp_path / 'a'}", "--seed=3",
+                 "--arch_lr=0.001")
+    assert first.returncode == 0, first.stderr[-2000:]
+    # The resolved settings come first.
+    assert "search settings:\n" in first.stdout and "  arch_lr=0.001" in first.stdout
+    config = tmp_path / "a" / "config.json"
+    again = _run("search", f"--config={config}", f"--output_dir={tmp_path / 'b'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    saved = json.loads(config.read_text())
+    assert json.loads((tmp_path / "b" / "config.json").read_text()) == saved
+    assert ((tmp_path / "b" / "genotype.json").read_text()
+            == (tmp_path / "a" / "genotype.json").read_text())
+    # A flag overrides the file; --preset alongside --config is refused.
+    changed = _run("search", f"--config={config}", f"--output_dir={tmp_path / 'a'}", "--seed=4")
+    assert changed.returncode == 2 and "seed=3 there, 4 now" in changed.stderr
+    both = _run("search", f"--config={config}", "--preset=smoke", f"--output_dir={tmp_path / 'c'}")
+    assert both.returncode == 2
+    assert both.stderr.strip().splitlines() == [
+        "search.py: error: --config and --preset both give the settings to start from; pass one."]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "--config: .* is not a run's config.json"),
+    ('{"stage1_cells": 3, "epochs": 2}', "--config: .*unknown search settings \\['epochs'\\]"),
+    ('{"stage1_cells": 0}', "--config: .*--stage1_cells: expected a positive integer"),
+])
+def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, message):
+    import re
+
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    result = _run("search", f"--config={path}", f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,132 @@
+"""The search report (HTML page, pictures, report.json) and its TensorBoard
+summaries, from a real (tiny) search."""
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import report  # noqa: E402
+from stacnas_tf import search_loop  # noqa: E402
+from stacnas_tf import search_space  # noqa: E402
+
+TINY = config_lib.PRESETS["smoke"].replace(stage1_epochs=2, stage2_epochs=2, num_train_examples=64)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("search"))
+    genotype = search_loop.run_search(TINY, out, verbose=0)
+    return out, genotype
+
+
+def test_op_counts_by_hand():
+    # DARTS_V2: normal cell sep, sep, sep, sep, sep, skip, skip, dil; reduction
+    # cell max, max, skip, max, max, skip, skip, max.
+    assert report.op_counts(genotype_lib.PUBLISHED["DARTS_V2"]) == {
+        "normal_skip_connect": 2, "normal_parameter_free": 2,
+        "reduce_skip_connect": 3, "reduce_parameter_free": 8}
+    assert [report.is_parameter_free(op) for op in (
+        "skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "dil_conv_5x5",
+        "conv_7x1_1x7", "none")] == [True, True, True, False, False, False, True]
+
+
+def test_heatmap_image_shows_every_weight():
+    image = report.heatmap_rgb([[0.0, 1.0], [0.5, 0.25]], pixels=3)
+    assert image.shape == (6, 6, 3) and image.dtype == np.uint8
+    assert tuple(image[0, 0]) == (255, 255, 255) and tuple(image[0, 3]) == (8, 48, 107)
+    assert image[3, 0, 0] < image[3, 3, 0] < 255  # 0.5 darker than 0.25
+
+
+def test_every_search_writes_its_report(searched):
+    out, genotype = searched
+    page = open(os.path.join(out, "report", "report.html")).read()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    # Cells (2 per stage), heatmaps (2 per stage), trajectories (2 per stage),
+    # op counts, curves.
+    assert len(images) == 14 and len(set(images)) == 14
+    for name in images:
+        with Image.open(os.path.join(out, "report", name)) as picture:
+            picture.load()
+            assert picture.format == "PNG" and min(picture.size) > 50
+    assert genotype.to_darts().replace("'", "&#x27;") in page
+    for text in ("Group activated on every edge", "Skip connections and parameter-free ops",
+                 "Loss and accuracy", "Final networks of this genotype", "imagenet_mobile"):
+        assert text in page
+
+
+def test_report_numbers_follow_from_the_search(searched):
+    out, genotype = searched
+    numbers = json.loads(open(os.path.join(out, "report", "report.json")).read())
+    stage2 = numbers["stages"]["2"]
+    assert stage2["genotype"] == genotype.to_darts()
+    assert len(stage2["op_counts_per_epoch"]) == 2
+    assert stage2["op_counts_per_epoch"][-1] == report.op_counts(genotype)
+    result = json.loads(open(os.path.join(out, "stage1", "result.json")).read())
+    assert numbers["stages"]["1"]["activated_groups"] == result["activated_groups"]
+    # The first epoch's stage-1 genotype, derived independently of the report.
+    history = json.loads(open(os.path.join(out, "stage1", "history.json")).read())
+    space = search_space.StageSpace.from_dict(result["space"])
+    first = genotype_lib.derive_genotype(space, list(history[0]["weights"].values()), 3)
+    assert numbers["stages"]["1"]["op_counts_per_epoch"][0] == report.op_counts(first)
+    cifar = numbers["sizes"]["cifar10"]
+    assert cifar["num_cells"] == 20 and cifar["parameters"] > 1_000_000
+
+
+def _summaries(folder):
+    import tensorflow as tf
+
+    found = {}
+    for path in glob.glob(os.path.join(folder, "**", "events.out.tfevents*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append(
+                    (value.metadata.plugin_data.plugin_name, event.step))
+    return found
+
+
+def test_tensorboard_has_heatmaps_per_epoch_the_genotype_and_hparams(searched):
+    out, _ = searched
+    found = _summaries(os.path.join(out, "tensorboard"))
+    for stage in (1, 2):
+        tags = _summaries(os.path.join(out, "tensorboard", f"stage{stage}"))
+        assert [step for _, step in tags["architecture_weights/normal"]] == [1, 2]
+        assert tags["architecture_weights/reduce"][0][0] == "images"
+    assert found["genotype"][0][0] == "text"
+    assert any(plugin == "hparams" for values in found.values() for plugin, _ in values)
+
+
+def test_report_is_written_on_demand_into_another_folder(searched, tmp_path):
+    out, _ = searched
+    path = report.write(out, str(tmp_path / "again"), size_presets=())
+    assert os.path.exists(path) and "Final networks" not in open(path).read()
+    with pytest.raises(ValueError, match="--search_dir: .* holds no config.json"):
+        report.write(str(tmp_path), str(tmp_path / "x"))
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="headless Chromium is not installed (apt-get install chromium)")
+def test_a_real_browser_shows_the_pictures(searched, tmp_path):
+    out, _ = searched
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    screenshot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", f"--screenshot={screenshot}", "--window-size=1300,4200",
+                    "file://" + os.path.join(out, "report", "report.html")],
+                   capture_output=True, timeout=180, check=True)
+    pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(int)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    # The heatmaps' blues and the plots' coloured lines: a page whose images did
+    # not load is black text on white.
+    assert ((blue - red > 60) & (blue > 120)).sum() > 5000
+    assert ((red - blue > 60) & (red > 150)).sum() > 200  # orange / red plot lines
