@@ -46,12 +46,15 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
 
     `partial`: the checkpoint may hold more (optimizers) than `checkpoint` tracks.
     """
+    status = None
     try:
         status = checkpoint.restore(path)
         if partial:
             status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
+        if status is not None:
+            status.expect_partial()  # else TensorFlow warns of every unmatched value, at exit
         raise ValueError(
             f"checkpoint {path} does not fit this network (another genotype or size, or a "
             f"stacnas_tf 0.1 search checkpoint, whose supernet had one layer per edge?): "

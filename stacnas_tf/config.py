@@ -60,7 +60,9 @@ class SearchConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "groups", tuple(tuple(g) for g in self.groups))
+        object.__setattr__(self, "dataset", data.canonical_name(self.dataset))
         _freeze_class_names(self)
+        _check_numbers(self)
         if not isinstance(self.num_nodes, int) or not 1 <= self.num_nodes <= 16:
             raise ValueError(f"--num_nodes: expected 1 to 16 nodes per cell, got {self.num_nodes!r}.")
         data.check_dataset_name(self.dataset)
@@ -81,10 +83,14 @@ class SearchConfig:
                 f"--image_size: expected a positive multiple of 4 (two reductions halve it), got "
                 f"{self.image_size}."
             )
+        if self.num_train_examples is not None and (
+                not isinstance(self.num_train_examples, int) or self.num_train_examples < 1):
+            raise ValueError(f"--num_train_examples: expected a positive number of examples (or "
+                             f"none for all), got {self.num_train_examples!r}.")
         if self.num_train_examples is not None and self.num_train_examples < self.batch_size:
             raise ValueError(
-                f"--num_train_examples: expected at least one batch ({self.batch_size}), "
-                f"got {self.num_train_examples}."
+                f"--batch_size={self.batch_size} is larger than --num_train_examples="
+                f"{self.num_train_examples}; an epoch needs at least one batch."
             )
         for name in ("weight_lr", "arch_lr", "grad_clip_norm"):
             if getattr(self, name) <= 0:
@@ -122,6 +128,29 @@ class SearchConfig:
 
     def replace(self, **changes) -> "SearchConfig":
         return dataclasses.replace(self, **changes)
+
+
+# Upper bounds that catch a typo before it asks for all the memory there is
+# (the paper's largest: 48 channels, 20 cells, 224x224 images).
+MAX_CHANNELS = 1024
+MAX_CELLS = 100
+MAX_IMAGE_SIZE = 1024
+
+
+def _check_numbers(config) -> None:
+    """Every float setting finite, sizes within the bounds above."""
+    import math
+
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{field.name}: expected a finite number, got {value}.")
+    for name, bound in (("channels", MAX_CHANNELS), ("num_cells", MAX_CELLS),
+                        ("stage1_cells", MAX_CELLS), ("stage2_cells", MAX_CELLS),
+                        ("image_size", MAX_IMAGE_SIZE)):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > bound:
+            raise ValueError(f"--{name}: at most {bound}, got {value}.")
 
 
 def _freeze_class_names(config) -> None:
@@ -206,8 +235,10 @@ class TrainConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "dataset", data.canonical_name(self.dataset))
         data.check_dataset_name(self.dataset)
         _freeze_class_names(self)
+        _check_numbers(self)
         for name in ("epochs", "batch_size", "num_cells", "channels"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -227,8 +258,8 @@ class TrainConfig:
                 raise ValueError(f"--{name}: expected a positive number of examples (or none for "
                                  f"all), got {value!r}.")
         if self.num_train_examples is not None and self.num_train_examples < self.batch_size:
-            raise ValueError(f"--num_train_examples: expected at least one batch "
-                             f"({self.batch_size}), got {self.num_train_examples}.")
+            raise ValueError(f"--batch_size={self.batch_size} is larger than --num_train_examples="
+                             f"{self.num_train_examples}; an epoch needs at least one batch.")
         if self.network not in ("cifar", "imagenet"):
             raise ValueError(f"--network: expected 'cifar' or 'imagenet', got {self.network!r}.")
         if self.lr_schedule not in ("cosine", "exponential"):

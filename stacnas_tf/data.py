@@ -30,6 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from stacnas_tf import autoaugment
+from stacnas_tf import files
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
@@ -64,6 +65,14 @@ class Source:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...] | None = None  # label -> name, where the source has names
+
+
+def canonical_name(name: str) -> str:
+    """`name` with a `folder:` path made absolute (and `~` expanded), so a run's
+    config.json names the same folder from any working directory."""
+    if isinstance(name, str) and name.startswith("folder:") and len(name) > len("folder:"):
+        return "folder:" + os.path.abspath(files.user_path(name[len("folder:"):]))
+    return name
 
 
 def check_dataset_name(name: str, flag: str = "--dataset") -> None:
@@ -272,15 +281,20 @@ def _folder(name, root, split, image_size) -> Source:
                                   if os.path.isdir(os.path.join(root, d))), None)
                 for split_name, folders in _SPLIT_FOLDERS.items()}
     held_out = existing["test"] is None
+    if existing["test"] is not None and existing["train"] is None:
+        raise ValueError(f"--dataset={name}: {root} has a {os.path.basename(existing['test'])}/ "
+                         "folder but no train/ folder; put the training classes in "
+                         f"{os.path.join(root, 'train')}.")
     directory = existing[split] or (existing["train"] if held_out else None) or root
-    classes, files_by_class = _list_images(directory)
+    classes, files_by_class = _list_images(directory, name)
     if len(classes) < 2 or not any(files_by_class):
         raise ValueError(
             f"--dataset={name}: expected one sub-folder of images per class (at least 2) in "
-            f"{directory}; found {len(classes)} classes and {sum(map(len, files_by_class))} images."
+            f"{directory}; found {len(classes)} classes and {sum(map(len, files_by_class))} images "
+            f"(images: {' '.join(_IMAGE_EXTENSIONS)}; sub-folders of a class are not read)."
         )
     if existing["test"] is not None and existing["train"] is not None and split == "test":
-        train_classes, _ = _list_images(existing["train"])
+        train_classes, _ = _list_images(existing["train"], name)
         if train_classes != classes:
             raise ValueError(f"--dataset={name}: {directory} has the classes {classes}, "
                              f"{existing['train']} has {train_classes}; they must be the same.")
@@ -346,13 +360,34 @@ def _readable_images(name, split, files, labels):
     return [files[i] for i in readable], [labels[i] for i in readable], shapes[0][:2], channels
 
 
-def _list_images(directory):
-    classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
-    files_by_class = [
-        [os.path.join(directory, cls, f) for f in sorted(os.listdir(os.path.join(directory, cls)))
-         if f.lower().endswith(_IMAGE_EXTENSIONS)]
-        for cls in classes
-    ]
+def _list_images(directory, name="folder"):
+    """(class names, files of each class) of one sub-folder of images per class.
+    Hidden folders (`.ipynb_checkpoints`, ...) are not classes; a class without
+    images is an error, and files that are not images are counted in a warning."""
+    classes = sorted(d for d in os.listdir(directory)
+                     if os.path.isdir(os.path.join(directory, d)) and not d.startswith((".", "_")))
+    files_by_class, empty, skipped = [], [], {}
+    for cls in classes:
+        entries = sorted(e for e in os.listdir(os.path.join(directory, cls)) if not e.startswith("."))
+        images = [os.path.join(directory, cls, e) for e in entries
+                  if e.lower().endswith(_IMAGE_EXTENSIONS)]
+        for entry in entries:
+            if not entry.lower().endswith(_IMAGE_EXTENSIONS):
+                kind = ("sub-folders" if os.path.isdir(os.path.join(directory, cls, entry))
+                        else os.path.splitext(entry)[1].lower() or "no extension")
+                skipped[kind] = skipped.get(kind, 0) + 1
+        if not images:
+            empty.append(cls)
+        files_by_class.append(images)
+    if empty and len(empty) < len(classes):
+        raise ValueError(
+            f"--dataset={name}: class folder(s) {', '.join(empty[:5])} in {directory} hold no "
+            f"images ({' '.join(_IMAGE_EXTENSIONS)}; sub-folders are not read). Remove them or add "
+            "images.")
+    if skipped and not empty:
+        logging.warning("--dataset=%s: left out what is not an image (%s) in %s: %s", name,
+                        " ".join(_IMAGE_EXTENSIONS), directory,
+                        ", ".join(f"{count} {kind}" for kind, count in sorted(skipped.items())))
     return classes, files_by_class
 
 
@@ -643,6 +678,16 @@ def model_input_shape(source: Source, image_size: int | None) -> tuple[int, int,
             "need sides divisible by 4. Pass --image_size."
         )
     return (height, width, channels)
+
+
+def check_example_count(source: Source, num_examples: int | None, batch_size: int) -> None:
+    """Refuses `--num_train_examples` beyond the data (it would be recorded as
+    used) and a batch larger than the data."""
+    if num_examples is not None and num_examples > source.num_examples:
+        raise ValueError(f"--num_train_examples={num_examples}: {source.name} has "
+                         f"{source.num_examples} training examples; pass at most that many, or "
+                         "none for all.")
+    steps_per_epoch(source, batch_size, num_examples)
 
 
 def steps_per_epoch(source: Source, batch_size: int, num_examples: int | None = None) -> int:

@@ -27,6 +27,7 @@ import warnings
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 import stacnas_tf
 from stacnas_tf import checkpoints
@@ -59,6 +60,9 @@ class ExportOptions:
     formats: tuple[str, ...] = FORMATS  # which artifacts to write ("tflite": every TFLite one)
 
     def __post_init__(self):
+        if not isinstance(self.opset, int) or not 11 <= self.opset <= 18:
+            # Below 11 tf2onnx writes graphs ONNX Runtime refuses for these networks.
+            raise ValueError(f"--opset: expected an ONNX opset from 11 to 18, got {self.opset!r}.")
         formats = (self.formats,) if isinstance(self.formats, str) else tuple(self.formats)
         expanded = []
         for name in formats:
@@ -69,7 +73,7 @@ class ExportOptions:
                              f"{list(formats)}.")
         object.__setattr__(self, "formats", tuple(f for f in FORMATS if f in expanded))
         for name in ("float_tolerance", "float16_tolerance", "max_quantized_relative_error"):
-            if not getattr(self, name) > 0:
+            if not 0 < getattr(self, name) < float("inf"):
                 raise ValueError(f"--{name}: expected a positive tolerance, got {getattr(self, name)}.")
         for name in ("calibration_samples", "verify_samples"):
             if getattr(self, name) < 1:
@@ -125,6 +129,7 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     if source is None:
         source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
+    config_lib.with_class_names(config, source.class_names, "--train_dir")
     image_shape = data.model_input_shape(source, config.image_size)
     net = network_lib.build(config, genotype, source.num_classes, image_shape)
     checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
@@ -162,6 +167,9 @@ def _sample_images(exportable: Exportable, count: int, seed: int = 0) -> np.ndar
     """Normalised images: real ones from the dataset, or seeded noise for untrained networks."""
     if exportable.source is None:
         return np.random.RandomState(seed).randn(count, *exportable.image_shape).astype(np.float32)
+    if count > exportable.source.num_examples:
+        logging.warning("asked for %d images, the dataset has %d: using them all.", count,
+                        exportable.source.num_examples)
     pipeline = data.eval_pipeline(exportable.source, count, exportable.image_shape[0], count)
     images, _ = next(iter(pipeline))
     return images.numpy().astype(np.float32)
@@ -348,10 +356,20 @@ class ExportError(RuntimeError):
     """An artifact differs from the Keras model beyond the allowed tolerance."""
 
 
+# What an export writes: --overwrite replaces a folder holding only these.
+_EXPORT_FILES = re.compile(r"export_report\.json|metadata\.json|saved_model|model\.onnx|"
+                           r"model_[a-z0-9_]+\.tflite")
+
+
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuses to replace an existing export unless asked to, and never replaces
     a folder that is not an export; checks that the parent folder is writable."""
+    if not output_dir or not str(output_dir).strip():
+        raise ValueError("--output_dir: expected a folder path, got an empty value.")
     output_dir = os.path.abspath(output_dir)
+    if os.path.islink(output_dir):
+        raise ValueError(f"--output_dir: {output_dir} is a symbolic link; give the folder it "
+                         f"points to ({os.path.realpath(output_dir)}).")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output_dir: {output_dir} exists and is not a folder.")
     if os.path.isdir(output_dir) and os.listdir(output_dir):
@@ -361,6 +379,10 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
         if not os.path.exists(os.path.join(output_dir, "export_report.json")):
             raise ValueError(f"--output_dir: {output_dir} is not an export (it has no "
                              "export_report.json); --overwrite replaces only an earlier export.")
+        foreign = sorted(name for name in os.listdir(output_dir) if not _EXPORT_FILES.fullmatch(name))
+        if foreign:
+            raise ValueError(f"--output_dir: {output_dir} holds files an export did not write "
+                             f"({', '.join(foreign[:3])}); move them away, or export elsewhere.")
     files.prepare_output_dir(os.path.dirname(output_dir), flag="--output_dir's parent")
 
 

@@ -74,8 +74,13 @@ def write_figure(path: str, figure, file_format: str) -> None:
 
 
 def read_json(path: str):
+    """The JSON value in `path`; a damaged file is a ValueError naming it."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is damaged (not JSON: {e}); restore it or remove the "
+                             "run folder.") from e
 
 
 def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> None:
@@ -91,6 +96,16 @@ def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> 
             f"--output_dir={output_dir} holds {what} with other settings ({'; '.join(differences)}). "
             "Rerun with the same flags to resume it, or choose another --output_dir."
         )
+
+
+def has_progress(output_dir: str) -> bool:
+    """Whether a run folder holds any finished work: a checkpoint, a stage
+    result or final metrics. A folder without any only holds the settings of a
+    start that failed, which a corrected command may replace."""
+    for _, _, names in os.walk(output_dir):
+        if any(n.endswith(".index") or n in ("result.json", "metrics.json") for n in names):
+            return True
+    return False
 
 
 def check_run_folder(output_dir: str, what: str) -> None:
@@ -122,13 +137,15 @@ def user_file_or_value(value: str) -> str:
 def check_input_folders(folders: dict) -> None:
     """Refuses input folder flags ({"--data_dir": path, ...}) that name no folder."""
     for flag, path in folders.items():
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{flag}: {path} is a file; expected a folder.")
         if path and not os.path.isdir(path):
             raise ValueError(f"{flag}: folder {path} does not exist.")
 
 
 def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     """Creates `path` if needed and checks that files can be written in it."""
-    if not path:
+    if not path or not str(path).strip():
         raise ValueError(f"{flag}: expected a folder path, got an empty value.")
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
@@ -161,11 +178,25 @@ def claimed_output_dir(path: str):
     """A run's hold on its output folder: creates it, checks it is writable, locks
     it for the block (`output_lock`), and removes it again when the block fails
     before anything was written in it. Yields the absolute path."""
+    if not path or not str(path).strip():
+        raise ValueError("--output_dir: expected a folder path, got an empty value.")
     path = os.path.abspath(path)
     with removed_if_left_empty(path):
         prepare_output_dir(path)
+        check_writable_tree(path)
         with output_lock(path):
             yield path
+
+
+def check_writable_tree(path: str, flag: str = "--output_dir") -> None:
+    """Refuses a run folder with a sub-folder this process cannot write in (a
+    resumed run writes checkpoints and logs there), before any work."""
+    for directory, subdirectories, _ in os.walk(path):
+        for name in subdirectories:
+            sub = os.path.join(directory, name)
+            if not os.access(sub, os.W_OK | os.X_OK):
+                raise ValueError(f"{flag}: cannot write in {sub}; fix its permissions or use "
+                                 "another folder.")
 
 
 LOCK_NAME = ".stacnas.lock"

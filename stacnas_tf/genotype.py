@@ -96,6 +96,10 @@ class CellGenotype:
         )
 
 
+_JSON_KEYS = frozenset({"format", "version", "normal", "normal_concat", "reduce", "reduce_concat",
+                        "cells"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Genotype:
     """A searched architecture: a normal and a reduction cell, and optionally
@@ -141,8 +145,13 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, value: dict, source: str = "genotype") -> "Genotype":
+        # A misspelt key ("cell" for "cells") would drop what it holds: refused.
         if not isinstance(value, dict) or value.get("format") != FORMAT:
             raise ValueError(f"{source}: not a genotype JSON (expected \"format\": \"{FORMAT}\").")
+        unknown = sorted(set(value) - _JSON_KEYS)
+        if unknown:
+            raise ValueError(f"{source}: unknown genotype field(s) {unknown[:5]}; expected "
+                             f"{sorted(_JSON_KEYS)}.")
         version = value.get("version")
         if not _is_index(version) or not 1 <= version <= VERSION:
             raise ValueError(
@@ -490,9 +499,12 @@ def resolve(spec: str, flag: str = "--genotype") -> Genotype:
     if spec.startswith("{"):
         return Genotype.from_json(spec, source=flag)
     if os.path.isfile(spec):
-        with open(spec) as f:
-            text = f.read(MAX_TEXT + 1)
         source = f"{flag} file {spec}"
+        try:
+            with open(spec, encoding="utf-8") as f:
+                text = f.read(MAX_TEXT + 1)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{source} is not text (a genotype is JSON or DARTS text).") from e
         if text.lstrip().startswith("Genotype("):
             return Genotype.from_darts(text, source=source)
         return Genotype.from_json(text, source=source)

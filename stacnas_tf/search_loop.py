@@ -59,7 +59,8 @@ def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> No
     """Writes config.json, or checks that the folder's config equals `config`."""
     path = os.path.join(output_dir, "config.json")
     wanted = config.to_dict()
-    if not os.path.exists(path):
+    if not os.path.exists(path) or not files.has_progress(output_dir):
+        # A start that failed before its first epoch holds nothing to keep.
         files.write_json(path, wanted)
         return
     try:
@@ -233,7 +234,7 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     genotype_path = os.path.join(output_dir, "genotype.json")
     if chief:
         files.check_run_folder(output_dir, "search")
-    if os.path.exists(os.path.join(output_dir, "config.json")):
+    if os.path.exists(os.path.join(output_dir, "config.json")) and files.has_progress(output_dir):
         check_config_matches(output_dir, config)
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
@@ -243,6 +244,7 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
                            image_size=config.image_size)
     data.model_input_shape(source, config.image_size)
     config = config_lib.with_class_names(config, source.class_names)
+    data.check_example_count(source, config.num_train_examples, config.batch_size)
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
     if chief:
         check_config_matches(output_dir, config)

@@ -34,6 +34,9 @@ def make_strategy(name: str = "auto", num_gpus: int | None = None, cpu_replicas:
         raise ValueError(f"--strategy: expected one of {list(STRATEGIES)}, got {name!r}.")
     if cpu_replicas < 1:
         raise ValueError(f"--cpu_replicas: expected a positive count, got {cpu_replicas}.")
+    if cpu_replicas > 1 and name not in ("mirrored", "auto"):
+        raise ValueError(f"--cpu_replicas={cpu_replicas} applies to --strategy=mirrored (or auto "
+                         f"without GPUs), not to --strategy={name}.")
     if name == "multi_worker":
         return _multi_worker()
     if name == "tpu":
@@ -72,7 +75,21 @@ def _multi_worker() -> tf.distribute.Strategy:
         raise ValueError(f"--strategy=multi_worker: TF_CONFIG is not valid ({e!r}): {raw[:200]}") from e
     if not workers:
         raise ValueError("--strategy=multi_worker: TF_CONFIG lists no worker.")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    if not isinstance(workers, list) or not all(
+            isinstance(w, str) and w.rpartition(":")[2].isdigit() and w.rpartition(":")[0]
+            for w in workers):
+        raise ValueError("--strategy=multi_worker: TF_CONFIG's cluster.worker must be a list of "
+                         f'"host:port" addresses, got {workers!r}.')
+    index = int(task["index"])
+    members = tf_config["cluster"].get(task["type"]) if task["type"] in ("worker", "chief") else None
+    if not isinstance(members, list) or not 0 <= index < len(members):
+        raise ValueError(f"--strategy=multi_worker: TF_CONFIG's task must be a worker (or the "
+                         f"chief) listed in its cluster, with an index from 0; got {task!r}.")
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (ValueError, tf.errors.OpError) as e:
+        raise ValueError(f"--strategy=multi_worker: TF_CONFIG was refused "
+                         f"({str(e).splitlines()[0][:200]}).") from e
 
 
 def _tpu(address: str | None) -> tf.distribute.Strategy:

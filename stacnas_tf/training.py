@@ -101,6 +101,8 @@ def _check_folder(output_dir, config, genotype):
     """Refuses a folder trained with other settings or another genotype."""
     config_path = os.path.join(output_dir, "config.json")
     genotype_path = os.path.join(output_dir, "genotype.json")
+    if not files.has_progress(output_dir):
+        return  # a start that failed before its first epoch: its settings are replaced
     if os.path.exists(config_path):
         # Through TrainConfig: fields added since the folder was made take their defaults.
         # The genotype is compared below by value: a name and a file of the same
@@ -161,6 +163,7 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
                                   image_size=config.image_size) for split in ("train", "test"))
     train_source, eval_source = sources
     config = config_lib.with_class_names(config, train_source.class_names)
+    data.check_example_count(train_source, config.num_train_examples, config.batch_size)
     _check_folder(output_dir, config, genotype)
     image_shape = data.model_input_shape(train_source, config.image_size)
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
@@ -230,6 +233,9 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
     if source is None:
         source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
+    # Labels are class indices: other classes (a folder renamed, added) would
+    # score the network against the wrong names.
+    config_lib.with_class_names(config, source.class_names, "--train_dir")
     image_shape = data.model_input_shape(source, config.image_size)
     net, path = load_network(train_dir, source.num_classes, image_shape, checkpoint_path)
     compile_network(net, config, steps_per_epoch=1)
@@ -252,6 +258,9 @@ def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path:
     net = network_lib.build(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
     if checkpoint_path:
         path = checkpoint_path
+        if os.path.isdir(path):
+            raise ValueError(f"--checkpoint: {path} is a folder; expected a checkpoint prefix such "
+                             f"as {os.path.join(path, 'ckpt-3')} (the name before .index).")
         problem = checkpoints.readable(path)
         if problem is not None:
             kept = checkpoints.candidates(os.path.join(train_dir, "checkpoints"))

@@ -47,7 +47,13 @@ def read_history(search_dir: str) -> dict:
     for stage in (1, 2):
         path = os.path.join(search_dir, f"stage{stage}", "history.json")
         if os.path.exists(path):
-            stages[stage] = files.read_json(path)
+            history = files.read_json(path)
+            if not isinstance(history, list) or not all(
+                    isinstance(e, dict) and isinstance(e.get("weights"), dict)
+                    and isinstance(e.get("epoch"), int) for e in history):
+                raise ValueError(f"--search_dir: {path} is not a search history (a list of "
+                                 "epochs with their weights).")
+            stages[stage] = history
     if not stages:
         raise ValueError(f"--search_dir: {search_dir} holds no stage*/history.json (not a search folder).")
     return stages

@@ -160,7 +160,7 @@ def test_top_level_names_and_lazy_import():
 
 
 def test_cells_of_three_nodes_search_and_train(tmp_path):
-    images, labels = _images(count=128)
+    images, labels = _images(count=160)
     found = stacnas_tf.search((images, labels), num_nodes=3, output_dir=str(tmp_path / "s"),
                               **SMALL)
     assert found.genotype.normal.num_nodes == 3 and len(found.genotype.normal.edges) == 6

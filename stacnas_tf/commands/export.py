@@ -37,7 +37,7 @@ _FORMATS = flags.DEFINE_list(
     "formats", "saved_model,onnx,tflite",
     "Artifacts to write: saved_model, onnx, tflite (every TFLite variant) or tflite_float32, "
     "tflite_float16, tflite_dynamic_range, tflite_int8.")
-_OPSET = flags.DEFINE_integer("opset", 17, "ONNX opset (tf2onnx supports up to 18).")
+_OPSET = flags.DEFINE_integer("opset", 17, "ONNX opset, 11 to 18.")
 _ONNX_NCHW = flags.DEFINE_bool("onnx_nchw", False, "ONNX model takes NCHW images.")
 _CALIBRATION = flags.DEFINE_integer("calibration_samples", 100,
                                     "Training images calibrating the int8 model.")
@@ -55,8 +55,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(_TRAIN_DIR.value) == _RANDOM_INIT.value:
         raise ValueError("pass either --train_dir (a trained network) or --random_init with --genotype.")
-    if not 1 <= _OPSET.value <= 18:
-        raise ValueError(f"--opset: tf2onnx supports opsets up to 18, got {_OPSET.value}.")
     if _RANDOM_INIT.value and not _GENOTYPE.value:
         raise ValueError("--random_init needs --genotype.")
     genotype = files.user_file_or_value(_GENOTYPE.value) if _GENOTYPE.value else None

@@ -23,6 +23,9 @@ _GENOTYPE = flags.DEFINE_string("genotype", None, "Published name, genotype file
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write; prints the JSON when unset.")
 
 
+_WRITES = ("genotype.json", "genotype_graph.json", "genotype.dot", "genotype.png")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -31,7 +34,15 @@ def main(argv):
         if not _OUTPUT_DIR.value:
             print(genotype.to_json())
             return
-        out = files.prepare_output_dir(files.user_path(_OUTPUT_DIR.value))
+        out = files.user_path(_OUTPUT_DIR.value)
+        if os.path.isdir(out):
+            # Only a folder of earlier genotype files is written over: never a run
+            # folder (its genotype.json belongs to its checkpoints) or the user's files.
+            foreign = sorted(set(os.listdir(out)) - set(_WRITES))
+            if foreign:
+                raise ValueError(f"--output_dir: {out} holds other files ({', '.join(foreign[:3])}); "
+                                 "choose a new or empty folder, or one this program wrote.")
+        out = files.prepare_output_dir(out)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     files.write_text(os.path.join(out, "genotype.json"), genotype.to_json() + "\n")

@@ -25,23 +25,23 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/pictures", "Folder for the
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        search_dir = files.user_path(_SEARCH_DIR.value)
-        if not _GENOTYPE.value and not search_dir:
-            raise ValueError("give --genotype, --search_dir, or both.")
-        files.check_input_folders({"--search_dir": search_dir})
-        output_dir = files.prepare_output_dir(files.user_path(_OUTPUT_DIR.value))
-        spec = _GENOTYPE.value
-        if not spec and os.path.exists(os.path.join(search_dir, "genotype.json")):
-            spec = os.path.join(search_dir, "genotype.json")
-        written = []
-        if spec:
-            genotype = genotype_lib.resolve(files.user_file_or_value(spec))
-            written += visualize.cell_diagrams(genotype, output_dir)
+    search_dir = files.user_path(_SEARCH_DIR.value)
+    if not _GENOTYPE.value and not search_dir:
+        raise ValueError("give --genotype, --search_dir, or both.")
+    files.check_input_folders({"--search_dir": search_dir})
+    spec = _GENOTYPE.value
+    if not spec and os.path.exists(os.path.join(search_dir, "genotype.json")):
+        spec = os.path.join(search_dir, "genotype.json")
+    # Every input is read and checked before the output folder is made.
+    genotype = genotype_lib.resolve(files.user_file_or_value(spec)) if spec else None
+    if search_dir:
+        visualize.read_history(search_dir)
+    output_dir = files.user_path(_OUTPUT_DIR.value)
+    with files.removed_if_left_empty(os.path.abspath(output_dir)):
+        output_dir = files.prepare_output_dir(output_dir)
+        written = visualize.cell_diagrams(genotype, output_dir) if genotype is not None else []
         if search_dir:
             written += visualize.weights_history_png(search_dir, output_dir)
-    except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
     for path in written:
         print(path)
 
