@@ -113,8 +113,16 @@ class ConfusionConfig:
         for name in ("stage1_depths", "stage2_depths"):
             if not getattr(self, name) or min(getattr(self, name)) < 3:
                 raise ValueError(f"--{name}: expected depths of at least 3 cells, got {getattr(self, name)}.")
+            if len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise ValueError(f"--{name}: a depth is listed twice: {getattr(self, name)}.")
         if self.final_cells < 3 or self.train_epochs < 1:
             raise ValueError("--final_cells must be >= 3 and --train_epochs >= 1.")
+        if self.num_batches < 2:
+            # Confusion compares gradients of different batches.
+            raise ValueError(f"--num_batches: expected at least 2, got {self.num_batches}.")
+        if self.num_iterations < 1:
+            raise ValueError(f"--num_iterations: expected a positive count, got "
+                             f"{self.num_iterations}.")
 
     def search_config(self) -> config_lib.SearchConfig:
         return config_lib.SearchConfig(
@@ -158,7 +166,6 @@ def genotype_stage2_winners(genotype: genotype_lib.Genotype, space: search_space
 def sweep(config: ConfusionConfig, output_dir: str, data_dir: str | None = None,
           search_dir: str | None = None, progress=print) -> dict:
     """Trains and measures every setting; writes confusion.json, .md and .png."""
-    output_dir = files.prepare_output_dir(output_dir)
     search_config = config.search_config()
     space = search_config.space
     source = data.load(config.dataset, "train", data_dir=data_dir, image_size=config.image_size)
@@ -172,6 +179,8 @@ def sweep(config: ConfusionConfig, output_dir: str, data_dir: str | None = None,
     else:
         winners = genotype_stage2_winners(genotype_lib.resolve(config.genotype), space)
         winners_from = f"genotype {config.genotype}"
+    # Every input read and checked: only now the output folder is made.
+    output_dir = files.prepare_output_dir(output_dir)
     settings = ([("stage1", d) for d in config.stage1_depths]
                 + [("stage2", d) for d in config.stage2_depths] + [("final", config.final_cells)])
     measurements = []

@@ -25,6 +25,9 @@ def flat_config(config: config_lib.SearchConfig, ops) -> config_lib.SearchConfig
     """`config` as a flat search over `ops` (each its own group)."""
     search_space.check_ops(ops, "--ops")
     ops = [op for op in ops if op != search_space.NONE]
+    if len(ops) < 2 or len(set(ops)) != len(ops):
+        raise ValueError(f"--ops: expected at least 2 distinct ops besides none (their outputs "
+                         f"are correlated), got {list(ops)}.")
     return config.replace(grouping="flat", groups=tuple((op,) for op in ops))
 
 

@@ -1,0 +1,249 @@
+"""Cases from probing the programs as a new user would (bad values, odd
+folders, damaged files, wrong environments): each is refused up front with one
+line naming the flag or file, or handled, and nothing the user had is touched."""
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import data  # noqa: E402
+from stacnas_tf import exporting  # noqa: E402
+from stacnas_tf import files  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import strategy as strategy_lib  # noqa: E402
+from stacnas_tf import training  # noqa: E402
+from stacnas_tf.analysis import confusion  # noqa: E402
+from stacnas_tf.analysis import correlate  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEARCH = config_lib.PRESETS["smoke"]
+TRAIN = config_lib.TRAIN_PRESETS["smoke"]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: TRAIN.replace(lr=float("nan")), "--lr: expected a finite number, got nan"),
+    (lambda: TRAIN.replace(aux_weight=float("nan")), "--aux_weight: expected a finite number"),
+    (lambda: SEARCH.replace(weight_lr=float("inf")), "--weight_lr: expected a finite number"),
+    (lambda: TRAIN.replace(channels=1_000_000_000), "--channels: at most 1024"),
+    (lambda: TRAIN.replace(num_cells=100000), "--num_cells: at most 100"),
+    (lambda: TRAIN.replace(image_size=4096), "--image_size: at most 1024"),
+    (lambda: SEARCH.replace(num_train_examples=-5), "--num_train_examples: expected a positive"),
+    (lambda: SEARCH.replace(batch_size=1000, num_train_examples=200),
+     "--batch_size=1000 is larger than --num_train_examples=200"),
+])
+def test_settings_that_cannot_work_are_refused(make, message):
+    with pytest.raises(ValueError, match=message.replace("[", "\\[")):
+        make()
+
+
+def test_more_examples_than_the_data_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="--num_train_examples=100000: digits has 1437"):
+        training.run_training(TRAIN.replace(num_train_examples=100000), str(out), verbose=0)
+    assert not out.exists()
+
+
+def _png(path, value=100, size=6):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(str(path), tf.io.encode_png(np.full((size, size, 3), value, np.uint8)))
+
+
+def test_folder_with_an_empty_class_is_refused_naming_it(tmp_path):
+    for cls in ("cats", "dogs"):
+        _png(tmp_path / "train" / cls / "0.png")
+        _png(tmp_path / "test" / cls / "0.png")
+    os.makedirs(tmp_path / "train" / "birds")
+    _png(tmp_path / "train" / "birds" / "nested" / "0.png")  # not read: a sub-folder
+    with pytest.raises(ValueError, match="class folder\\(s\\) birds .* hold no images"):
+        data.load(f"folder:{tmp_path}")
+
+
+def test_hidden_folders_are_not_classes_and_non_images_are_counted(tmp_path, caplog):
+    for cls in ("a", "b"):
+        _png(tmp_path / cls / "0.png")
+        _png(tmp_path / cls / "1.png")
+        (tmp_path / cls / "notes.webp").write_bytes(b"x")
+    _png(tmp_path / ".ipynb_checkpoints" / "x.png")
+    with caplog.at_level("WARNING"):
+        source = data.load(f"folder:{tmp_path}")
+    assert source.class_names == ("a", "b")
+    assert "2 .webp" in caplog.text
+
+
+def test_a_test_folder_without_train_is_refused(tmp_path):
+    for cls in ("a", "b"):
+        _png(tmp_path / cls / "0.png")
+        _png(tmp_path / "test" / cls / "0.png")
+    with pytest.raises(ValueError, match="has a test/ folder but no train/ folder"):
+        data.load(f"folder:{tmp_path}")
+
+
+def test_folder_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = SEARCH.replace(dataset="folder:images")
+    assert config.dataset == f"folder:{tmp_path / 'images'}"
+    assert config_lib.TrainConfig(dataset="folder:~/x").dataset == \
+        f"folder:{os.path.expanduser('~/x')}"
+
+
+def test_evaluating_on_other_classes_is_refused(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("cats", "dogs"):
+            for i in range(40 if split == "train" else 4):
+                _png(tmp_path / "data" / split / cls / f"{i}.png", value=i * 3 + (cls == "dogs") * 100)
+    config = TRAIN.replace(dataset=f"folder:{tmp_path / 'data'}", image_size=8,
+                           num_train_examples=64, num_eval_examples=8)
+    training.run_training(config, str(tmp_path / "run"), verbose=0)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["class_names"]
+    assert recorded == ["cats", "dogs"]
+    for split in ("train", "test"):
+        os.rename(tmp_path / "data" / split / "cats", tmp_path / "data" / split / "zebras")
+    with pytest.raises(ValueError, match="--train_dir: the data's classes \\['dogs', 'zebras'\\] "
+                                         "are not the classes this run was made with"):
+        training.evaluate(str(tmp_path / "run"))
+
+
+def test_a_start_that_never_finished_an_epoch_can_be_corrected(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(TRAIN.replace(epochs=7).to_dict()))
+    (out / "genotype.json").write_text(genotype_lib.PUBLISHED["DARTS_V1"].to_json())
+    metrics = training.run_training(TRAIN, str(out), verbose=0)  # other settings, no epoch done
+    assert metrics["epochs"] == 1
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    with pytest.raises(ValueError, match="epochs=1 there, 2 now"):
+        training.run_training(TRAIN.replace(epochs=2), str(out), verbose=0)
+
+
+def test_damaged_json_names_the_file(tmp_path):
+    path = tmp_path / "history.json"
+    path.write_text('[{"epoch": 1,')
+    with pytest.raises(ValueError, match=f"{path} is damaged"):
+        files.read_json(str(path))
+
+
+def test_folder_flags_name_a_file_given_for_a_folder_and_an_empty_value(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="--data_dir: .* is a file; expected a folder"):
+        files.check_input_folders({"--data_dir": str(tmp_path / "f")})
+    with pytest.raises(ValueError, match="--output_dir: expected a folder path, got an empty"):
+        with files.claimed_output_dir(""):
+            pass
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_sub_folder_is_refused_before_any_work(tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    os.chmod(tmp_path / "run" / "checkpoints", 0o500)
+    try:
+        with pytest.raises(ValueError, match="cannot write in .*checkpoints"):
+            with files.claimed_output_dir(str(tmp_path / "run")):
+                pass
+    finally:
+        os.chmod(tmp_path / "run" / "checkpoints", 0o700)
+
+
+def test_check_writable_tree_names_the_folder(tmp_path, monkeypatch):
+    (tmp_path / "run" / "stage1").mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).endswith("stage1")
+                        and real_access(p, mode))
+    with pytest.raises(ValueError, match="--output_dir: cannot write in .*stage1"):
+        files.check_writable_tree(str(tmp_path / "run"))
+
+
+def test_export_never_replaces_a_link_or_foreign_files(tmp_path):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "export_report.json").write_text("{}")
+    (earlier / "model.onnx").write_text("x")
+    os.symlink(earlier, tmp_path / "link")
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        exporting.check_output_dir(str(tmp_path / "link"), overwrite=True)
+    exporting.check_output_dir(str(earlier), overwrite=True)  # an earlier export: replaceable
+    (earlier / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds files an export did not write \\(notes.txt\\)"):
+        exporting.check_output_dir(str(earlier), overwrite=True)
+    with pytest.raises(ValueError, match="--opset: expected an ONNX opset from 11 to 18, got 9"):
+        exporting.ExportOptions(opset=9)
+
+
+def test_genotype_files_with_unknown_keys_or_binary_content_are_refused(tmp_path):
+    value = genotype_lib.PUBLISHED["DARTS_V2"].to_dict()
+    value["cell"] = value.pop("cells")
+    with pytest.raises(ValueError, match="unknown genotype field\\(s\\) \\['cell'\\]"):
+        genotype_lib.Genotype.from_dict(value)
+    (tmp_path / "g.json").write_bytes(bytes(range(200, 256)))
+    with pytest.raises(ValueError, match="--genotype file .*g.json is not text"):
+        genotype_lib.resolve(str(tmp_path / "g.json"))
+
+
+@pytest.mark.parametrize("tf_config,message", [
+    ({"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}},
+     "cluster.worker must be a list of \"host:port\""),
+    ({"cluster": {"worker": ["no port here"]}, "task": {"type": "worker", "index": 0}},
+     "cluster.worker must be a list"),
+    ({"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 5}},
+     "task must be a worker"),
+])
+def test_tf_config_is_checked(tf_config, message, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    with pytest.raises(ValueError, match="--strategy=multi_worker: TF_CONFIG.*" + message):
+        strategy_lib.make_strategy("multi_worker")
+
+
+def test_cpu_replicas_only_with_a_mirrored_strategy():
+    with pytest.raises(ValueError, match="--cpu_replicas=4 applies to --strategy=mirrored"):
+        strategy_lib.make_strategy("one_device", cpu_replicas=4)
+
+
+def test_analysis_settings_are_checked_before_any_training():
+    with pytest.raises(ValueError, match="--num_batches: expected at least 2"):
+        confusion.ConfusionConfig(num_batches=1)
+    with pytest.raises(ValueError, match="--stage2_depths: a depth is listed twice"):
+        confusion.ConfusionConfig(stage2_depths=(3, 3))
+    with pytest.raises(ValueError, match="--ops: expected at least 2 distinct ops"):
+        correlate.flat_config(SEARCH, ["none"])
+
+
+def _program(name, *flags, cwd):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *flags],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_genotype_program_never_writes_over_a_run_or_other_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "genotype.json").write_text("kept")
+    result = _program("genotype", "--genotype=DARTS_V2", f"--output_dir={run}", cwd=str(tmp_path))
+    assert result.returncode == 2 and "holds other files (config.json)" in result.stderr
+    assert (run / "genotype.json").read_text() == "kept"
+    again = _program("genotype", "--genotype=DARTS_V2", f"--output_dir={tmp_path / 'g'}",
+                     cwd=str(tmp_path))
+    assert again.returncode == 0
+    rewritten = _program("genotype", "--genotype=DARTS_V1", f"--output_dir={tmp_path / 'g'}",
+                         cwd=str(tmp_path))
+    assert rewritten.returncode == 0  # a folder it wrote itself
+
+
+def test_visualize_leaves_nothing_on_a_failed_start(tmp_path):
+    result = _program("visualize", "--genotype=NOPE", f"--output_dir={tmp_path / 'v'}",
+                      cwd=str(tmp_path))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "v").exists()
+    (tmp_path / "s" / "stage1").mkdir(parents=True)
+    (tmp_path / "s" / "stage1" / "history.json").write_text('{"a": 1}')
+    bad = _program("visualize", f"--search_dir={tmp_path / 's'}",
+                   f"--output_dir={tmp_path / 'v'}", cwd=str(tmp_path))
+    assert bad.returncode == 2 and "is not a search history" in bad.stderr
+    assert not (tmp_path / "v").exists()
