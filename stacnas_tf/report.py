@@ -207,6 +207,7 @@ def write(search_dir: str, output_dir: str | None = None,
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
             genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+    if genotype is not None and size_presets:
         from stacnas_tf import training  # imported here: it loads the networks
 
         numbers["sizes"] = {preset: training.describe(genotype, preset) for preset in size_presets}

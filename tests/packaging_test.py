@@ -55,7 +55,7 @@ def test_console_programs_run_from_the_installed_package(installed):
     root, target, _, env = installed
     for program in ("stacnas-search", "stacnas-train", "stacnas-evaluate", "stacnas-export",
                     "stacnas-genotype", "stacnas-describe", "stacnas-visualize",
-                    "stacnas-correlate", "stacnas-confusion"):
+                    "stacnas-correlate", "stacnas-confusion", "stacnas-report"):
         assert (target / "bin" / program).exists(), program
     result = subprocess.run([sys.executable, str(target / "bin" / "stacnas-describe"),
                              "--genotype=DARTS_V2", "--preset=cifar10"], capture_output=True,
