@@ -100,8 +100,10 @@ def search(data: Data, *, num_classes: int | None = None,
 
     `preset` names a `SearchConfig` preset (`default`, `smoke`,
     `paper_cifar10`, ...), or `config` gives one; `overrides` set any of its
-    fields (`stage1_epochs`, `groups`, `num_nodes`, ...). `callbacks` are Keras callbacks passed to each
-    stage's `fit`; `verbose` is Keras's (progress bar by default). Images
+    fields (`stage1_epochs`, `groups`, `num_nodes`, ...). `callbacks` are
+    Keras callbacks passed to each stage's `fit`; `verbose` is Keras's
+    (progress bar by default). The search's report goes to
+    `output_dir`/report/report.html. Images
     given in Python are all searched on (one-level search has no validation
     split); float images must lie in [0, 1]. Without `output_dir` the run goes
     to a new temporary folder (`result.output_dir`).

@@ -59,14 +59,17 @@ def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> No
     """Writes config.json, or checks that the folder's config equals `config`."""
     path = os.path.join(output_dir, "config.json")
     wanted = config.to_dict()
-    if not os.path.exists(path) or not files.has_progress(output_dir):
-        # A start that failed before its first epoch holds nothing to keep.
+    if not os.path.exists(path):
         files.write_json(path, wanted)
         return
     try:
         saved = config_lib.SearchConfig.from_dict(files.read_json(path)).to_dict()
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"--output_dir: {path} is unreadable ({e}); use another folder.") from e
+    if not files.has_progress(output_dir):
+        # A search that failed before its first epoch holds nothing to keep.
+        files.write_json(path, wanted)
+        return
     files.check_same_config(output_dir, "a search", saved, wanted)
 
 
@@ -234,7 +237,7 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     genotype_path = os.path.join(output_dir, "genotype.json")
     if chief:
         files.check_run_folder(output_dir, "search")
-    if os.path.exists(os.path.join(output_dir, "config.json")) and files.has_progress(output_dir):
+    if os.path.exists(os.path.join(output_dir, "config.json")):
         check_config_matches(output_dir, config)
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:

@@ -101,14 +101,14 @@ def _check_folder(output_dir, config, genotype):
     """Refuses a folder trained with other settings or another genotype."""
     config_path = os.path.join(output_dir, "config.json")
     genotype_path = os.path.join(output_dir, "genotype.json")
-    if not files.has_progress(output_dir):
-        return  # a start that failed before its first epoch: its settings are replaced
     if os.path.exists(config_path):
         # Through TrainConfig: fields added since the folder was made take their defaults.
         # The genotype is compared below by value: a name and a file of the same
         # genotype are the same run.
         saved = config_lib.TrainConfig.from_dict(
             files.read_json(config_path), f"--output_dir: {config_path}").to_dict()
+        if not files.has_progress(output_dir):
+            return  # a training that failed before its first epoch: its settings are replaced
         saved.pop("genotype")
         wanted = config.to_dict()
         wanted.pop("genotype")

@@ -185,13 +185,18 @@ def test_existing_export_is_not_overwritten_and_failures_leave_nothing(exported,
     with pytest.raises(ValueError, match="is not an export"):
         export.export(exportable, str(target), impossible)
     (target / "export_report.json").write_text("{}")
+    # Files an export does not write are never replaced with it.
+    with pytest.raises(ValueError, match="holds files an export did not write \\(keep.txt\\)"):
+        export.export(exportable, str(target), impossible)
+    (target / "keep.txt").unlink()
+    (target / "model.onnx").write_text("mine")
     # A staging folder of a killed export (its pid is gone) is cleaned up.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / f".target.partial-{dead.pid}-x").mkdir()
     with pytest.raises(export.ExportError, match="max logit difference"):
         export.export(exportable, str(target), impossible)
-    assert (target / "keep.txt").read_text() == "mine"  # the old folder is untouched
+    assert (target / "model.onnx").read_text() == "mine"  # the old export is untouched
     assert sorted(os.listdir(tmp_path)) == ["target"]  # no partial folder left behind
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="--output_dir's parent"):
