@@ -97,8 +97,8 @@ MUTANTS = (
            "alpha=config.lr_min / config.lr)", "alpha=0.0)",
            ("tests/training_test.py::test_learning_rate_schedules_end_where_the_recipe_says",)),
     Mutant("deformable_resume_with_fresh_adam", "stacnas_tf/training.py",
-           '            trackables["architecture_optimizer"] = architecture_optimizer\n',
-           "            pass\n",
+           '        trackables["architecture_optimizer"] = architecture_optimizer\n',
+           "        pass\n",
            ("tests/training_test.py::test_deformable_training_moves_edge_scales",)),
     Mutant("keras_file_reload_without_sublayers", "stacnas_tf/network.py",
            "        for index, cell in enumerate(self.derived_cells):\n"
@@ -153,8 +153,8 @@ MUTANTS = (
            ("tests/ops_test.py",)),
     # --- export and files ---------------------------------------------------------------------
     Mutant("export_verifies_keras_against_itself", "stacnas_tf/exporting.py",
-           'artifacts = {"saved_model": (saved_model, saved_model_runner(saved_model))}',
-           'artifacts = {"saved_model": (saved_model, lambda b: serving.serve(tf.constant(b))["logits"].numpy())}',
+           'artifacts["saved_model"] = (saved_model, saved_model_runner(saved_model))',
+           'artifacts["saved_model"] = (saved_model, lambda b: serving.serve(tf.constant(b))["logits"].numpy())',
            ("tests/exporting_test.py::test_verification_catches_artifacts_of_another_network",)),
     Mutant("outputs_private_to_their_writer", "stacnas_tf/files.py",
            "        os.fchmod(fd, 0o666 & ~umask())\n", "",
