@@ -45,10 +45,11 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", None,
                                    "Also copy the results here (benchmarks/results).")
 _SEEDS = flags.DEFINE_list("seeds", "0,1,2", "Seeds of every setting.")
 _TINY = flags.DEFINE_bool("tiny", False, "Tiny sizes: checks that the study runs.")
+_DEPTHS = flags.DEFINE_list("depths", None, "--study=depth: supernet depths (default 3,5,8).")
 
 # The data every study searches: Fashion-MNIST at 16x16 (Debian's package).
 BASE = config_lib.SearchConfig(dataset="fashion_mnist", image_size=16, channels=8, batch_size=64)
-DEPTHS = (3, 5, 8, 11)
+DEPTHS = (3, 5, 8)
 
 
 def _machine() -> str:
@@ -99,8 +100,8 @@ def _mean_std(values):
 # --- depth versus skip connections --------------------------------------------------
 
 
-def depth_study(output_dir, seeds, tiny):
-    depths = (3, 4) if tiny else DEPTHS
+def depth_study(output_dir, seeds, tiny, depths=None):
+    depths = tuple(depths or ((3, 4) if tiny else DEPTHS))
     config = BASE.replace(num_train_examples=256 if tiny else 2048,
                           stage1_epochs=1 if tiny else 3, stage2_epochs=1 if tiny else 3)
     runs = []
@@ -199,7 +200,7 @@ def depth_plot(results, path):
 # --- collapse versus search length ------------------------------------------------
 
 
-def collapse_study(output_dir, seeds, tiny):
+def collapse_study(output_dir, seeds, tiny, depths=None):
     epochs = 2 if tiny else 30
     base = BASE.replace(num_train_examples=256 if tiny else 1024, stage1_cells=5,
                         stage2_cells=5)
@@ -282,7 +283,7 @@ def agreement(first, second) -> dict:
     return {"edges": len(shared) / len(a), "edges_and_ops": sum(a[k] == b[k] for k in shared) / len(a)}
 
 
-def seeds_study(output_dir, seeds, tiny):
+def seeds_study(output_dir, seeds, tiny, depths=None):
     from stacnas_tf import genotype as genotype_lib
     from stacnas_tf import training
 
@@ -357,7 +358,7 @@ _STUDY_FUNCTIONS = {
 
 
 def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
-              results_dir: str | None = None) -> dict:
+              results_dir: str | None = None, depths=None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -365,7 +366,7 @@ def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
     study_dir = os.path.join(output_dir, study)
     os.makedirs(study_dir, exist_ok=True)
     started = time.perf_counter()
-    results = run(study_dir, tuple(seeds), tiny)
+    results = run(study_dir, tuple(seeds), tiny, depths)
     results.update({"study": study, "seeds": list(seeds), "tiny": tiny, "machine": _machine(),
                     "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
                     "wall_seconds_this_call": round(time.perf_counter() - started, 1),
@@ -388,7 +389,9 @@ def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
 def main(argv):
     del argv
     seeds = [int(s) for s in _SEEDS.value]
-    results = run_study(_STUDY.value, _OUTPUT_DIR.value, seeds, _TINY.value, _RESULTS_DIR.value)
+    depths = [int(d) for d in _DEPTHS.value] if _DEPTHS.value else None
+    results = run_study(_STUDY.value, _OUTPUT_DIR.value, seeds, _TINY.value, _RESULTS_DIR.value,
+                        depths)
     print((f"{_STUDY.value}: " + os.path.join(_OUTPUT_DIR.value, _STUDY.value, "results.md")))
     print(_STUDY_FUNCTIONS[_STUDY.value][1](results))
 

@@ -1,0 +1,40 @@
+"""benchmarks/search_studies.py: the measures its studies report."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import search_studies  # noqa: E402
+from stacnas_tf import genotype as genotype_lib  # noqa: E402
+
+G = genotype_lib.PUBLISHED
+
+
+def test_agreement_of_a_genotype_with_itself_is_complete():
+    assert search_studies.agreement(G["DARTS_V2"], G["DARTS_V2"]) == {
+        "edges": 1.0, "edges_and_ops": 1.0}
+
+
+def test_agreement_of_darts_v1_and_v2_by_hand():
+    # Normal cells: all 8 (node, input) edges shared, 5 with the same op;
+    # reduction cells: 6 shared (nodes 3 and 5 differ in one input), all 6 same op.
+    assert search_studies.agreement(G["DARTS_V1"], G["DARTS_V2"]) == {
+        "edges": 14 / 16, "edges_and_ops": 11 / 16}
+
+
+def test_mean_and_sample_standard_deviation():
+    assert search_studies._mean_std([1, 2, 3]) == (2.0, 1.0)
+    assert search_studies._mean_std([4]) == (4.0, 0.0)
+
+
+def test_depth_table_lists_every_depth_and_the_final_network():
+    results = {
+        "rows": [{"cells": 3, **{k: (1.0, 0.5) for k in (
+            "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
+            "reduce_parameter_free")}}],
+        "confusion": [{"setting": "stage1", "cells": 3, "confusion": 2.5},
+                      {"setting": "final", "cells": 6, "confusion": 1.25}],
+    }
+    table = search_studies.depth_markdown(results)
+    assert "| 3 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 2.500 |" in table
+    assert "final network (6 cells, default recipe): 1.250" in table
