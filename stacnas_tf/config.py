@@ -123,7 +123,8 @@ class SearchConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"unknown search settings {unknown}.")
+            what = " (a training run's settings)" if "genotype" in value and "epochs" in value else ""
+            raise ValueError(f"not a search's settings{what}: unknown fields {unknown[:5]}.")
         return cls(**value)
 
     def replace(self, **changes) -> "SearchConfig":

@@ -79,8 +79,7 @@ def read_json(path: str):
         try:
             return json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is damaged (not JSON: {e}); restore it or remove the "
-                             "run folder.") from e
+            raise ValueError(f"{path} is not valid JSON ({e})") from e
 
 
 def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import html
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -166,19 +168,60 @@ def _curves_png(stages, output_dir, plt) -> str:
     return path
 
 
+def check_output_dir(output_dir: str) -> None:
+    """Refuses a folder that is neither new, empty, nor an earlier report: a
+    report never mixes into a run folder or replaces the user's own files."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir: {output_dir} exists and is not a folder.")
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return
+    names = os.listdir(output_dir)
+    earlier = os.path.join(output_dir, "report.json")
+    try:
+        is_report = "search_dir" in files.read_json(earlier)
+    except (OSError, ValueError, TypeError):
+        is_report = False
+    foreign = [n for n in names if not (n in ("report.html", "report.json") or n.endswith(".png"))]
+    if not is_report or foreign:
+        raise ValueError(f"--output_dir: {output_dir} holds files that are not an earlier report "
+                         f"({', '.join(sorted(foreign or names)[:3])}); choose a new or empty "
+                         "folder.")
+
+
 def write(search_dir: str, output_dir: str | None = None,
           size_presets: tuple[str, ...] = SIZE_PRESETS) -> str:
     """Writes report.html, report.json and the pictures into `output_dir`
-    (default: `search_dir`/report); returns the HTML page's path."""
+    (default: `search_dir`/report), replacing an earlier report there; returns
+    the HTML page's path. The report is written beside it first and renamed
+    into place, so an interrupted report leaves the earlier one whole."""
+    config = run_folder.search_config(search_dir)
+    stages = _stages(search_dir)
+    final_dir = os.path.abspath(output_dir or os.path.join(search_dir, "report"))
+    check_output_dir(final_dir)
+    parent = files.prepare_output_dir(os.path.dirname(final_dir), "--output_dir's parent")
+    staging = files.make_temp_dir(parent, f".{os.path.basename(final_dir)}.partial-")
+    try:
+        _write_into(search_dir, staging, config, stages, size_presets)
+        if os.path.exists(final_dir):
+            earlier = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final_dir)}.old-")
+            os.rmdir(earlier)
+            os.rename(final_dir, earlier)
+            os.rename(staging, final_dir)
+            shutil.rmtree(earlier)
+        else:
+            os.rename(staging, final_dir)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return os.path.join(final_dir, "report.html")
+
+
+def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    config = run_folder.search_config(search_dir)
-    stages = _stages(search_dir)
-    output_dir = files.prepare_output_dir(output_dir or os.path.join(search_dir, "report"),
-                                          "--output_dir")
     pictures, numbers = {}, {"search_dir": os.path.abspath(search_dir), "stages": {}}
     counts_by_stage = {}
     for stage, (space, num_cells, history, result) in stages.items():
@@ -213,9 +256,7 @@ def write(search_dir: str, output_dir: str | None = None,
         numbers["sizes"] = {preset: training.describe(genotype, preset) for preset in size_presets}
     files.write_json(os.path.join(output_dir, "report.json"), numbers)
     page = _html(config, stages, numbers, pictures, genotype, output_dir)
-    path = os.path.join(output_dir, "report.html")
-    files.write_text(path, page)
-    return path
+    files.write_text(os.path.join(output_dir, "report.html"), page)
 
 
 def _img(path, output_dir, alt):

@@ -110,6 +110,17 @@ def test_report_is_written_on_demand_into_another_folder(searched, tmp_path):
     out, _ = searched
     path = report.write(out, str(tmp_path / "again"), size_presets=())
     assert os.path.exists(path) and "Final networks" not in open(path).read()
+    report.write(out, str(tmp_path / "again"), size_presets=())  # an earlier report: replaced
+    assert sorted(os.listdir(tmp_path)) == ["again"]  # nothing staged is left beside it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("my page")
+    (mine / "curves.png").write_text("my picture")
+    with pytest.raises(ValueError, match="holds files that are not an earlier report"):
+        report.write(out, str(mine), size_presets=())
+    assert (mine / "report.html").read_text() == "my page"
+    with pytest.raises(ValueError, match="not an earlier report \\(config.json, genotype"):
+        report.write(out, out, size_presets=())  # into the search folder itself
     with pytest.raises(ValueError, match="--search_dir: .* holds no config.json"):
         report.write(str(tmp_path), str(tmp_path / "x"))
 

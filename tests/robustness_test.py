@@ -126,7 +126,7 @@ def test_a_start_that_never_finished_an_epoch_can_be_corrected(tmp_path):
 def test_damaged_json_names_the_file(tmp_path):
     path = tmp_path / "history.json"
     path.write_text('[{"epoch": 1,')
-    with pytest.raises(ValueError, match=f"{path} is damaged"):
+    with pytest.raises(ValueError, match=f"{path} is not valid JSON"):
         files.read_json(str(path))
 
 
@@ -247,3 +247,22 @@ def test_visualize_leaves_nothing_on_a_failed_start(tmp_path):
                    f"--output_dir={tmp_path / 'v'}", cwd=str(tmp_path))
     assert bad.returncode == 2 and "is not a search history" in bad.stderr
     assert not (tmp_path / "v").exists()
+
+
+def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):
+    import stacnas_tf
+
+    with pytest.raises(ValueError, match="--output_dir: expected a folder path, got an empty"):
+        stacnas_tf.train("DARTS_V2", "digits", preset="smoke", output_dir="")
+    result = _program("train", "--preset=smoke", "--genotype=DARTS_V2", "--output_dir=",
+                      cwd=str(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "train.py: error: --output_dir: expected a folder path, got an empty value."]
+
+
+def test_config_flag_given_a_folder_says_so(tmp_path):
+    result = _program("search", f"--config={tmp_path}", f"--output_dir={tmp_path / 'x'}",
+                      cwd=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"search.py: error: --config: {tmp_path} is a folder; expected a run's config.json."]

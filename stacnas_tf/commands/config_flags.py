@@ -59,12 +59,17 @@ def base_config(config_class, presets: dict, preset_flag):
     if preset_flag.present:
         raise ValueError("--config and --preset both give the settings to start from; pass one.")
     path = files.user_path(CONFIG.value)
+    if os.path.isdir(path):
+        raise ValueError(f"--config: {path} is a folder; expected a run's config.json.")
     if not os.path.isfile(path):
         raise ValueError(f"--config: file {path} does not exist.")
     try:
         value = files.read_json(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"--config: {path} is not a run's config.json ({e}).") from e
+    except ValueError as e:
+        raise ValueError(f"--config: {e}; expected a run's config.json.") from e
+    if not isinstance(value, dict):
+        raise ValueError(f"--config: {path} holds no settings (a JSON object); expected a run's "
+                         "config.json.")
     try:
         return config_class.from_dict(value)
     except (TypeError, ValueError) as e:
