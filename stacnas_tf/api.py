@@ -139,7 +139,7 @@ def _genotype_spec(genotype) -> str:
         return next((name for name, published in genotype_lib.PUBLISHED.items()
                      if published == genotype), None) or json.dumps(genotype.to_dict())
     if isinstance(genotype, str):
-        genotype_lib.resolve(genotype, flag="genotype")  # refuse a bad one before any work
+        genotype_lib.resolve(genotype, flag="--genotype")  # refuse a bad one before any work
         return os.path.abspath(genotype) if os.path.isfile(genotype) else genotype
     raise ValueError(f"genotype: expected a Genotype, a SearchResult, a published name, a file "
                      f"or DARTS text, got {type(genotype).__name__}.")
@@ -249,7 +249,7 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
     export_lib.check_output_dir(os.path.abspath(output_dir), overwrite)
     if random_init is not None:
         spec = _genotype_spec(trained)
-        exportable = export_lib.random_network(genotype_lib.resolve(spec, flag="genotype"),
+        exportable = export_lib.random_network(genotype_lib.resolve(spec, flag="--genotype"),
                                                random_init, deformable=deformable)
     else:
         train_dir = _train_dir(trained)
@@ -259,7 +259,7 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
                              "model).")
         source = None if data is None else _source(data, "data", None, None)
         expected = (None if genotype is None
-                    else genotype_lib.resolve(_genotype_spec(genotype), flag="genotype"))
+                    else genotype_lib.resolve(_genotype_spec(genotype), flag="--genotype"))
         exportable = export_lib.from_training_folder(train_dir, data_dir, manual_dir,
                                                      expected_genotype=expected, source=source)
     return export_lib.export(exportable, output_dir, export_options)
@@ -268,5 +268,5 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
 def describe(genotype, preset: str = "cifar10") -> dict:
     """Parameters and multiply-adds of the paper's final network (`cifar10`,
     `cifar100` or `imagenet_mobile`) for `genotype`."""
-    return train_lib.describe(genotype_lib.resolve(_genotype_spec(genotype), flag="genotype"),
+    return train_lib.describe(genotype_lib.resolve(_genotype_spec(genotype), flag="--genotype"),
                               preset)

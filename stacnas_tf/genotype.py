@@ -171,7 +171,7 @@ class Genotype:
         except (KeyError, TypeError) as e:
             raise ValueError(f"{source}: malformed genotype JSON ({e!r}).") from e
         except ValueError as e:
-            raise ValueError(f"{source}: {e}") from e
+            raise ValueError(f"{source}: {str(e).removeprefix('genotype: ')}") from e
 
     @classmethod
     def from_json(cls, text: str, source: str = "genotype") -> "Genotype":
@@ -209,7 +209,7 @@ class Genotype:
         try:
             return cls.from_edges(**parsed)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{source}: {e}") from e
+            raise ValueError(f"{source}: {str(e).removeprefix('genotype: ')}") from e
 
     # --- pictures ----------------------------------------------------------------
 

@@ -196,6 +196,12 @@ def write(search_dir: str, output_dir: str | None = None,
     into place, so an interrupted report leaves the earlier one whole."""
     config = run_folder.search_config(search_dir)
     stages = _stages(search_dir)
+    expected = (1,) if config.grouping == "flat" else (1, 2)
+    missing = [stage for stage in expected if stage not in stages]
+    if missing and os.path.exists(os.path.join(search_dir, "genotype.json")):
+        # A finished search lacking a stage's files is damaged, not partial.
+        raise ValueError(f"--search_dir: {search_dir} holds a genotype but no result of stage "
+                         f"{missing[0]} (stage{missing[0]}/result.json, history.json).")
     final_dir = os.path.abspath(output_dir or os.path.join(search_dir, "report"))
     check_output_dir(final_dir)
     parent = files.prepare_output_dir(os.path.dirname(final_dir), "--output_dir's parent")

@@ -233,6 +233,9 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
     if source is None:
         source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
+    if num_examples is not None and num_examples > source.num_examples:
+        raise ValueError(f"--num_examples={num_examples}: the {split} split has "
+                         f"{source.num_examples} examples; pass at most that many, or none for all.")
     # Labels are class indices: other classes (a folder renamed, added) would
     # score the network against the wrong names.
     config_lib.with_class_names(config, source.class_names, "--train_dir")

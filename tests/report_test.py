@@ -125,6 +125,16 @@ def test_report_is_written_on_demand_into_another_folder(searched, tmp_path):
         report.write(str(tmp_path), str(tmp_path / "x"))
 
 
+def test_a_finished_search_missing_a_stage_is_refused(searched, tmp_path):
+    out, _ = searched
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged, ignore=shutil.ignore_patterns("checkpoints", "report"))
+    shutil.rmtree(damaged / "stage2")
+    with pytest.raises(ValueError, match="holds a genotype but no result of stage 2"):
+        report.write(str(damaged), str(tmp_path / "r"), size_presets=())
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
                     reason="headless Chromium is not installed (apt-get install chromium)")
 def test_a_real_browser_shows_the_pictures(searched, tmp_path):

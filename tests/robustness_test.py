@@ -104,6 +104,8 @@ def test_evaluating_on_other_classes_is_refused(tmp_path):
     training.run_training(config, str(tmp_path / "run"), verbose=0)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["class_names"]
     assert recorded == ["cats", "dogs"]
+    with pytest.raises(ValueError, match="--num_examples=1000: the test split has 8 examples"):
+        training.evaluate(str(tmp_path / "run"), num_examples=1000)
     for split in ("train", "test"):
         os.rename(tmp_path / "data" / split / "cats", tmp_path / "data" / split / "zebras")
     with pytest.raises(ValueError, match="--train_dir: the data's classes \\['dogs', 'zebras'\\] "
@@ -174,6 +176,13 @@ def test_export_never_replaces_a_link_or_foreign_files(tmp_path):
         exporting.check_output_dir(str(earlier), overwrite=True)
     with pytest.raises(ValueError, match="--opset: expected an ONNX opset from 11 to 18, got 9"):
         exporting.ExportOptions(opset=9)
+
+
+def test_a_genotype_error_names_the_flag_once():
+    text = genotype_lib.PUBLISHED["DARTS_V2"].to_darts().replace("sep_conv_3x3", "sep_cnv_3x3", 1)
+    with pytest.raises(ValueError) as error:
+        genotype_lib.resolve(text)
+    assert str(error.value).startswith("--genotype: unknown op name(s) ['sep_cnv_3x3']")
 
 
 def test_genotype_files_with_unknown_keys_or_binary_content_are_refused(tmp_path):
