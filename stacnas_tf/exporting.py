@@ -414,14 +414,7 @@ def export(exportable: Exportable, output_dir: str, options: ExportOptions = Exp
     staging = files.make_temp_dir(parent, f".{name}.partial-{os.getpid()}-")
     try:
         report = _export_into(exportable, staging, options)
-        if os.path.exists(output_dir):
-            backup = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.old-")
-            os.rmdir(backup)
-            os.rename(output_dir, backup)
-            os.rename(staging, output_dir)
-            shutil.rmtree(backup)
-        else:
-            os.rename(staging, output_dir)
+        files.replace_folder(staging, output_dir)
         return report
     finally:
         if os.path.exists(staging):

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -32,6 +33,20 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def replace_folder(staging: str, final: str) -> None:
+    """Moves the finished folder `staging` to `final`, replacing an earlier
+    `final` only once the new one is complete (both in the same parent)."""
+    if os.path.exists(final):
+        earlier = tempfile.mkdtemp(dir=os.path.dirname(final),
+                                   prefix=f".{os.path.basename(final)}.old-")
+        os.rmdir(earlier)
+        os.rename(final, earlier)
+        os.rename(staging, final)
+        shutil.rmtree(earlier)
+    else:
+        os.rename(staging, final)
 
 
 def make_temp_dir(parent: str, prefix: str) -> str:

@@ -21,7 +21,6 @@ import html
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
@@ -208,14 +207,7 @@ def write(search_dir: str, output_dir: str | None = None,
     staging = files.make_temp_dir(parent, f".{os.path.basename(final_dir)}.partial-")
     try:
         _write_into(search_dir, staging, config, stages, size_presets)
-        if os.path.exists(final_dir):
-            earlier = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final_dir)}.old-")
-            os.rmdir(earlier)
-            os.rename(final_dir, earlier)
-            os.rename(staging, final_dir)
-            shutil.rmtree(earlier)
-        else:
-            os.rename(staging, final_dir)
+        files.replace_folder(staging, final_dir)
     finally:
         if os.path.exists(staging):
             shutil.rmtree(staging)

@@ -78,7 +78,7 @@ def weights_history_png(search_dir: str, output_dir: str) -> list[str]:
         for set_index, name in enumerate(history[0]["weights"]):
             weights = [entry["weights"][name] for entry in history]  # [epoch][edge][candidate]
             num_edges = len(weights[0])
-            endpoints = search_space.edge_endpoints(_nodes_of(num_edges))
+            endpoints = search_space.edge_endpoints(search_space.nodes_for_edges(num_edges))
             columns = 5
             rows = -(-num_edges // columns)
             figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows),
@@ -103,12 +103,3 @@ def weights_history_png(search_dir: str, output_dir: str) -> list[str]:
             plt.close(figure)
             written.append(path)
     return written
-
-
-def _nodes_of(num_edges: int) -> int:
-    nodes = 1
-    while search_space.num_edges(nodes) < num_edges:
-        nodes += 1
-    if search_space.num_edges(nodes) != num_edges:
-        raise ValueError(f"{num_edges} edges fit no cell of the DARTS space.")
-    return nodes
