@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import statistics
-import tempfile
 import time
 import warnings
 
