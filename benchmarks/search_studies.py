@@ -7,7 +7,8 @@
   --study=collapse  Search length versus parameter-free ops: DARTS (bi-level,
                     flat) and StacNAS (one-level, grouped) searched long, the
                     genotype derived from every epoch's weights.
-  --study=seeds     Stability: the default search with several seeds, how far
+  --study=seeds     Stability: the default search, and the same search at the
+                    paper's depths (14 and 20 cells), with several seeds: how far
                     their genotypes agree (edges, edges with their op), and the
                     test accuracy of each found cell beside random cells, all
                     trained with the default recipe.
@@ -285,28 +286,38 @@ def agreement(first, second) -> dict:
 
 def seeds_study(output_dir, seeds, tiny, depths=None):
     from stacnas_tf import genotype as genotype_lib
+    from stacnas_tf import report
     from stacnas_tf import training
 
     search_config = config_lib.PRESETS["smoke" if tiny else "default"]
     train_config = config_lib.TRAIN_PRESETS["smoke" if tiny else "default"]
+    searches = {
+        "default_search": search_config,
+        # The paper preset at small scale: its matched depths (14 cells in stage 1,
+        # 20 in stage 2), everything else as in the default search.
+        "paper_depths_search": search_config.replace(
+            stage1_cells=3 if tiny else config_lib.PRESETS["paper_cifar10"].stage1_cells,
+            stage2_cells=4 if tiny else config_lib.PRESETS["paper_cifar10"].stage2_cells),
+    }
     runs = []
-    for kind, seed in itertools.product(("default_search", "random"), seeds):
+    for kind, seed in itertools.product((*searches, "random"), seeds):
         folder = os.path.join(output_dir, kind, f"seed_{seed}")
         started = time.perf_counter()
         if kind == "random":
             genotype = genotype_lib.random_genotype(search_config.space, seed)
         else:
-            genotype, _ = _search(search_config.replace(seed=seed), os.path.join(folder, "search"))
+            genotype, _ = _search(searches[kind].replace(seed=seed), os.path.join(folder, "search"))
         os.makedirs(folder, exist_ok=True)
         genotype_path = os.path.join(folder, "genotype.json")
         files.write_text(genotype_path, genotype.to_json() + "\n")
         metrics = training.run_training(train_config.replace(genotype=genotype_path, seed=seed),
                                         os.path.join(folder, "train"), verbose=0)
         runs.append({"kind": kind, "seed": seed, "genotype": genotype.to_darts(),
-                     "genotype_json": genotype.to_dict(), "top1": metrics["top1"],
+                     "genotype_json": genotype.to_dict(), "counts": report.op_counts(genotype),
+                     "top1": metrics["top1"],
                      "seconds": round(time.perf_counter() - started, 1)})
     summary = {}
-    for kind in ("default_search", "random"):
+    for kind in (*searches, "random"):
         chosen = [r for r in runs if r["kind"] == kind]
         genotypes = [genotype_lib.Genotype.from_dict(r["genotype_json"]) for r in chosen]
         pairs = [agreement(a, b) for a, b in itertools.combinations(genotypes, 2)]
@@ -315,7 +326,8 @@ def seeds_study(output_dir, seeds, tiny, depths=None):
             "edge_agreement": _mean_std([p["edges"] for p in pairs]) if pairs else None,
             "edge_op_agreement": _mean_std([p["edges_and_ops"] for p in pairs]) if pairs else None,
         }
-    return {"settings": {"search": search_config.to_dict(), "train": train_config.to_dict()},
+    return {"settings": {**{kind: c.to_dict() for kind, c in searches.items()},
+                         "train": train_config.to_dict()},
             "runs": runs, "summary": summary}
 
 
@@ -330,13 +342,20 @@ def seeds_markdown(results) -> str:
 
         lines.append(f"| {kind} | {count} | {row['top1'][0]:.4f} ± {row['top1'][1]:.4f} | "
                      f"{cell(row['edge_agreement'])} | {cell(row['edge_op_agreement'])} |")
+    lines += ["", "| cells | seed | normal cell: parameter-free / skip | reduction cell: "
+              "parameter-free / skip | test top-1 |", "|---|---|---|---|---|"]
+    for run in results["runs"]:
+        counts = run["counts"]
+        lines.append(f"| {run['kind']} | {run['seed']} | {counts['normal_parameter_free']} / "
+                     f"{counts['normal_skip_connect']} | {counts['reduce_parameter_free']} / "
+                     f"{counts['reduce_skip_connect']} | {run['top1']:.4f} |")
     return "\n".join(lines)
 
 
 def seeds_plot(results, path):
     from matplotlib import pyplot as plt
 
-    figure, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
+    figure, ax = plt.subplots(figsize=(6, 3.2), constrained_layout=True)
     kinds = list(results["summary"])
     for index, kind in enumerate(kinds):
         values = [r["top1"] for r in results["runs"] if r["kind"] == kind]
@@ -345,7 +364,7 @@ def seeds_plot(results, path):
     ax.set_xticks(range(len(kinds)), kinds)
     ax.set_xlim(-0.5, len(kinds) - 0.5)
     ax.set_ylabel("test top-1 (default recipe)")
-    ax.set_title("cells found by the default search vs random cells", fontsize=9)
+    ax.set_title("cells found by the searches vs random cells", fontsize=9)
     files.write_figure(path, figure, "png")
     plt.close(figure)
 

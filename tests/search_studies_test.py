@@ -38,3 +38,28 @@ def test_depth_table_lists_every_depth_and_the_final_network():
     table = search_studies.depth_markdown(results)
     assert "| 3 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 2.500 |" in table
     assert "final network (6 cells, default recipe): 1.250" in table
+
+
+def test_seeds_table_summarises_each_kind_and_lists_each_run():
+    results = {
+        "summary": {
+            "default_search": {"top1": (0.85, 0.01), "edge_agreement": (0.5, 0.25),
+                               "edge_op_agreement": (0.25, 0.125)},
+            "random": {"top1": (0.8, 0.02), "edge_agreement": None, "edge_op_agreement": None},
+        },
+        "runs": [
+            {"kind": "default_search", "seed": 0, "top1": 0.84,
+             "counts": {"normal_parameter_free": 6, "normal_skip_connect": 1,
+                        "reduce_parameter_free": 2, "reduce_skip_connect": 0}},
+            {"kind": "default_search", "seed": 1, "top1": 0.86,
+             "counts": {"normal_parameter_free": 3, "normal_skip_connect": 0,
+                        "reduce_parameter_free": 8, "reduce_skip_connect": 4}},
+            {"kind": "random", "seed": 0, "top1": 0.8,
+             "counts": {"normal_parameter_free": 1, "normal_skip_connect": 1,
+                        "reduce_parameter_free": 1, "reduce_skip_connect": 1}},
+        ],
+    }
+    table = search_studies.seeds_markdown(results)
+    assert "| default_search | 2 | 0.8500 ± 0.0100 | 0.50 ± 0.25 | 0.25 ± 0.12 |" in table
+    assert "| random | 1 | 0.8000 ± 0.0200 |  |  |" in table
+    assert "| default_search | 1 | 3 / 0 | 8 / 4 | 0.8600 |" in table
