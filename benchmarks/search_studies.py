@@ -13,8 +13,11 @@
                     test accuracy of each found cell beside random cells, all
                     trained with the default recipe.
 
-  python benchmarks/search_studies.py --study=depth --output_dir=runs/studies
-  python benchmarks/search_studies.py --study=depth --tiny   # seconds: checks that it runs
+  python benchmarks/search_studies.py --study=depth --output_dir=runs/studies --workers=2
+  python benchmarks/search_studies.py --study=depth --tiny   # minutes: checks that it runs
+
+--workers=N runs N searches or trainings at once, each on cores/N threads
+(small networks use several cores poorly), then gathers their results.
 
 Each run keeps its folder under OUTPUT_DIR/STUDY/; a rerun reuses finished
 runs and resumes unfinished ones, so a study can be run in parts. Results:
@@ -47,6 +50,11 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", None,
 _SEEDS = flags.DEFINE_list("seeds", "0,1,2", "Seeds of every setting.")
 _TINY = flags.DEFINE_bool("tiny", False, "Tiny sizes: checks that the study runs.")
 _DEPTHS = flags.DEFINE_list("depths", None, "--study=depth: supernet depths (default 3,5,8).")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 1, "Run the study's searches and trainings in this many processes at once, "
+    "sharing the cores (2 on a 2-core machine: small networks use one core poorly).")
+_SHARD = flags.DEFINE_string("shard", None, "Internal (--workers): run only shard K/N of the "
+                             "runs and write no results.")
 
 # The data every study searches: Fashion-MNIST at 16x16 (Debian's package).
 BASE = config_lib.SearchConfig(dataset="fashion_mnist", image_size=16, channels=8, batch_size=64)
@@ -93,6 +101,11 @@ def _search(config, folder):
     return genotype, counts
 
 
+def _mine(position, shard) -> bool:
+    """Whether the run at `position` of a study belongs to `shard` ((K, N) or None: all)."""
+    return shard is None or position % shard[1] == shard[0]
+
+
 def _mean_std(values):
     values = np.asarray(values, np.float64)
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -101,18 +114,25 @@ def _mean_std(values):
 # --- depth versus skip connections --------------------------------------------------
 
 
-def depth_study(output_dir, seeds, tiny, depths=None):
+def depth_study(output_dir, seeds, tiny, depths=None, shard=None):
     depths = tuple(depths or ((3, 4) if tiny else DEPTHS))
     config = BASE.replace(num_train_examples=256 if tiny else 2048,
                           stage1_epochs=1 if tiny else 3, stage2_epochs=1 if tiny else 3)
+    jobs = list(itertools.product(depths, seeds))
     runs = []
-    for depth, seed in itertools.product(depths, seeds):
+    for position, (depth, seed) in enumerate(jobs):
+        if not _mine(position, shard):
+            continue
         folder = os.path.join(output_dir, f"cells_{depth}", f"seed_{seed}")
         started = time.perf_counter()
         genotype, counts = _search(config.replace(stage1_cells=depth, stage2_cells=depth,
                                                   seed=seed), folder)
         runs.append({"cells": depth, "seed": seed, "genotype": genotype.to_darts(),
                      "final": counts[-1], "seconds": round(time.perf_counter() - started, 1)})
+    if shard is not None:
+        if _mine(len(jobs), shard):
+            _confusion_beside(depths, config, output_dir, tiny)
+        return None
     rows = []
     for depth in depths:
         finals = [r["final"] for r in runs if r["cells"] == depth]
@@ -201,7 +221,7 @@ def depth_plot(results, path):
 # --- collapse versus search length ------------------------------------------------
 
 
-def collapse_study(output_dir, seeds, tiny, depths=None):
+def collapse_study(output_dir, seeds, tiny, depths=None, shard=None):
     epochs = 2 if tiny else 30
     base = BASE.replace(num_train_examples=256 if tiny else 1024, stage1_cells=5,
                         stage2_cells=5)
@@ -212,12 +232,16 @@ def collapse_study(output_dir, seeds, tiny, depths=None):
                                                   stage2_epochs=epochs - epochs // 2),
     }
     runs = []
-    for (method, config), seed in itertools.product(methods.items(), seeds):
+    for position, ((method, config), seed) in enumerate(itertools.product(methods.items(), seeds)):
+        if not _mine(position, shard):
+            continue
         started = time.perf_counter()
         genotype, counts = _search(config.replace(seed=seed),
                                    os.path.join(output_dir, method, f"seed_{seed}"))
         runs.append({"method": method, "seed": seed, "genotype": genotype.to_darts(),
                      "per_epoch": counts, "seconds": round(time.perf_counter() - started, 1)})
+    if shard is not None:
+        return None
     curves = {}
     for method in methods:
         per_seed = [r["per_epoch"] for r in runs if r["method"] == method]
@@ -284,7 +308,7 @@ def agreement(first, second) -> dict:
     return {"edges": len(shared) / len(a), "edges_and_ops": sum(a[k] == b[k] for k in shared) / len(a)}
 
 
-def seeds_study(output_dir, seeds, tiny, depths=None):
+def seeds_study(output_dir, seeds, tiny, depths=None, shard=None):
     from stacnas_tf import genotype as genotype_lib
     from stacnas_tf import report
     from stacnas_tf import training
@@ -300,7 +324,9 @@ def seeds_study(output_dir, seeds, tiny, depths=None):
             stage2_cells=4 if tiny else config_lib.PRESETS["paper_cifar10"].stage2_cells),
     }
     runs = []
-    for kind, seed in itertools.product((*searches, "random"), seeds):
+    for position, (kind, seed) in enumerate(itertools.product((*searches, "random"), seeds)):
+        if not _mine(position, shard):
+            continue
         folder = os.path.join(output_dir, kind, f"seed_{seed}")
         started = time.perf_counter()
         if kind == "random":
@@ -316,6 +342,8 @@ def seeds_study(output_dir, seeds, tiny, depths=None):
                      "genotype_json": genotype.to_dict(), "counts": report.op_counts(genotype),
                      "top1": metrics["top1"],
                      "seconds": round(time.perf_counter() - started, 1)})
+    if shard is not None:
+        return None
     summary = {}
     for kind in (*searches, "random"):
         chosen = [r for r in runs if r["kind"] == kind]
@@ -377,7 +405,11 @@ _STUDY_FUNCTIONS = {
 
 
 def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
-              results_dir: str | None = None, depths=None) -> dict:
+              results_dir: str | None = None, depths=None, shard=None,
+              workers: int = 1, worker_seconds: float = 0.0) -> dict | None:
+    """Runs (or resumes) `study` and writes its results; with `shard` (K, N), runs
+    only every N-th run from the K-th and writes no results (None). `workers` and
+    `worker_seconds` record how the runs were run when `run_in_workers` ran them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,10 +417,14 @@ def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
     study_dir = os.path.join(output_dir, study)
     os.makedirs(study_dir, exist_ok=True)
     started = time.perf_counter()
-    results = run(study_dir, tuple(seeds), tiny, depths)
+    results = run(study_dir, tuple(seeds), tiny, depths, shard)
+    if shard is not None:
+        return None
     results.update({"study": study, "seeds": list(seeds), "tiny": tiny, "machine": _machine(),
                     "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
-                    "wall_seconds_this_call": round(time.perf_counter() - started, 1),
+                    "workers": workers,
+                    "wall_seconds_this_call": round(
+                        worker_seconds + time.perf_counter() - started, 1),
                     "search_and_train_seconds": round(sum(
                         r.get("seconds", 0) for r in results["runs"]), 1)})
     table = markdown(results)
@@ -405,12 +441,64 @@ def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
     return results
 
 
+def _parse_shard(value):
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise app.UsageError(f"--shard: expected K/N, got {value!r}.") from None
+    if not 0 <= index < count:
+        raise app.UsageError(f"--shard: expected 0 <= K < N, got {value!r}.")
+    return index, count
+
+
+def run_in_workers(workers: int, argv_common: list[str], study_dir: str) -> None:
+    """Runs shards 0..workers-1 of a study as processes at once, each with
+    cores/workers threads; their logs go to STUDY_DIR/shard_K.log."""
+    import sys
+
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1",
+               OMP_NUM_THREADS=threads, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    os.makedirs(study_dir, exist_ok=True)
+    processes = []
+    for index in range(workers):
+        log_path = os.path.join(study_dir, f"shard_{index}.log")
+        with open(log_path, "w") as log:
+            processes.append((log_path, subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), *argv_common,
+                 f"--shard={index}/{workers}"], stdout=log, stderr=subprocess.STDOUT, env=env)))
+    print(f"{workers} workers started; their logs: {study_dir}/shard_*.log", flush=True)
+    try:
+        failed = [log for log, process in processes if process.wait() != 0]
+    finally:
+        for _, process in processes:
+            if process.poll() is None:
+                process.terminate()
+    if failed:
+        raise SystemExit(f"search_studies: a worker failed; see {', '.join(failed)}")
+
+
 def main(argv):
     del argv
     seeds = [int(s) for s in _SEEDS.value]
     depths = [int(d) for d in _DEPTHS.value] if _DEPTHS.value else None
+    if _WORKERS.value < 1:
+        raise app.UsageError(f"--workers: expected at least 1, got {_WORKERS.value}.")
+    if _SHARD.value is not None:
+        run_study(_STUDY.value, _OUTPUT_DIR.value, seeds, _TINY.value, depths=depths,
+                  shard=_parse_shard(_SHARD.value))
+        return
+    started = time.perf_counter()
+    if _WORKERS.value > 1:
+        common = [f"--study={_STUDY.value}", f"--output_dir={_OUTPUT_DIR.value}",
+                  f"--seeds={','.join(map(str, seeds))}"]
+        common += ["--tiny"] if _TINY.value else []
+        common += [f"--depths={','.join(map(str, depths))}"] if depths else []
+        run_in_workers(_WORKERS.value, common, os.path.join(_OUTPUT_DIR.value, _STUDY.value))
+    # With workers, every run is finished now: this gathers them into the results.
     results = run_study(_STUDY.value, _OUTPUT_DIR.value, seeds, _TINY.value, _RESULTS_DIR.value,
-                        depths)
+                        depths, workers=_WORKERS.value,
+                        worker_seconds=time.perf_counter() - started)
     print((f"{_STUDY.value}: " + os.path.join(_OUTPUT_DIR.value, _STUDY.value, "results.md")))
     print(_STUDY_FUNCTIONS[_STUDY.value][1](results))
 

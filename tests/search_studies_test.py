@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import search_studies  # noqa: E402
@@ -63,3 +65,18 @@ def test_seeds_table_summarises_each_kind_and_lists_each_run():
     assert "| default_search | 2 | 0.8500 ± 0.0100 | 0.50 ± 0.25 | 0.25 ± 0.12 |" in table
     assert "| random | 1 | 0.8000 ± 0.0200 |  |  |" in table
     assert "| default_search | 1 | 3 / 0 | 8 / 4 | 0.8600 |" in table
+
+
+def test_shards_split_the_runs_so_each_runs_exactly_once():
+    for count in (1, 2, 3):
+        owners = [[index for index in range(count) if search_studies._mine(position, (index, count))]
+                  for position in range(10)]
+        assert all(len(owner) == 1 for owner in owners)
+    assert all(search_studies._mine(position, None) for position in range(10))
+
+
+def test_shard_flag_is_checked():
+    assert search_studies._parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "x/2", "1", "-1/2"):
+        with pytest.raises(search_studies.app.UsageError, match="--shard"):
+            search_studies._parse_shard(bad)
