@@ -101,6 +101,19 @@ def _search(config, folder):
     return genotype, counts
 
 
+def _timed(folder, finished_marker, run):
+    """(run(), seconds): the seconds of the call that finished the run, kept beside
+    its folder (FOLDER.seconds.json), since a gathering call only reads finished
+    runs; None for a run finished without that record."""
+    path = folder + ".seconds.json"
+    finished_before = os.path.exists(finished_marker)
+    started = time.perf_counter()
+    result = run()
+    if not finished_before:
+        files.write_json(path, {"seconds": round(time.perf_counter() - started, 1)})
+    return result, files.read_json(path)["seconds"] if os.path.exists(path) else None
+
+
 def _mine(position, shard) -> bool:
     """Whether the run at `position` of a study belongs to `shard` ((K, N) or None: all)."""
     return shard is None or position % shard[1] == shard[0]
@@ -124,11 +137,10 @@ def depth_study(output_dir, seeds, tiny, depths=None, shard=None):
         if not _mine(position, shard):
             continue
         folder = os.path.join(output_dir, f"cells_{depth}", f"seed_{seed}")
-        started = time.perf_counter()
-        genotype, counts = _search(config.replace(stage1_cells=depth, stage2_cells=depth,
-                                                  seed=seed), folder)
+        (genotype, counts), seconds = _timed(folder, os.path.join(folder, "genotype.json"), lambda: _search(
+            config.replace(stage1_cells=depth, stage2_cells=depth, seed=seed), folder))
         runs.append({"cells": depth, "seed": seed, "genotype": genotype.to_darts(),
-                     "final": counts[-1], "seconds": round(time.perf_counter() - started, 1)})
+                     "final": counts[-1], "seconds": seconds})
     if shard is not None:
         if _mine(len(jobs), shard):
             _confusion_beside(depths, config, output_dir, tiny)
@@ -235,11 +247,11 @@ def collapse_study(output_dir, seeds, tiny, depths=None, shard=None):
     for position, ((method, config), seed) in enumerate(itertools.product(methods.items(), seeds)):
         if not _mine(position, shard):
             continue
-        started = time.perf_counter()
-        genotype, counts = _search(config.replace(seed=seed),
-                                   os.path.join(output_dir, method, f"seed_{seed}"))
+        folder = os.path.join(output_dir, method, f"seed_{seed}")
+        (genotype, counts), seconds = _timed(folder, os.path.join(folder, "genotype.json"),
+                                             lambda: _search(config.replace(seed=seed), folder))
         runs.append({"method": method, "seed": seed, "genotype": genotype.to_darts(),
-                     "per_epoch": counts, "seconds": round(time.perf_counter() - started, 1)})
+                     "per_epoch": counts, "seconds": seconds})
     if shard is not None:
         return None
     curves = {}
@@ -328,20 +340,25 @@ def seeds_study(output_dir, seeds, tiny, depths=None, shard=None):
         if not _mine(position, shard):
             continue
         folder = os.path.join(output_dir, kind, f"seed_{seed}")
-        started = time.perf_counter()
-        if kind == "random":
-            genotype = genotype_lib.random_genotype(search_config.space, seed)
-        else:
-            genotype, _ = _search(searches[kind].replace(seed=seed), os.path.join(folder, "search"))
-        os.makedirs(folder, exist_ok=True)
-        genotype_path = os.path.join(folder, "genotype.json")
-        files.write_text(genotype_path, genotype.to_json() + "\n")
-        metrics = training.run_training(train_config.replace(genotype=genotype_path, seed=seed),
-                                        os.path.join(folder, "train"), verbose=0)
+
+        def search_and_train(kind=kind, seed=seed, folder=folder):
+            if kind == "random":
+                genotype = genotype_lib.random_genotype(search_config.space, seed)
+            else:
+                genotype, _ = _search(searches[kind].replace(seed=seed),
+                                      os.path.join(folder, "search"))
+            os.makedirs(folder, exist_ok=True)
+            genotype_path = os.path.join(folder, "genotype.json")
+            files.write_text(genotype_path, genotype.to_json() + "\n")
+            return genotype, training.run_training(
+                train_config.replace(genotype=genotype_path, seed=seed),
+                os.path.join(folder, "train"), verbose=0)
+
+        (genotype, metrics), seconds = _timed(
+            folder, os.path.join(folder, "train", "metrics.json"), search_and_train)
         runs.append({"kind": kind, "seed": seed, "genotype": genotype.to_darts(),
                      "genotype_json": genotype.to_dict(), "counts": report.op_counts(genotype),
-                     "top1": metrics["top1"],
-                     "seconds": round(time.perf_counter() - started, 1)})
+                     "top1": metrics["top1"], "seconds": seconds})
     if shard is not None:
         return None
     summary = {}
@@ -404,6 +421,14 @@ _STUDY_FUNCTIONS = {
 }
 
 
+def _time_note(results) -> str:
+    note = (f"The runs took {results['search_and_train_seconds']:.0f} s in all, "
+            f"{results['workers']} at a time")
+    if results["runs_without_recorded_seconds"]:
+        note += f" ({results['runs_without_recorded_seconds']} runs finished without a recorded time)"
+    return note + f"; this call's wall time: {results['wall_seconds_this_call']:.0f} s."
+
+
 def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
               results_dir: str | None = None, depths=None, shard=None,
               workers: int = 1, worker_seconds: float = 0.0) -> dict | None:
@@ -426,12 +451,14 @@ def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
                     "wall_seconds_this_call": round(
                         worker_seconds + time.perf_counter() - started, 1),
                     "search_and_train_seconds": round(sum(
-                        r.get("seconds", 0) for r in results["runs"]), 1)})
+                        r["seconds"] for r in results["runs"] if r["seconds"] is not None), 1),
+                    "runs_without_recorded_seconds": sum(
+                        r["seconds"] is None for r in results["runs"])})
     table = markdown(results)
     files.write_json(os.path.join(study_dir, "results.json"), results)
     files.write_text(os.path.join(study_dir, "results.md"),
                      f"{table}\n\n{results['machine']}, commit {results['commit']}, "
-                     f"{results['date']}; runs took {results['search_and_train_seconds']} s.\n")
+                     f"{results['date']}. {_time_note(results)}\n")
     plot(results, os.path.join(study_dir, "results.png"))
     if results_dir:
         os.makedirs(results_dir, exist_ok=True)

@@ -7,6 +7,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import search_studies  # noqa: E402
+from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
 
 G = genotype_lib.PUBLISHED
@@ -80,3 +81,22 @@ def test_shard_flag_is_checked():
     for bad in ("2/2", "x/2", "1", "-1/2"):
         with pytest.raises(search_studies.app.UsageError, match="--shard"):
             search_studies._parse_shard(bad)
+
+
+def test_a_run_keeps_the_time_of_the_call_that_finished_it(tmp_path):
+    folder = str(tmp_path / "seed_0")
+    marker = os.path.join(folder, "done")
+
+    def finish():
+        os.makedirs(folder, exist_ok=True)
+        open(marker, "w").close()
+        return "result"
+
+    result, seconds = search_studies._timed(folder, marker, finish)
+    assert result == "result" and seconds is not None and seconds >= 0
+    # A later (gathering) call reads the recorded time instead of its own.
+    files.write_json(folder + ".seconds.json", {"seconds": 123.0})
+    assert search_studies._timed(folder, marker, finish) == ("result", 123.0)
+    # A run finished without the record has no time, rather than a gathering call's.
+    os.remove(folder + ".seconds.json")
+    assert search_studies._timed(folder, marker, finish) == ("result", None)
