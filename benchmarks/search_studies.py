@@ -182,20 +182,21 @@ def _confusion_beside(depths, config, output_dir, tiny):
 
 def depth_markdown(results) -> str:
     lines = ["| supernet cells | skip (normal) | parameter-free (normal) | skip (reduce) | "
-             "parameter-free (reduce) | gradient confusion |", "|---|---|---|---|---|---|"]
-    confusion = {c["cells"]: c["confusion"] for c in results["confusion"]
-                 if c["setting"] == "stage1"}
+             "parameter-free (reduce) | gradient confusion (per M params) | zeta (raw) |",
+             "|---|---|---|---|---|---|---|"]
+    confusion = {c["cells"]: c for c in results["confusion"] if c["setting"] == "stage1"}
     final = next((c for c in results["confusion"] if c["setting"] == "final"), None)
     for row in results["rows"]:
         cells = [f"{row[k][0]:.2f} ± {row[k][1]:.2f}" for k in (
             "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
             "reduce_parameter_free")]
-        value = confusion.get(row["cells"])
-        lines.append(f"| {row['cells']} | " + " | ".join(cells)
-                     + f" | {'' if value is None else f'{value:.3f}'} |")
+        measured = confusion.get(row["cells"])
+        lines.append(f"| {row['cells']} | " + " | ".join(cells) + (
+            " | not measured | |" if measured is None else
+            f" | {measured['confusion']:.3f} | {measured['zeta_mean']:.3f} |"))
     if final is not None:
         lines.append(f"\nGradient confusion of the final network ({final['cells']} cells, "
-                     f"default recipe): {final['confusion']:.3f}.")
+                     f"default recipe): {final['confusion']:.3f} (zeta {final['zeta_mean']:.3f}).")
     return "\n".join(lines)
 
 
@@ -216,16 +217,24 @@ def depth_plot(results, path):
     left.legend(fontsize=8)
     left.set_title("derived cell vs. supernet depth (mean ± s.d. over seeds)", fontsize=9)
     confusion = [c for c in results["confusion"] if c["setting"] == "stage1"]
+    raw = right.twinx()
     right.plot([c["cells"] for c in confusion], [c["confusion"] for c in confusion], marker="o",
-               label="stage-1 supernet")
+               label="confusion (per M params), stage-1 supernet")
+    raw.plot([c["cells"] for c in confusion], [c["zeta_mean"] for c in confusion], marker="s",
+             color="C2", label="zeta (raw), stage-1 supernet")
     for c in results["confusion"]:
         if c["setting"] == "final":
             right.axhline(c["confusion"], color="grey", linestyle="--",
-                          label=f"final network ({c['cells']} cells)")
-    right.legend(fontsize=8)
+                          label=f"confusion, final network ({c['cells']} cells)")
+            raw.axhline(c["zeta_mean"], color="C2", linestyle=":",
+                        label=f"zeta, final network ({c['cells']} cells)")
+    handles = right.get_legend_handles_labels()
+    raw_handles = raw.get_legend_handles_labels()
+    right.legend(handles[0] + raw_handles[0], handles[1] + raw_handles[1], fontsize=7)
     right.set_xlabel("supernet cells")
-    right.set_ylabel("gradient confusion")
-    right.set_title("gradient confusion of the stage-1 supernet", fontsize=9)
+    right.set_ylabel("gradient confusion (zeta / M parameters)")
+    raw.set_ylabel("zeta (equation 7)")
+    right.set_title("gradient confusion (equations 7-8)", fontsize=9)
     files.write_figure(path, figure, "png")
     plt.close(figure)
 

@@ -35,12 +35,12 @@ def test_depth_table_lists_every_depth_and_the_final_network():
         "rows": [{"cells": 3, **{k: (1.0, 0.5) for k in (
             "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
             "reduce_parameter_free")}}],
-        "confusion": [{"setting": "stage1", "cells": 3, "confusion": 2.5},
-                      {"setting": "final", "cells": 6, "confusion": 1.25}],
+        "confusion": [{"setting": "stage1", "cells": 3, "confusion": 2.5, "zeta_mean": 0.25},
+                      {"setting": "final", "cells": 6, "confusion": 1.25, "zeta_mean": 0.5}],
     }
     table = search_studies.depth_markdown(results)
-    assert "| 3 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 2.500 |" in table
-    assert "final network (6 cells, default recipe): 1.250" in table
+    assert "| 3 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 2.500 | 0.250 |" in table
+    assert "final network (6 cells, default recipe): 1.250 (zeta 0.500)" in table
 
 
 def test_seeds_table_summarises_each_kind_and_lists_each_run():
