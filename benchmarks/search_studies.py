@@ -80,8 +80,16 @@ def _commit() -> str:
         return "unknown"
 
 
+def max_weight_ratio(weights) -> float:
+    """How far a cell's architecture weights are from uniform: the mean over
+    edges of the largest softmax weight times the edge's candidates (1 = uniform,
+    k = one of k candidates holds all the weight)."""
+    return float(np.mean([max(edge) * len(edge) for edge in weights]))
+
+
 def _search(config, folder):
-    """(genotype, [op counts of the genotype derived at every epoch, stage 1 then 2])."""
+    """(genotype, [op counts of the genotype derived at every epoch, stage 1 then 2,
+    with the normal cell's `max_weight_ratio` of that epoch])."""
     from stacnas_tf import report
     from stacnas_tf import search_loop
 
@@ -96,8 +104,10 @@ def _search(config, folder):
         result = files.read_json(path)
         history = files.read_json(os.path.join(folder, f"stage{stage}", "history.json"))
         space = search_space.StageSpace.from_dict(result["space"])
-        for g in report.epoch_genotypes(space, result["num_cells"], history, config.num_nodes):
-            counts.append(report.op_counts(g))
+        genotypes = report.epoch_genotypes(space, result["num_cells"], history, config.num_nodes)
+        for entry, g in zip(history, genotypes):
+            counts.append({**report.op_counts(g), "normal_max_weight_ratio": max_weight_ratio(
+                next(iter(entry["weights"].values())))})
     return genotype, counts
 
 
@@ -150,7 +160,7 @@ def depth_study(output_dir, seeds, tiny, depths=None, shard=None):
         finals = [r["final"] for r in runs if r["cells"] == depth]
         row = {"cells": depth}
         for key in ("normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
-                    "reduce_parameter_free"):
+                    "reduce_parameter_free", "normal_max_weight_ratio"):
             row[key] = _mean_std([f[key] for f in finals])
         rows.append(row)
     confusion = _confusion_beside(depths, config, output_dir, tiny)
@@ -182,14 +192,16 @@ def _confusion_beside(depths, config, output_dir, tiny):
 
 def depth_markdown(results) -> str:
     lines = ["| supernet cells | skip (normal) | parameter-free (normal) | skip (reduce) | "
-             "parameter-free (reduce) | gradient confusion (per M params) | zeta (raw) |",
-             "|---|---|---|---|---|---|---|"]
+             "parameter-free (reduce) | largest weight / uniform (normal) | "
+             "gradient confusion (per M params) | zeta (raw) |",
+             "|---|---|---|---|---|---|---|---|"]
     confusion = {c["cells"]: c for c in results["confusion"] if c["setting"] == "stage1"}
     final = next((c for c in results["confusion"] if c["setting"] == "final"), None)
     for row in results["rows"]:
         cells = [f"{row[k][0]:.2f} ± {row[k][1]:.2f}" for k in (
             "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
             "reduce_parameter_free")]
+        cells.append("{:.3f} ± {:.3f}".format(*row["normal_max_weight_ratio"]))
         measured = confusion.get(row["cells"])
         lines.append(f"| {row['cells']} | " + " | ".join(cells) + (
             " | not measured | |" if measured is None else
@@ -269,7 +281,8 @@ def collapse_study(output_dir, seeds, tiny, depths=None, shard=None):
         curves[method] = {
             key: [_mean_std([seed_counts[e][key] for seed_counts in per_seed])
                   for e in range(len(per_seed[0]))]
-            for key in ("normal_parameter_free", "normal_skip_connect", "reduce_parameter_free")}
+            for key in ("normal_parameter_free", "normal_skip_connect", "reduce_parameter_free",
+                        "normal_max_weight_ratio")}
     return {"settings": {m: c.to_dict() for m, c in methods.items()}, "epochs": epochs,
             "runs": runs, "curves": curves}
 
@@ -286,25 +299,33 @@ def collapse_markdown(results) -> str:
         values = curves["normal_skip_connect"]
         lines.append(f"| {method}: skip connections, normal cell | " + " | ".join(
             f"{values[e - 1][0]:.2f} ± {values[e - 1][1]:.2f}" for e in marks) + " |")
+        values = curves["normal_max_weight_ratio"]
+        lines.append(f"| {method}: largest weight / uniform, normal cell | " + " | ".join(
+            f"{values[e - 1][0]:.3f} ± {values[e - 1][1]:.3f}" for e in marks) + " |")
     return "\n".join(lines)
 
 
 def collapse_plot(results, path):
     from matplotlib import pyplot as plt
 
-    figure, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
+    figure, (ax, spread) = plt.subplots(1, 2, figsize=(11, 3.6), constrained_layout=True)
     for method, curves in results["curves"].items():
-        means = np.array([m for m, _ in curves["normal_parameter_free"]])
-        stds = np.array([s for _, s in curves["normal_parameter_free"]])
-        epochs = np.arange(1, len(means) + 1)
-        ax.plot(epochs, means, marker="o", markersize=3, label=method)
-        ax.fill_between(epochs, means - stds, means + stds, alpha=0.2)
-    ax.axvline(results["epochs"] // 2 + 0.5, color="grey", linewidth=0.5)
-    ax.set_xlabel("search epoch (StacNAS: stage 1, then stage 2 after the line)")
+        for axis, key in ((ax, "normal_parameter_free"), (spread, "normal_max_weight_ratio")):
+            means = np.array([m for m, _ in curves[key]])
+            stds = np.array([s for _, s in curves[key]])
+            epochs = np.arange(1, len(means) + 1)
+            axis.plot(epochs, means, marker="o", markersize=3, label=method)
+            axis.fill_between(epochs, means - stds, means + stds, alpha=0.2)
+    for axis in (ax, spread):
+        axis.axvline(results["epochs"] // 2 + 0.5, color="grey", linewidth=0.5)
+        axis.set_xlabel("search epoch (StacNAS: stage 1, then stage 2 after the line)")
+        axis.legend(fontsize=8)
     ax.set_ylabel("parameter-free ops in the normal cell (of 8)")
     ax.set_ylim(-0.2, 8.2)
-    ax.legend(fontsize=8)
     ax.set_title("the genotype derived at every epoch (mean ± s.d. over seeds)", fontsize=9)
+    spread.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+    spread.set_ylabel("largest weight x candidates (1 = uniform)")
+    spread.set_title("how far the normal cell's weights are from uniform", fontsize=9)
     files.write_figure(path, figure, "png")
     plt.close(figure)
 

@@ -32,14 +32,15 @@ def test_mean_and_sample_standard_deviation():
 
 def test_depth_table_lists_every_depth_and_the_final_network():
     results = {
-        "rows": [{"cells": 3, **{k: (1.0, 0.5) for k in (
+        "rows": [{"cells": 3, "normal_max_weight_ratio": (1.0125, 0.0025), **{k: (1.0, 0.5) for k in (
             "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
             "reduce_parameter_free")}}],
         "confusion": [{"setting": "stage1", "cells": 3, "confusion": 2.5, "zeta_mean": 0.25},
                       {"setting": "final", "cells": 6, "confusion": 1.25, "zeta_mean": 0.5}],
     }
     table = search_studies.depth_markdown(results)
-    assert "| 3 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 2.500 | 0.250 |" in table
+    assert ("| 3 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.00 ± 0.50 | 1.012 ± 0.003 | "
+            "2.500 | 0.250 |") in table
     assert "final network (6 cells, default recipe): 1.250 (zeta 0.500)" in table
 
 
@@ -100,3 +101,8 @@ def test_a_run_keeps_the_time_of_the_call_that_finished_it(tmp_path):
     # A run finished without the record has no time, rather than a gathering call's.
     os.remove(folder + ".seconds.json")
     assert search_studies._timed(folder, marker, finish) == ("result", None)
+
+
+def test_max_weight_ratio_is_one_at_uniform_and_k_at_one_hot():
+    assert search_studies.max_weight_ratio([[0.2] * 5, [0.5, 0.5]]) == 1.0
+    assert search_studies.max_weight_ratio([[1.0, 0.0, 0.0], [0.5, 0.5]]) == 2.0
