@@ -147,8 +147,9 @@ def depth_study(output_dir, seeds, tiny, depths=None, shard=None):
         if not _mine(position, shard):
             continue
         folder = os.path.join(output_dir, f"cells_{depth}", f"seed_{seed}")
-        (genotype, counts), seconds = _timed(folder, os.path.join(folder, "genotype.json"), lambda: _search(
-            config.replace(stage1_cells=depth, stage2_cells=depth, seed=seed), folder))
+        settings = config.replace(stage1_cells=depth, stage2_cells=depth, seed=seed)
+        (genotype, counts), seconds = _timed(folder, os.path.join(folder, "genotype.json"),
+                                             lambda: _search(settings, folder))
         runs.append({"cells": depth, "seed": seed, "genotype": genotype.to_darts(),
                      "final": counts[-1], "seconds": seconds})
     if shard is not None:
@@ -455,7 +456,8 @@ def _time_note(results) -> str:
     note = (f"The runs took {results['search_and_train_seconds']:.0f} s in all, "
             f"{results['workers']} at a time")
     if results["runs_without_recorded_seconds"]:
-        note += f" ({results['runs_without_recorded_seconds']} runs finished without a recorded time)"
+        note += (f" ({results['runs_without_recorded_seconds']} runs finished without a "
+                 "recorded time)")
     return note + f"; this call's wall time: {results['wall_seconds_this_call']:.0f} s."
 
 

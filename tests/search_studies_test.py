@@ -32,9 +32,9 @@ def test_mean_and_sample_standard_deviation():
 
 def test_depth_table_lists_every_depth_and_the_final_network():
     results = {
-        "rows": [{"cells": 3, "normal_max_weight_ratio": (1.0125, 0.0025), **{k: (1.0, 0.5) for k in (
-            "normal_skip_connect", "normal_parameter_free", "reduce_skip_connect",
-            "reduce_parameter_free")}}],
+        "rows": [{"cells": 3, "normal_max_weight_ratio": (1.0125, 0.0025), **{
+            k: (1.0, 0.5) for k in ("normal_skip_connect", "normal_parameter_free",
+                                    "reduce_skip_connect", "reduce_parameter_free")}}],
         "confusion": [{"setting": "stage1", "cells": 3, "confusion": 2.5, "zeta_mean": 0.25},
                       {"setting": "final", "cells": 6, "confusion": 1.25, "zeta_mean": 0.5}],
     }
@@ -71,8 +71,8 @@ def test_seeds_table_summarises_each_kind_and_lists_each_run():
 
 def test_shards_split_the_runs_so_each_runs_exactly_once():
     for count in (1, 2, 3):
-        owners = [[index for index in range(count) if search_studies._mine(position, (index, count))]
-                  for position in range(10)]
+        owners = [[index for index in range(count)
+                   if search_studies._mine(position, (index, count))] for position in range(10)]
         assert all(len(owner) == 1 for owner in owners)
     assert all(search_studies._mine(position, None) for position in range(10))
 
