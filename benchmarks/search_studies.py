@@ -80,16 +80,9 @@ def _commit() -> str:
         return "unknown"
 
 
-def max_weight_ratio(weights) -> float:
-    """How far a cell's architecture weights are from uniform: the mean over
-    edges of the largest softmax weight times the edge's candidates (1 = uniform,
-    k = one of k candidates holds all the weight)."""
-    return float(np.mean([max(edge) * len(edge) for edge in weights]))
-
-
 def _search(config, folder):
     """(genotype, [op counts of the genotype derived at every epoch, stage 1 then 2,
-    with the normal cell's `max_weight_ratio` of that epoch])."""
+    with the normal cell's `report.max_weight_ratio` of that epoch])."""
     from stacnas_tf import report
     from stacnas_tf import search_loop
 
@@ -106,8 +99,8 @@ def _search(config, folder):
         space = search_space.StageSpace.from_dict(result["space"])
         genotypes = report.epoch_genotypes(space, result["num_cells"], history, config.num_nodes)
         for entry, g in zip(history, genotypes):
-            counts.append({**report.op_counts(g), "normal_max_weight_ratio": max_weight_ratio(
-                next(iter(entry["weights"].values())))})
+            counts.append({**report.op_counts(g), "normal_max_weight_ratio":
+                           report.max_weight_ratio(next(iter(entry["weights"].values())))})
     return genotype, counts
 
 

@@ -9,6 +9,8 @@ From a finished (or running) search folder:
   * skip connections and parameter-free ops in the cell derived from every
     epoch's weights (a drift to parameter-free ops is DARTS's known failure);
   * loss and accuracy per epoch;
+  * how far the final weights are from uniform, with a warning when the derived
+    cell rests on small differences between them;
   * parameters and multiply-adds of the paper's final networks for the genotype.
 
 `stacnas_tf.search` writes it at the end of every search (`report/`);
@@ -34,6 +36,10 @@ from stacnas_tf import visualize
 SIZE_PRESETS = ("cifar10", "imagenet_mobile")
 # Heatmaps are drawn for at most this many logit sets (per-cell searches have one per cell).
 MAX_HEATMAP_SETS = 4
+# Below this `max_weight_ratio` the chosen ops lead by less than a tenth of the
+# uniform weight: short searches end there (alpha takes one small Adam step per
+# batch), and their cells change with the seed.
+UNDECIDED_RATIO = 1.1
 
 
 def is_parameter_free(op: str) -> bool:
@@ -50,6 +56,26 @@ def op_counts(genotype: genotype_lib.Genotype) -> dict:
         counts[f"{name}_skip_connect"] = ops.count(search_space.SKIP)
         counts[f"{name}_parameter_free"] = sum(is_parameter_free(op) for op in ops)
     return counts
+
+
+def max_weight_ratio(weights) -> float:
+    """How far a cell's architecture weights ([edges][candidates] softmax
+    weights) are from uniform: the mean over edges of the largest weight times
+    the edge's number of candidates. 1 is uniform; k is one of k candidates
+    holding all the weight."""
+    return float(np.mean([np.max(edge) * len(edge) for edge in weights]))
+
+
+def undecided_warning(weights_by_set) -> str | None:
+    """A sentence for the user when the final weights are too close to uniform
+    to trust the derived cell (see `UNDECIDED_RATIO`), else None."""
+    ratio = float(np.mean([max_weight_ratio(w) for w in weights_by_set]))
+    if ratio >= UNDECIDED_RATIO:
+        return None
+    return (f"the architecture weights ended close to uniform (the largest weight on an edge is "
+            f"{ratio:.3f}x the uniform weight on average, below {UNDECIDED_RATIO}): the derived "
+            "cell rests on small differences and may change with the seed; search for more "
+            "epochs (or with a larger --arch_lr) before trusting it.")
 
 
 def _stages(search_dir: str) -> dict:
@@ -239,6 +265,9 @@ def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
             "op_counts_per_epoch": counts_by_stage[stage],
             "final_loss": history[-1]["loss"], "final_accuracy": history[-1]["accuracy"],
             "activated_groups": result.get("activated_groups"),
+            "max_weight_ratio_per_epoch": {
+                name: [max_weight_ratio(entry["weights"][name]) for entry in history]
+                for name in history[0]["weights"]},
         }
     pictures["trajectories"] = visualize.weights_history_png(search_dir, output_dir)
     pictures["op_counts"] = [_counts_png(counts_by_stage, output_dir, plt)]
@@ -267,11 +296,16 @@ def _html(config, stages, numbers, pictures, genotype, output_dir) -> str:
              "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
              "img{max-width:100%;margin:4px 0;border:1px solid #ddd}",
              "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-             "padding:2px 6px}code{font-size:12px;word-break:break-all}</style></head><body>",
+             "padding:2px 6px}code{font-size:12px;word-break:break-all}"
+             ".warning{background:#fff3cd;padding:6px;border:1px solid #e0c36c}</style></head><body>",
              "<h1>StacNAS search report</h1>",
              f"<p>Search folder: <code>{html.escape(numbers['search_dir'])}</code></p>"]
     if genotype is not None:
         parts.append(f"<h2>Genotype found</h2><p><code>{html.escape(genotype.to_darts())}</code></p>")
+        last_history = stages[max(stages)][2]
+        warning = undecided_warning(list(last_history[-1]["weights"].values()))
+        if warning:
+            parts.append(f'<p class="warning"><b>Warning:</b> {html.escape(warning)}</p>')
     else:
         parts.append("<p><b>The search has not finished</b>: no genotype.json yet.</p>")
     for stage, (space, num_cells, history, result) in stages.items():
@@ -279,6 +313,11 @@ def _html(config, stages, numbers, pictures, genotype, output_dir) -> str:
         if config.grouping == "flat":
             what = "every op + none (flat search)"
         parts.append(f"<h2>Stage {stage}: {num_cells} cells, {len(history)} epochs ({what})</h2>")
+        ratios = numbers["stages"][stage]["max_weight_ratio_per_epoch"]
+        parts.append("<p>Largest weight on an edge, times its number of candidates (1 is "
+                     "uniform), at the last epoch: " + ", ".join(
+                         f"{html.escape(name)} {values[-1]:.3f}" for name, values in
+                         list(ratios.items())[:MAX_HEATMAP_SETS]) + ".</p>")
         parts.append("<h3>Derived cells</h3>" + "".join(
             _img(p, output_dir, f"stage {stage} cell") for p in pictures[f"stage{stage}_cells"]))
         parts.append("<h3>Architecture weights at the first, middle and last epoch</h3>" +

@@ -279,6 +279,9 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
                                             space.num_nodes)
     if not chief:
         return genotype
+    warning = report.undecided_warning(final.weights)
+    if warning:
+        logging.warning("%s", warning)
     files.write_json(os.path.join(output_dir, "genotype_graph.json"), genotype.to_graph())
     files.write_text(os.path.join(output_dir, "genotype.dot"), genotype.to_dot())
     files.write_text(os.path.join(output_dir, "genotype.txt"), genotype.to_darts() + "\n")

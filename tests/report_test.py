@@ -3,6 +3,7 @@ summaries, from a real (tiny) search."""
 
 import glob
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,11 +24,30 @@ from stacnas_tf import search_space  # noqa: E402
 TINY = config_lib.PRESETS["smoke"].replace(stage1_epochs=2, stage2_epochs=2, num_train_examples=64)
 
 
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory):
+def search_and_warnings(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("search"))
-    genotype = search_loop.run_search(TINY, out, verbose=0)
-    return out, genotype
+    records = _Records()
+    logging.getLogger("absl").addHandler(records)
+    try:
+        genotype = search_loop.run_search(TINY, out, verbose=0)
+    finally:
+        logging.getLogger("absl").removeHandler(records)
+    return out, genotype, records.messages
+
+
+@pytest.fixture(scope="module")
+def searched(search_and_warnings):
+    return search_and_warnings[:2]
 
 
 def test_op_counts_by_hand():
@@ -39,6 +59,20 @@ def test_op_counts_by_hand():
     assert [report.is_parameter_free(op) for op in (
         "skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "dil_conv_5x5",
         "conv_7x1_1x7", "none")] == [True, True, True, False, False, False, True]
+
+
+def test_max_weight_ratio_is_one_at_uniform_and_k_at_one_hot():
+    assert report.max_weight_ratio([[0.2] * 5, [0.5, 0.5]]) == pytest.approx(1.0)
+    # Edge 1: one of 3 candidates holds everything (3); edge 2: uniform (1).
+    assert report.max_weight_ratio([[1.0, 0.0, 0.0], [0.5, 0.5]]) == pytest.approx(2.0)
+    assert report.max_weight_ratio([[0.3, 0.7]]) == pytest.approx(1.4)
+
+
+def test_undecided_weights_are_named_and_decided_ones_are_not():
+    near_uniform = [[[0.21, 0.2, 0.2, 0.2, 0.19]] * 14]
+    warning = report.undecided_warning(near_uniform)
+    assert "1.050x the uniform weight" in warning and "--arch_lr" in warning
+    assert report.undecided_warning([[[0.5, 0.25, 0.25]] * 14]) is None  # 1.5x
 
 
 def test_heatmap_image_shows_every_weight():
@@ -61,8 +95,17 @@ def test_every_search_writes_its_report(searched):
             assert picture.format == "PNG" and min(picture.size) > 50
     assert genotype.to_darts().replace("'", "&#x27;") in page
     for text in ("Group activated on every edge", "Skip connections and parameter-free ops",
-                 "Loss and accuracy", "Final networks of this genotype", "imagenet_mobile"):
+                 "Loss and accuracy", "Final networks of this genotype", "imagenet_mobile",
+                 "Largest weight on an edge"):
         assert text in page
+
+
+def test_a_search_ending_near_uniform_weights_warns_in_its_log_and_report(search_and_warnings):
+    # Two epochs on 64 images leave the weights within a few percent of uniform.
+    out, _, messages = search_and_warnings
+    assert sum("ended close to uniform" in m for m in messages) == 1
+    page = open(os.path.join(out, "report", "report.html")).read()
+    assert '<p class="warning"><b>Warning:</b> the architecture weights ended close' in page
 
 
 def test_report_numbers_follow_from_the_search(searched):
@@ -79,6 +122,11 @@ def test_report_numbers_follow_from_the_search(searched):
     space = search_space.StageSpace.from_dict(result["space"])
     first = genotype_lib.derive_genotype(space, list(history[0]["weights"].values()), 3)
     assert numbers["stages"]["1"]["op_counts_per_epoch"][0] == report.op_counts(first)
+    # Closeness to uniform per epoch, recomputed here from the history.
+    ratios = numbers["stages"]["1"]["max_weight_ratio_per_epoch"]["normal"]
+    by_hand = [np.mean([max(edge) * len(edge) for edge in entry["weights"]["normal"]])
+               for entry in history]
+    np.testing.assert_allclose(ratios, by_hand, rtol=1e-6)
     cifar = numbers["sizes"]["cifar10"]
     assert cifar["num_cells"] == 20 and cifar["parameters"] > 1_000_000
 

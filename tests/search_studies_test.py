@@ -102,7 +102,3 @@ def test_a_run_keeps_the_time_of_the_call_that_finished_it(tmp_path):
     os.remove(folder + ".seconds.json")
     assert search_studies._timed(folder, marker, finish) == ("result", None)
 
-
-def test_max_weight_ratio_is_one_at_uniform_and_k_at_one_hot():
-    assert search_studies.max_weight_ratio([[0.2] * 5, [0.5, 0.5]]) == 1.0
-    assert search_studies.max_weight_ratio([[1.0, 0.0, 0.0], [0.5, 0.5]]) == 2.0
