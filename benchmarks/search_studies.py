@@ -446,12 +446,13 @@ _STUDY_FUNCTIONS = {
 
 
 def _time_note(results) -> str:
-    note = (f"The runs took {results['search_and_train_seconds']:.0f} s in all, "
-            f"{results['workers']} at a time")
+    note = (f"The runs took {results['search_and_train_seconds']:.0f} s in all (their own "
+            "times, summed")
     if results["runs_without_recorded_seconds"]:
-        note += (f" ({results['runs_without_recorded_seconds']} runs finished without a "
-                 "recorded time)")
-    return note + f"; this call's wall time: {results['wall_seconds_this_call']:.0f} s."
+        note += (f"; {results['runs_without_recorded_seconds']} runs finished without a "
+                 "recorded time")
+    return note + (f"); this call (--workers={results['workers']}) took "
+                   f"{results['wall_seconds_this_call']:.0f} s.")
 
 
 def run_study(study: str, output_dir: str, seeds, tiny: bool = False,
