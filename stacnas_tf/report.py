@@ -38,7 +38,8 @@ SIZE_PRESETS = ("cifar10", "imagenet_mobile")
 MAX_HEATMAP_SETS = 4
 # Below this `max_weight_ratio` the chosen ops lead by less than a tenth of the
 # uniform weight: short searches end there (alpha takes one small Adam step per
-# batch), and their cells change with the seed.
+# batch), and their cells change with the seed and even with the thread count
+# (float sums in another order): measured, docs/analyses.md.
 UNDECIDED_RATIO = 1.1
 
 
@@ -74,8 +75,9 @@ def undecided_warning(weights_by_set) -> str | None:
         return None
     return (f"the architecture weights ended close to uniform (the largest weight on an edge is "
             f"{ratio:.3f}x the uniform weight on average, below {UNDECIDED_RATIO}): the derived "
-            "cell rests on small differences and may change with the seed; search for more "
-            "epochs (or with a larger --arch_lr) before trusting it.")
+            "cell rests on small differences and may change with the seed, or even with the "
+            "number of CPU threads; search for more epochs (or with a larger --arch_lr) before "
+            "trusting it.")
 
 
 def _stages(search_dir: str) -> dict:
