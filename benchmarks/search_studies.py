@@ -164,12 +164,11 @@ def depth_study(output_dir, seeds, tiny, depths=None, shard=None):
 
 def _confusion_beside(depths, config, output_dir, tiny):
     """Gradient confusion (equations 7-8) of the stage-1 supernet at every depth,
-    measured as tools/confusion.py does, on the same data."""
+    measured as tools/confusion.py does, on the same data. The sweep keeps each
+    setting's measurement in its own folder, so a rerun (with more depths, or
+    to gather) measures only what is missing."""
     from stacnas_tf.analysis import confusion
 
-    path = os.path.join(output_dir, "confusion.json")
-    if os.path.exists(path):
-        return files.read_json(path)
     settings = confusion.ConfusionConfig(
         dataset=config.dataset, image_size=config.image_size,
         num_train_examples=config.num_train_examples, channels=config.channels,
@@ -177,11 +176,9 @@ def _confusion_beside(depths, config, output_dir, tiny):
         num_batches=4 if tiny else 8, num_iterations=2 if tiny else 5,
         stage1_depths=tuple(depths), stage2_depths=(depths[0],), final_cells=6)
     result = confusion.sweep(settings, os.path.join(output_dir, "confusion"), progress=None)
-    measured = [{"setting": m["setting"], "cells": m["cells"], "confusion": m["confusion"],
-                 "zeta_mean": m["zeta_mean"]}
-                for m in result["measurements"] if m["setting"] in ("stage1", "final")]
-    files.write_json(path, measured)
-    return measured
+    return [{"setting": m["setting"], "cells": m["cells"], "confusion": m["confusion"],
+             "zeta_mean": m["zeta_mean"]}
+            for m in result["measurements"] if m["setting"] in ("stage1", "final")]
 
 
 def depth_markdown(results) -> str:

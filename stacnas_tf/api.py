@@ -72,9 +72,7 @@ def _source(value: Data, what: str, num_classes, class_names) -> data_lib.Source
 def _output_dir(output_dir: str | None, kind: str) -> str:
     if output_dir is None:  # a new folder, so a notebook call never mixes into an old run
         return tempfile.mkdtemp(prefix=f"stacnas-{kind}-")
-    if not str(output_dir).strip():
-        raise ValueError("--output_dir: expected a folder path, got an empty value.")
-    return os.path.abspath(output_dir)
+    return os.path.abspath(files.require_path(output_dir))
 
 
 def _config(presets: dict, preset: str, config, overrides: dict, what: str):

@@ -363,9 +363,7 @@ _EXPORT_FILES = re.compile(r"export_report\.json|metadata\.json|saved_model|mode
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuses to replace an existing export unless asked to, and never replaces
     a folder that is not an export; checks that the parent folder is writable."""
-    if not output_dir or not str(output_dir).strip():
-        raise ValueError("--output_dir: expected a folder path, got an empty value.")
-    output_dir = os.path.abspath(output_dir)
+    output_dir = os.path.abspath(files.require_path(output_dir))
     if os.path.islink(output_dir):
         raise ValueError(f"--output_dir: {output_dir} is a symbolic link; give the folder it "
                          f"points to ({os.path.realpath(output_dir)}).")

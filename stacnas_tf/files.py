@@ -157,11 +157,17 @@ def check_input_folders(folders: dict) -> None:
             raise ValueError(f"{flag}: folder {path} does not exist.")
 
 
-def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
-    """Creates `path` if needed and checks that files can be written in it."""
+def require_path(path: str | None, flag: str = "--output_dir") -> str:
+    """`path`, refused when empty: an empty flag would otherwise mean the
+    current folder (or, in the API, a new temporary one)."""
     if not path or not str(path).strip():
         raise ValueError(f"{flag}: expected a folder path, got an empty value.")
-    path = os.path.abspath(path)
+    return path
+
+
+def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
+    """Creates `path` if needed and checks that files can be written in it."""
+    path = os.path.abspath(require_path(path, flag))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{flag}: {path} exists and is not a folder.")
     try:
@@ -192,9 +198,7 @@ def claimed_output_dir(path: str):
     """A run's hold on its output folder: creates it, checks it is writable, locks
     it for the block (`output_lock`), and removes it again when the block fails
     before anything was written in it. Yields the absolute path."""
-    if not path or not str(path).strip():
-        raise ValueError("--output_dir: expected a folder path, got an empty value.")
-    path = os.path.abspath(path)
+    path = os.path.abspath(require_path(path))
     with removed_if_left_empty(path):
         prepare_output_dir(path)
         check_writable_tree(path)

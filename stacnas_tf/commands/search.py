@@ -79,9 +79,7 @@ def _config() -> config_lib.SearchConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not _OUTPUT_DIR.value.strip():
-        raise ValueError("--output_dir: expected a folder path, got an empty value.")
-    output_dir = files.user_path(_OUTPUT_DIR.value)
+    output_dir = files.user_path(files.require_path(_OUTPUT_DIR.value))
     data_dir, manual_dir = files.user_path(_DATA_DIR.value), files.user_path(_MANUAL_DIR.value)
     config = _config()
     files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
