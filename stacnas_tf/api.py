@@ -201,7 +201,7 @@ def _train_dir(trained) -> str:
 
 
 def _trained_config(train_dir: str) -> config_lib.TrainConfig:
-    return run_folder.training(train_dir, flag="trained").config
+    return run_folder.training(train_dir, flag="--train_dir").config
 
 
 def evaluate(trained, data: Data | None = None, *, split: str = "test",

@@ -275,3 +275,15 @@ def test_config_flag_given_a_folder_says_so(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"search.py: error: --config: {tmp_path} is a folder; expected a run's config.json."]
+
+
+@pytest.mark.parametrize("name", ["evaluate", "export"])
+def test_a_folder_that_is_not_a_training_run_is_named_by_its_flag(tmp_path, name):
+    flags = [f"--train_dir={tmp_path / 'missing'}"]
+    if name == "export":
+        flags.append(f"--output_dir={tmp_path / 'export'}")
+    result = _program(name, *flags, cwd=str(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"{name}.py: error: --train_dir: {tmp_path / 'missing'} holds no config.json (not a "
+        "training folder)."]
+    assert sorted(os.listdir(tmp_path)) == []
