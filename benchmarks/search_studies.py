@@ -528,10 +528,26 @@ def run_in_workers(workers: int, argv_common: list[str], study_dir: str) -> None
         raise SystemExit(f"search_studies: a worker failed; see {', '.join(failed)}")
 
 
+def _integers(flag, values) -> list[int]:
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise app.UsageError(f"--{flag}: expected integers separated by commas, got "
+                             f"{','.join(values)!r}.") from None
+
+
 def main(argv):
     del argv
-    seeds = [int(s) for s in _SEEDS.value]
-    depths = [int(d) for d in _DEPTHS.value] if _DEPTHS.value else None
+    seeds = _integers("seeds", _SEEDS.value)
+    depths = _integers("depths", _DEPTHS.value) if _DEPTHS.value else None
+    try:  # refused here, before any folder is made
+        for seed in seeds:
+            BASE.replace(seed=seed)
+        for depth in depths or ():
+            BASE.replace(stage1_cells=depth, stage2_cells=depth)
+    except ValueError as e:
+        flag = "--depths" if "cells" in str(e) else "--seeds"
+        raise app.UsageError(f"{flag}: {e}") from None
     if _WORKERS.value < 1:
         raise app.UsageError(f"--workers: expected at least 1, got {_WORKERS.value}.")
     if _SHARD.value is not None:
