@@ -574,7 +574,8 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                    shuffle_buffer: int = 20000, first_example: int = 0,
                    input_context: tf.distribute.InputContext | None = None,
                    deterministic: bool = True, cache: bool = False,
-                   parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+                   parallel_calls: int = tf.data.AUTOTUNE,
+                   epoch_steps: int | None = None) -> tf.data.Dataset:
     """Batches for epochs [initial_epoch, epochs), a function of `seed` alone.
 
     The examples are reshuffled every pass by a seeded shuffle of the repeated
@@ -592,6 +593,8 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     first pass; `deterministic=False` lets parallel augmentation deliver out of
     order (faster when augmentation times vary, but batches then differ run to run);
     `parallel_calls` is how many examples are augmented at once (tf.data tunes it).
+    `epoch_steps` (default: one pass) cuts the same stream into epochs of
+    that many batches, so epochs may end mid-pass and images stay fresh across them.
     """
     augment = augment or Augment()
     available = source.num_examples - first_example
@@ -601,7 +604,7 @@ def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     base = source.dataset.skip(first_example).take(count)
     if cache:
         base = base.cache()
-    steps = steps_per_epoch(source, batch_size, count)
+    steps = epoch_steps or steps_per_epoch(source, batch_size, count)
     skipped = initial_epoch * steps * batch_size
     stream = (base.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
               .repeat().skip(skipped).enumerate(start=skipped))
@@ -641,7 +644,8 @@ def bi_level_split(source: Source, num_examples: int | None = None) -> tuple[int
 def bi_level_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
                       initial_epoch: int = 0, augment: Augment | None = None,
                       image_size: int | None = None, num_examples: int | None = None,
-                      input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                      input_context: tf.distribute.InputContext | None = None,
+                      epoch_steps: int | None = None) -> tf.data.Dataset:
     """Pairs (weight batch, architecture batch) from two disjoint halves of the
     training examples, as DARTS's train/valid split of the training set.
 
@@ -651,7 +655,7 @@ def bi_level_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
     half, second = bi_level_split(source, num_examples)
     kwargs = dict(batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
                   augment=augment, image_size=image_size, num_examples=half,
-                  input_context=input_context)
+                  input_context=input_context, epoch_steps=epoch_steps)
     weights = train_pipeline(source, seed=seed, **kwargs)
     architecture = train_pipeline(source, seed=seed + 1, first_example=second, **kwargs)
     return tf.data.Dataset.zip((weights, architecture))

@@ -84,10 +84,30 @@ def make_optimizers(config: config_lib.SearchConfig, steps_per_epoch: int, epoch
     )
     weight_optimizer = optimizers.FusedSGD(schedule, momentum=config.weight_momentum)
     architecture_optimizer = keras.optimizers.Adam(
-        config.arch_lr, beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
+        architecture_lr(config, steps_per_epoch), beta_1=config.arch_beta_1, beta_2=config.arch_beta_2,
         epsilon=config.arch_epsilon,
     )
     return schedule, weight_optimizer, architecture_optimizer
+
+
+def architecture_lr(config: config_lib.SearchConfig, steps_per_epoch: int):
+    """alpha's Adam learning rate: `arch_lr`, or 0 for the first `arch_warmup_epochs`
+    epochs (the weights train first, as in P-DARTS / PC-DARTS). Adam still sees the
+    warm-up gradients, so its moment estimates start from them when alpha moves."""
+    if not config.arch_warmup_epochs:
+        return config.arch_lr
+    # Adam reads the rate at its step count before the update: steps 0..W-1 stay still.
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [config.arch_warmup_epochs * steps_per_epoch - 1], [0.0, config.arch_lr])
+
+
+def stage_steps(config: config_lib.SearchConfig, source: data.Source) -> int:
+    """Steps of one search epoch: `steps_per_epoch`, else one pass over the examples
+    (over one half of them for bi_level)."""
+    examples = (data.bi_level_split(source, config.num_train_examples)[0]
+                if config.optimization == "bi_level" else config.num_train_examples)
+    passes = data.steps_per_epoch(source, config.batch_size, examples)
+    return config.steps_per_epoch or passes
 
 
 def _logits_json(model: supernet.SearchNetwork) -> dict:
@@ -162,9 +182,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     if chief:
         os.makedirs(stage_dir, exist_ok=True)
     bi_level = config.optimization == "bi_level"
-    examples = (data.bi_level_split(source, config.num_train_examples)[0] if bi_level
-                else config.num_train_examples)
-    steps = data.steps_per_epoch(source, config.batch_size, examples)
+    steps = stage_steps(config, source)
     image_shape = data.model_input_shape(source, config.image_size)
     keras.utils.set_random_seed(config.seed * 10 + stage)
     with strategy.scope():
@@ -183,7 +201,8 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
         make_dataset=lambda initial_epoch, input_context: pipeline(
             source, config.batch_size, config.seed, epochs, initial_epoch,
             augment=data.default_augment(source.name), image_size=config.image_size,
-            num_examples=config.num_train_examples, input_context=input_context),
+            num_examples=config.num_train_examples, input_context=input_context,
+            epoch_steps=steps),
         record=_recorder(schedule, writer), what=f"stage {stage}", tensorboard_dir=log_dir,
         callbacks=callbacks, verbose=verbose,
         header=(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} "

@@ -274,3 +274,33 @@ def test_bi_level_halves_are_disjoint_and_cover_the_examples():
             seen[name] += np.rint(batch_images.numpy()[:, 0, 0, 0] * std + mean).astype(int).tolist()
     assert len(seen["weights"]) == len(seen["architecture"]) == 2 * count // 2  # 2 epochs of a half
     assert set(seen["weights"]) == set(range(32)) and set(seen["architecture"]) == set(range(32, 64))
+
+
+def _indexed(count):
+    # Every image holds its own index (as uint8 pixels), so a batch says which examples it used.
+    images = np.broadcast_to(np.arange(count, dtype=np.uint8)[:, None, None, None], (count, 4, 4, 1))
+    return data._in_memory("indexed", "train", np.ascontiguousarray(images), np.arange(count) % 2)
+
+
+def _indices(source, batch_images):
+    std, mean = source.std[0] * 255.0, source.mean[0] * 255.0
+    return np.rint(batch_images.numpy()[:, 0, 0, 0] * std + mean).astype(int).tolist()
+
+
+def test_short_epochs_cut_one_stream_of_fresh_images():
+    # The default search's epochs are shorter than a pass over the data: consecutive
+    # epochs continue the pass, so no image repeats until every one has been seen.
+    source = _indexed(200)
+    stream = [_indices(source, x) for x, _ in data.train_pipeline(
+        source, 8, seed=4, epochs=5, augment=data.Augment(), epoch_steps=4)]
+    assert len(stream) == 20
+    seen = [i for batch in stream for i in batch]
+    assert len(seen) == 160 and len(set(seen)) == 160  # 5 epochs x 4 steps x 8, all distinct
+    # Resuming at epoch 3 gives the uninterrupted run's epochs 3 and 4.
+    resumed = [_indices(source, x) for x, _ in data.train_pipeline(
+        source, 8, seed=4, epochs=5, initial_epoch=3, augment=data.Augment(), epoch_steps=4)]
+    assert resumed == stream[12:]
+    # Past a pass the stream goes on over a new shuffle of every image.
+    long = [i for x, _ in data.train_pipeline(source, 8, seed=4, epochs=2, augment=data.Augment(),
+                                              epoch_steps=25) for i in _indices(source, x)]
+    assert sorted(long[:200]) == list(range(200)) and long[200:] != long[:200]

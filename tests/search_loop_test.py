@@ -236,3 +236,43 @@ def test_search_steps_follow_darts_optimizers_and_decays():
     expected = _torch_adam(initial, grads, 3e-4, 0.5, 0.999, 1e-8)
     for got, want, start in zip(net.architecture_variables, expected, initial):
         np.testing.assert_allclose(got.numpy() - start, want - start, rtol=0.02, atol=3e-6)
+
+
+def test_alpha_rate_is_zero_through_the_warm_up_then_arch_lr():
+    assert search.architecture_lr(TINY, steps_per_epoch=5) == TINY.arch_lr
+    schedule = search.architecture_lr(
+        TINY.replace(stage2_epochs=2, arch_warmup_epochs=1), steps_per_epoch=5)
+    # Adam reads the rate at its step count before the update: steps 0-4 are epoch 1.
+    assert [float(schedule(step)) for step in range(7)] == [0.0] * 5 + [
+        pytest.approx(TINY.arch_lr)] * 2
+
+
+def test_warm_up_holds_alpha_and_short_epochs_continue_the_stream(tmp_path, monkeypatch):
+    config = TINY.replace(stage1_epochs=3, stage2_epochs=2, arch_warmup_epochs=1, steps_per_epoch=3)
+    pipeline, batches = search.data.train_pipeline, []
+
+    def counted(*args, **kwargs):
+        dataset = pipeline(*args, **kwargs)
+        batches.append(int(dataset.cardinality()))
+        return dataset
+
+    monkeypatch.setattr(search.data, "train_pipeline", counted)
+    search.run_search(config, str(tmp_path), verbose=0, report=False)
+    # Each stage's stream holds exactly its steps (3 epochs x 3, 2 x 3), more than a pass
+    # (2 batches): the stream goes on instead of restarting the pass each epoch.
+    assert batches == [9, 6]
+    source = search.data.load(config.dataset, "train")
+    initial = search.build_supernet(config, 1, search_space.stage1_space(config.space, 3, False),
+                                    3, source.num_classes, (8, 8, 1)).logit_values()
+    history = _read(os.path.join(tmp_path, "stage1", "history.json"))
+    stage2 = _read(os.path.join(tmp_path, "stage2", "history.json"))
+    assert [len(history), len(stage2)] == [3, 2]
+    initial_logits = [[logits for _, logits, _ in edges] for edges in initial]
+    # Epoch 1 is the warm-up: alpha where it started; then it moves.
+    np.testing.assert_allclose([history[0]["logits"][name] for name in ("normal", "reduce")],
+                               initial_logits, rtol=0, atol=1e-7)
+    assert history[1]["logits"]["normal"] != history[0]["logits"]["normal"]
+    assert stage2[1]["logits"]["normal"] != stage2[0]["logits"]["normal"]
+    # The weights' cosine runs over the stage's 3 x 3 steps, not over passes of the data.
+    schedule = search.make_optimizers(config, 3, 3)[0]
+    assert [h["lr"] for h in history] == pytest.approx([float(schedule(s)) for s in (3, 6, 9)])

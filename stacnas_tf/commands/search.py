@@ -47,6 +47,10 @@ _HELP = {
     "channels": "Initial channels C of the supernet (paper: 16).",
     "image_size": "Resize images to this square size.",
     "num_train_examples": "Use only the first N training examples.",
+    "steps_per_epoch": "Steps of an epoch (default: one pass over the examples); epochs then "
+                       "cut one reshuffled stream, so images stay fresh across them.",
+    "arch_warmup_epochs": "Epochs at the start of each stage before alpha moves (the weights "
+                          "train first; the paper: 0).",
     "seed": "Random seed of weights, logits, shuffling and augmentation.",
     "per_cell_logits": "Give every cell its own architecture logits (the enlarged space).",
     "optimization": "one_level: w and alpha from the same batch (StacNAS); bi_level: DARTS's "
