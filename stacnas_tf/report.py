@@ -67,6 +67,19 @@ def max_weight_ratio(weights) -> float:
     return float(np.mean([np.max(edge) * len(edge) for edge in weights]))
 
 
+def op_margins(candidates, weights) -> list:
+    """Per edge of a cell: the softmax weight of its strongest non-`none` op minus that
+    of the runner-up (None on an edge with a single op). How far the chosen op is
+    from being replaced: on an edge with a margin near 0, noise (the seed, even the
+    thread count) can swap it."""
+    margins = []
+    for edge, w in zip(candidates, weights):
+        ops = sorted((weight for op, weight in zip(edge, w) if op != search_space.NONE),
+                     reverse=True)
+        margins.append(float(ops[0] - ops[1]) if len(ops) > 1 else None)
+    return margins
+
+
 def undecided_warning(weights_by_set) -> str | None:
     """A sentence for the user when the final weights are too close to uniform
     to trust the derived cell (see `UNDECIDED_RATIO`), else None."""
@@ -270,6 +283,9 @@ def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
             "max_weight_ratio_per_epoch": {
                 name: [max_weight_ratio(entry["weights"][name]) for entry in history]
                 for name in history[0]["weights"]},
+            "op_margins": {
+                name: op_margins(cell, history[-1]["weights"][name])
+                for name, cell in zip(history[-1]["weights"], space.cells)},
         }
     pictures["trajectories"] = visualize.weights_history_png(search_dir, output_dir)
     pictures["op_counts"] = [_counts_png(counts_by_stage, output_dir, plt)]
@@ -320,6 +336,13 @@ def _html(config, stages, numbers, pictures, genotype, output_dir) -> str:
                      "uniform), at the last epoch: " + ", ".join(
                          f"{html.escape(name)} {values[-1]:.3f}" for name, values in
                          list(ratios.items())[:MAX_HEATMAP_SETS]) + ".</p>")
+        margins = numbers["stages"][stage]["op_margins"]
+        parts.append("<p>Margin of each edge's chosen op over the runner-up (softmax weights; "
+                     "near 0, noise can swap them), smallest and median: " + ", ".join(
+                         f"{html.escape(name)} {min(m for m in values if m is not None):.3f} / "
+                         f"{float(np.median([m for m in values if m is not None])):.3f}"
+                         for name, values in list(margins.items())[:MAX_HEATMAP_SETS]
+                         if any(m is not None for m in values)) + ".</p>")
         parts.append("<h3>Derived cells</h3>" + "".join(
             _img(p, output_dir, f"stage {stage} cell") for p in pictures[f"stage{stage}_cells"]))
         parts.append("<h3>Architecture weights at the first, middle and last epoch</h3>" +

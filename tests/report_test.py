@@ -68,6 +68,14 @@ def test_max_weight_ratio_is_one_at_uniform_and_k_at_one_hot():
     assert report.max_weight_ratio([[0.3, 0.7]]) == pytest.approx(1.4)
 
 
+def test_op_margin_is_best_minus_runner_up_leaving_out_none():
+    candidates = [("none", "max_pool_3x3", "avg_pool_3x3"), ("none", "skip_connect"),
+                  ("none", "sep_conv_3x3", "sep_conv_5x5")]
+    # `none` (0.6) is the heaviest on edge 1 but is never chosen: 0.3 - 0.1.
+    weights = [[0.6, 0.3, 0.1], [0.2, 0.8], [0.1, 0.45, 0.45]]
+    assert report.op_margins(candidates, weights) == pytest.approx([0.2, None, 0.0])
+
+
 def test_undecided_weights_are_named_and_decided_ones_are_not():
     near_uniform = [[[0.21, 0.2, 0.2, 0.2, 0.19]] * 14]
     warning = report.undecided_warning(near_uniform)
@@ -127,6 +135,16 @@ def test_report_numbers_follow_from_the_search(searched):
     by_hand = [np.mean([max(edge) * len(edge) for edge in entry["weights"]["normal"]])
                for entry in history]
     np.testing.assert_allclose(ratios, by_hand, rtol=1e-6)
+    # The final margins of every stage-2 edge, recomputed from its last weights.
+    stage2_history = json.loads(open(os.path.join(out, "stage2", "history.json")).read())
+    for name, margins in stage2["op_margins"].items():
+        for margin, weights, edge in zip(margins, stage2_history[-1]["weights"][name],
+                                         json.loads(open(os.path.join(
+                                             out, "stage2", "result.json")).read())["logits"][name]):
+            ops = sorted((w for w, op in zip(weights, edge["candidates"]) if op != "none"))
+            assert margin == (pytest.approx(ops[-1] - ops[-2]) if len(ops) > 1 else None)
+    page = open(os.path.join(out, "report", "report.html")).read()
+    assert "Margin of each edge's chosen op over the runner-up" in page
     cifar = numbers["sizes"]["cifar10"]
     assert cifar["num_cells"] == 20 and cifar["parameters"] > 1_000_000
 
