@@ -133,7 +133,8 @@ class TrainingHooks:
 
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config is not None:
+        # Keras gives {} for a network never compiled; it saves and loads uncompiled.
+        if config:
             config.update(keras.saving.serialize_keras_object(self._extra_compile_config()))
         return config
 

@@ -217,6 +217,18 @@ def test_keras_file_round_trip_restores_every_weight_and_the_compile_config(tmp_
                                atol=1e-5)
 
 
+def test_a_network_never_compiled_saves_and_loads(tmp_path):
+    # As a user holds a trained network's copy or a fresh one: predict, then save.
+    net = _build(G["DARTS_V2"], 3, 4, 3, "cifar", 8)
+    x = np.random.RandomState(1).rand(2, 8, 8, 3).astype(np.float32)
+    expected = net.predict(x, verbose=0)
+    path = str(tmp_path / "uncompiled.keras")
+    net.save(path)
+    loaded = keras.models.load_model(path)
+    assert not loaded.compiled
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+
+
 def test_config_round_trip():
     net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8, deformable=True)
     assert network.FinalNetwork.from_config(net.get_config()).get_config() == net.get_config()
