@@ -38,6 +38,34 @@ def test_every_config_field_is_a_flag(program, config_class):
     assert {"config", "preset", "output_dir"} <= flags
 
 
+PROGRAMS = ("search", "train", "evaluate", "export", "genotype", "describe", "visualize",
+            "correlate", "confusion", "report")
+
+
+def test_help_prints_each_programs_own_flags_and_exits_0():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    running = {program: subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tools", f"{program}.py"), "--help"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for program in PROGRAMS}
+    for program, process in running.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, (program, err[-1000:])
+        assert out.startswith(f"usage: {program}.py"), program
+        # Its own flags with their help, and nothing of absl.testing's.
+        assert "stacnas_tf.commands" in out, program
+        assert "  --" in out and "test_srcdir" not in out and "test_tmpdir" not in out, program
+
+
+def test_help_lists_the_search_fields_with_their_help():
+    result = _run("search", "--help")
+    assert result.returncode == 0
+    words = " ".join(result.stdout.split())  # help texts wrap at 80 columns
+    assert "--arch_warmup_epochs: Epochs at the start of each stage before alpha moves" in words
+    assert "--output_dir:" in result.stdout and "--preset:" in result.stdout
+    assert "test_srcdir" not in _run("search", "--helpfull").stdout
+
+
 def test_config_file_reproduces_a_search_and_flags_override_it(tmp_path):
     first = _run("search", "--preset=smoke", f"--output_dir={tmp_path / 'a'}", "--seed=3",
                  "--arch_lr=0.001")

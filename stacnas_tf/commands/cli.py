@@ -70,6 +70,33 @@ def _quiet_tensorflow_info(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or f"{os.sep}tensorflow{os.sep}" not in record.pathname
 
 
+_HELP_TOKENS = ("--help", "-help", "-h", "--helpshort", "-?", "--helpfull", "-helpfull")
+
+
+def print_help(program: str, main, full: bool = False) -> None:
+    """The program's description and its own flags (with --helpfull also absl's
+    logging flags), on stdout. absl's own --help lists only the flags defined in
+    the file that was run (none: they live in the command modules) and exits 1;
+    --helpfull would list the flags of every module imported, absl.testing's too."""
+    module = sys.modules.get(main.__module__)
+    description = (module.__doc__ or "").strip() if module else ""
+    lines = [f"usage: {program} [--FLAG=VALUE ...]", ""]
+    if description:
+        lines += [description, ""]
+    by_module = flags.FLAGS.flags_by_module_dict()
+    own = sorted(name for name in by_module if name.startswith("stacnas_tf"))
+    # The command's own module first, then the shared flag modules.
+    own.sort(key=lambda name: name != main.__module__)
+    wanted = own + (sorted(name for name in by_module if name.startswith("absl.logging")
+                           or name == "absl.flags") if full else [])
+    for name in wanted:
+        text = flags.FLAGS.module_help(name)
+        lines += [text, ""]
+    if not full:
+        lines.append("--helpfull adds absl's logging flags.")
+    print("\n".join(lines))
+
+
 def run(main) -> None:
     """`app.run(main)`, with bad flags, ValueError / OSError and usage errors
     printed as `PROGRAM: error: MESSAGE` (exit status 2), running out of memory
@@ -84,6 +111,12 @@ def run(main) -> None:
         sys.exit(status)
 
     def parse_flags(argv):
+        for token in argv[1:]:
+            if token == "--":
+                break
+            if token in _HELP_TOKENS:
+                print_help(program, main, full=token.lstrip("-") == "helpfull")
+                sys.exit(0)
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:

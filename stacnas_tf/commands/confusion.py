@@ -1,4 +1,4 @@
-"""Measures gradient confusion over depths and recommends the search depths.
+r"""Measures gradient confusion over depths and recommends the search depths.
 
   python tools/confusion.py                               # embedded default (Fashion-MNIST)
   python tools/confusion.py --stage1_depths=8,11,14,17 --stage2_depths=14,17,20 \

@@ -1,4 +1,4 @@
-"""Exports a final network to SavedModel, ONNX and TFLite, and verifies every artifact.
+r"""Exports a final network to SavedModel, ONNX and TFLite, and verifies every artifact.
 
   stacnas-export --train_dir=runs/train --output_dir=runs/export
   stacnas-export --genotype=DARTS_V2 --preset=imagenet_mobile --random_init \

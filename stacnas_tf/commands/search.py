@@ -1,4 +1,4 @@
-"""Runs a StacNAS search and writes its genotype.
+r"""Runs a StacNAS search and writes its genotype.
 
   stacnas-search                                  # the embedded default (Fashion-MNIST)
   stacnas-search --preset=paper_cifar10 --data_dir=~/tensorflow_datasets \

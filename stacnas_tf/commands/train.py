@@ -1,4 +1,4 @@
-"""Trains a final network from a genotype.
+r"""Trains a final network from a genotype.
 
   stacnas-train --genotype=runs/search/genotype.json      # embedded default
   stacnas-train --preset=base --genotype=STACNAS_CIFAR10 \
