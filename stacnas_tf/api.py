@@ -17,8 +17,10 @@ interruption. The binaries in `tools/` are thin callers of these functions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import re
 import tempfile
 from typing import Any, Iterable, Sequence
 
@@ -75,12 +77,48 @@ def _output_dir(output_dir: str | None, kind: str) -> str:
     return os.path.abspath(files.require_path(output_dir))
 
 
-def _config(presets: dict, preset: str, config, overrides: dict, what: str):
-    """`config` (or else the preset) with `overrides` applied."""
+# A preset's sizes belong to its own dataset. For images given in Python they
+# default to the data's (all examples, their own size, one pass an epoch) unless
+# the caller sets them.
+_DATA_SIZED_FIELDS = ("num_train_examples", "num_eval_examples", "image_size", "steps_per_epoch")
+
+# Names the library's messages use that are flags of the programs; the API's
+# callers know them as these keyword arguments.
+_KEYWORDS = {"--train_dir": "trained", "--dataset": "data", "--config": "config"}
+
+
+def _keyword_messages(function):
+    """Re-raises the ValueErrors of an API call with flag names (`--batch_size`) as
+    the keyword arguments the caller passed (`batch_size`)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ValueError as e:
+            message = str(e)
+            for flag, keyword in _KEYWORDS.items():
+                message = re.sub(re.escape(flag) + r"\b", keyword, message)
+            converted = re.sub(r"(?<![\w-])--(\w+)", r"\1", message)
+            if converted == str(e):
+                raise
+            raise ValueError(converted) from e
+
+    return wrapper
+
+
+def _config(presets: dict, preset: str, config, overrides: dict, what: str,
+            data_sized: bool = False):
+    """`config` (or else the preset) with `overrides` applied. `data_sized`: the
+    data comes from Python, so a preset's sizes default to the data's."""
     if config is None:
         if preset not in presets:
             raise ValueError(f"preset: expected one of {sorted(presets)}, got {preset!r}.")
         config = presets[preset]
+        if data_sized:
+            fields = {f.name for f in dataclasses.fields(config)}
+            config = config.replace(**{name: None for name in _DATA_SIZED_FIELDS
+                                       if name in fields and name not in overrides})
     fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
@@ -89,6 +127,7 @@ def _config(presets: dict, preset: str, config, overrides: dict, what: str):
     return config.replace(**overrides)
 
 
+@_keyword_messages
 def search(data: Data, *, num_classes: int | None = None,
            class_names: Sequence[str] | None = None, preset: str = "default",
            config: config_lib.SearchConfig | None = None,
@@ -100,7 +139,10 @@ def search(data: Data, *, num_classes: int | None = None,
 
     `preset` names a `SearchConfig` preset (`default`, `smoke`,
     `paper_cifar10`, ...), or `config` gives one; `overrides` set any of its
-    fields (`stage1_epochs`, `groups`, `num_nodes`, ...). `callbacks` are
+    fields (`stage1_epochs`, `groups`, `num_nodes`, ...); for images given in
+    Python a preset's sizes (`num_train_examples`, `image_size`,
+    `steps_per_epoch`) default to the data's: every image, at its own size, one
+    pass an epoch. `callbacks` are
     Keras callbacks passed to each stage's `fit`; `verbose` is Keras's
     (progress bar by default). The search's report goes to
     `output_dir`/report/report.html. Images
@@ -114,7 +156,7 @@ def search(data: Data, *, num_classes: int | None = None,
         source = None
     else:
         config = _config(config_lib.PRESETS, preset, config,
-                         {"dataset": data_lib.IN_MEMORY, **overrides}, "search")
+                         {"dataset": data_lib.IN_MEMORY, **overrides}, "search", data_sized=True)
         source = _source(data, "data", num_classes, class_names)
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "search")
@@ -143,6 +185,7 @@ def _genotype_spec(genotype) -> str:
                      f"or DARTS text, got {type(genotype).__name__}.")
 
 
+@_keyword_messages
 def train(genotype, data: Data, *, validation_data: Data | None = None,
           num_classes: int | None = None, class_names: Sequence[str] | None = None,
           preset: str = "default", config: config_lib.TrainConfig | None = None,
@@ -155,7 +198,9 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     `genotype`: a `Genotype`, a `SearchResult`, a published name
     (`"DARTS_V2"`), a genotype file or DARTS text. `preset` names a
     `TrainConfig` recipe (`default`, `base`, `fancy`, `imagenet_base`,
-    `smoke`), or `config` gives one; `overrides` set its fields (`epochs`, `channels`, ...). Images
+    `smoke`), or `config` gives one; `overrides` set its fields (`epochs`, `channels`, ...).
+    For images given in Python a preset's sizes (`num_train_examples`,
+    `num_eval_examples`, `image_size`) default to the data's. Images
     given in Python are evaluated on `validation_data`, or else on a seeded 10%
     of every class held out of the training images.
     """
@@ -169,7 +214,8 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
                                       image_size=config.image_size) for split in ("train", "test"))
     else:
         config = _config(config_lib.TRAIN_PRESETS, preset, config,
-                         {"dataset": data_lib.IN_MEMORY, "genotype": spec, **overrides}, "train")
+                         {"dataset": data_lib.IN_MEMORY, "genotype": spec, **overrides}, "train",
+                         data_sized=True)
         source = _source(data, "data", num_classes, class_names)
         if validation_data is None:
             sources = data_lib.held_out_splits(source)
@@ -204,6 +250,7 @@ def _trained_config(train_dir: str) -> config_lib.TrainConfig:
     return run_folder.training(train_dir, flag="--train_dir").config
 
 
+@_keyword_messages
 def evaluate(trained, data: Data | None = None, *, split: str = "test",
              num_classes: int | None = None, batch_size: int | None = None,
              num_examples: int | None = None, checkpoint: str | None = None,
@@ -223,6 +270,7 @@ def evaluate(trained, data: Data | None = None, *, split: str = "test",
                               genotype_spec=None if genotype is None else _genotype_spec(genotype))
 
 
+@_keyword_messages
 def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
            data: Data | None = None, overwrite: bool = False, genotype=None,
            random_init: str | None = None, deformable: bool = False,
@@ -263,6 +311,7 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
     return export_lib.export(exportable, output_dir, export_options)
 
 
+@_keyword_messages
 def describe(genotype, preset: str = "cifar10") -> dict:
     """Parameters and multiply-adds of the paper's final network (`cifar10`,
     `cifar100` or `imagenet_mobile`) for `genotype`."""

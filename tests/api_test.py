@@ -144,6 +144,29 @@ def test_bad_input_is_a_clear_error_before_any_work(call, message, tmp_path, mon
     assert not os.listdir(tmp_path)
 
 
+def test_a_presets_sizes_give_way_to_the_datas_and_messages_name_keywords(tmp_path):
+    # The smoke preset is sized for digits (128 training, 64 evaluation images, 8x8):
+    # 40 images of 12x12 given in Python are searched and trained whole, at 12x12.
+    images, labels = _images(count=40, size=12)
+    found = stacnas_tf.search((images, labels), output_dir=str(tmp_path / "search"), **SMALL)
+    assert (found.config.num_train_examples, found.config.image_size,
+            found.config.steps_per_epoch) == (None, None, None)
+    trained = stacnas_tf.train(found, (images, labels), output_dir=str(tmp_path / "train"),
+                               **SMALL)
+    assert (trained.config.num_train_examples, trained.config.image_size) == (None, None)
+    assert trained.model(np.zeros((1, 12, 12, 1), np.float32)).shape == (1, 3)
+    # What the caller set still holds.
+    kept = stacnas_tf.search((images, labels), output_dir=str(tmp_path / "kept"),
+                             num_train_examples=32, **SMALL)
+    assert kept.config.num_train_examples == 32
+    # Errors name the keyword arguments, not the programs' flags.
+    with pytest.raises(ValueError) as error:
+        stacnas_tf.search((images, labels), batch_size=64, **SMALL)
+    assert "batch_size=64" in str(error.value) and "--" not in str(error.value)
+    with pytest.raises(ValueError, match="^image_size: expected a positive multiple of 4"):
+        stacnas_tf.search((images, labels), image_size=10, **SMALL)
+
+
 def test_an_unknown_setting_names_the_settings():
     with pytest.raises(TypeError, match="unknown settings \\['stage_1_cells'\\]"):
         stacnas_tf.search("digits", stage_1_cells=3)
