@@ -134,8 +134,8 @@ def _edges(genotype: dict) -> dict:
     """{(cell, node, input): op} of a genotype's JSON."""
     chosen = {}
     for cell in ("normal", "reduce"):
-        for position, (op, source) in enumerate(genotype[cell]["edges"]):
-            chosen[(cell, position // 2 + 2, source)] = op
+        for position, edge in enumerate(genotype[cell]):
+            chosen[(cell, position // 2 + 2, edge["input"])] = edge["op"]
     return chosen
 
 
@@ -185,7 +185,17 @@ def gather(output_dir: str) -> dict:
             "seed_agreement_mean": _mean_agreement(seed_pairs),
             "final_accuracy_mean": float(np.mean([r["stage2"]["final_accuracy"] for r in runs])),
         }
-    return {"settings": table, "runs": summaries}
+    return {"settings": table, "runs": summaries, "random_cells_agreement": random_agreement()}
+
+
+def random_agreement(count: int = 40) -> dict:
+    """The same agreement between random cells of the default space (all pairs of
+    `count` seeds): what agreement means by chance."""
+    from stacnas_tf import genotype as genotype_lib
+
+    space = config_lib.PRESETS["default"].space
+    cells = [json.loads(genotype_lib.random_genotype(space, seed).to_json()) for seed in range(count)]
+    return _mean_agreement([agreement(a, b) for a, b in itertools.combinations(cells, 2)])
 
 
 def _mean_agreement(pairs) -> dict | None:
@@ -217,6 +227,11 @@ def write_results(results: dict, path: str) -> None:
                      f"{row['seconds_mean'] / 60:.1f} | {row['stage1_ratio_mean']:.3f} | "
                      f"{row['final_ratio_mean']:.3f} ({row['final_ratio_min']:.3f}) | {margin} | "
                      f"{agree_text} | {threads_text} |")
+    chance = results["random_cells_agreement"]
+    lines += ["", f"Random cells of the same space agree on {chance['normal']['edges']:.2f} edges "
+              f"and {chance['normal']['edges_and_ops']:.2f} edges with their op of 8 (normal; "
+              f"reduce {chance['reduce']['edges']:.2f} / {chance['reduce']['edges_and_ops']:.2f}), "
+              "averaged over all pairs of 40 random cells."]
     files.write_text(path + ".md", "\n".join(lines) + "\n")
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, runs in _by_setting(results["runs"]).items():

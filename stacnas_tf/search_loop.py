@@ -111,15 +111,12 @@ def stage_steps(config: config_lib.SearchConfig, source: data.Source) -> int:
 
 
 def _logits_json(model: supernet.SearchNetwork) -> dict:
-    names = model.stage_space.set_names(model.num_cells)
-    endpoints = search_space.edge_endpoints(model.search_cells[0].num_nodes)
-    return {
-        name: [
-            {"edge": f"{source}->{node}", "candidates": list(edge), "logits": logits, "weights": weights}
-            for (source, node), (edge, logits, weights) in zip(endpoints, values)
-        ]
-        for name, values in zip(names, model.logit_values())
-    }
+    """`architecture_weights()` with each edge's logits."""
+    weights = model.architecture_weights()
+    for edges, values in zip(weights.values(), model.logit_values()):
+        for edge, (_, logits, _) in zip(edges, values):
+            edge["logits"] = logits
+    return weights
 
 
 def _recorder(schedule, writer):

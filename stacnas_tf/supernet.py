@@ -265,6 +265,20 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
 
     # --- results ---------------------------------------------------------------
 
+    def architecture_weights(self) -> dict:
+        """The architecture as it stands, for callbacks and notebooks:
+        {logit set ("normal", "reduce", or "cell_K" with per-cell logits):
+        [{"edge": "SOURCE->NODE", "candidates": [op, ...], "weights": [softmax
+        weight per candidate]}, ...] in edge order}. Inside a Keras callback:
+        `self.model.architecture_weights()`."""
+        names = self.stage_space.set_names(self.num_cells)
+        endpoints = search_space.edge_endpoints(self.search_cells[0].num_nodes)
+        return {
+            name: [{"edge": f"{source}->{node}", "candidates": list(edge), "weights": weights}
+                   for (source, node), (edge, _, weights) in zip(endpoints, values)]
+            for name, values in zip(names, self.logit_values())
+        }
+
     def logit_values(self):
         """Per logit set: a list over edges of (candidates, logits, softmax weights)."""
         result = []

@@ -152,6 +152,13 @@ def test_masked_candidates_get_zero_weight():
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-6)
     values = net.logit_values()[0]
     assert values[0][0] == ("none", "skip_connect") and len(values[0][2]) == 2
+    # The documented accessor: per logit set, each edge's endpoints, candidates and weights.
+    weights = net.architecture_weights()
+    assert list(weights) == ["normal", "reduce"]
+    assert [e["edge"] for e in weights["normal"][:5]] == ["0->2", "1->2", "0->3", "1->3", "2->3"]
+    assert weights["normal"][0]["candidates"] == ["none", "skip_connect"]
+    np.testing.assert_allclose(weights["normal"][7]["weights"], probabilities[7], rtol=1e-6)
+    assert sum(weights["reduce"][0]["weights"]) == pytest.approx(1.0)
 
 
 def test_config_round_trip():
