@@ -124,6 +124,21 @@ def heatmap_rgb(weights, pixels: int = 8) -> np.ndarray:
     return np.kron(image, np.ones((pixels, pixels, 1), np.uint8))
 
 
+def heatmap_labels(candidates, endpoints) -> tuple[list[str], list[str]]:
+    """(column labels, row labels) of a heatmap of edges x candidates. Where every
+    edge searches the same ops (stage 1, flat) the columns name them; otherwise
+    (stage 2: each edge its own group) each row names its edge's own ops, in
+    column order, and the columns their positions."""
+    width = max(len(edge) for edge in candidates)
+    edges = [f"{a}->{b}" for a, b in endpoints]
+    if all(edge == candidates[0] for edge in candidates):
+        return list(candidates[0]), edges
+    columns = ["none" if all(edge[0] == search_space.NONE for edge in candidates) else "op 1"]
+    columns += [f"op {k + (columns[0] != 'none')}" for k in range(1, width)]
+    rows = [f"{name}: {' | '.join(edge)}" for name, edge in zip(edges, candidates)]
+    return columns, rows
+
+
 def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
     written = []
     epochs = sorted({0, len(history) // 2, len(history) - 1})
@@ -148,12 +163,9 @@ def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
             image = ax.imshow(matrix, vmin=low, vmax=max(high, low + 1e-6), cmap="Blues",
                               aspect="auto")
             ax.set_title(f"epoch {history[epoch]['epoch']}", fontsize=9)
-            ax.set_yticks(range(len(candidates)),
-                          [f"{a}->{b}" for a, b in endpoints], fontsize=7)
-            shared = all(edge == candidates[0] for edge in candidates)
-            ax.set_xticks(range(width), candidates[0] if shared else
-                          [f"cand. {k}" for k in range(width)], rotation=60, ha="right",
-                          fontsize=7)
+            columns, rows = heatmap_labels(candidates, endpoints)
+            ax.set_yticks(range(len(candidates)), rows, fontsize=7)
+            ax.set_xticks(range(width), columns, rotation=60, ha="right", fontsize=7)
         figure.colorbar(image, ax=axes[0].tolist(), fraction=0.03)
         figure.suptitle(f"stage {stage}, {name} cell: softmax weights (edges x candidates)",
                         fontsize=10)

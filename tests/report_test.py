@@ -76,6 +76,19 @@ def test_op_margin_is_best_minus_runner_up_leaving_out_none():
     assert report.op_margins(candidates, weights) == pytest.approx([0.2, None, 0.0])
 
 
+def test_stage2_heatmap_rows_name_each_edges_own_ops():
+    candidates = [("none", "skip_connect"), ("none", "max_pool_3x3", "avg_pool_3x3"),
+                  ("none", "sep_conv_3x3", "sep_conv_5x5")]
+    columns, rows = report.heatmap_labels(candidates, [(0, 2), (1, 2), (0, 3)])
+    assert columns == ["none", "op 1", "op 2"]
+    assert rows == ["0->2: none | skip_connect", "1->2: none | max_pool_3x3 | avg_pool_3x3",
+                    "0->3: none | sep_conv_3x3 | sep_conv_5x5"]
+    # Stage 1: every edge the same candidates, which the columns name.
+    shared = [("none", "skip_connect", "max_pool_3x3")] * 2
+    assert report.heatmap_labels(shared, [(0, 2), (1, 2)]) == (
+        ["none", "skip_connect", "max_pool_3x3"], ["0->2", "1->2"])
+
+
 def test_undecided_weights_are_named_and_decided_ones_are_not():
     near_uniform = [[[0.21, 0.2, 0.2, 0.2, 0.19]] * 14]
     warning = report.undecided_warning(near_uniform)
