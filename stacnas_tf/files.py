@@ -165,6 +165,20 @@ def require_path(path: str | None, flag: str = "--output_dir") -> str:
     return path
 
 
+def require_file(path: str, flag: str, expected: str) -> str:
+    """`path` if it is a regular file (or a link to one). A folder, a missing
+    path and a FIFO, socket or device are refused by name: opening a FIFO would
+    wait for a writer forever."""
+    if os.path.isdir(path):
+        raise ValueError(f"{flag}: {path} is a folder; expected {expected}.")
+    if not os.path.exists(path):
+        raise ValueError(f"{flag}: file {path} does not exist.")
+    if not os.path.isfile(path):
+        raise ValueError(f"{flag}: {path} is not a regular file (a FIFO, socket or device); "
+                         f"expected {expected}.")
+    return path
+
+
 def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     """Creates `path` if needed and checks that files can be written in it."""
     path = os.path.abspath(require_path(path, flag))

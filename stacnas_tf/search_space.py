@@ -19,6 +19,8 @@ from typing import Callable, Iterable, Sequence
 
 from absl import logging
 
+from stacnas_tf import files
+
 NONE = "none"
 SKIP = "skip_connect"
 
@@ -231,6 +233,7 @@ def load_groups(path: str) -> tuple[tuple[str, ...], ...]:
     """Reads a groups file: JSON `{"groups": [["skip_connect"], ["max_pool_3x3", ...], ...]}`."""
     expected = ('expected JSON {"groups": [["skip_connect"], ["max_pool_3x3", "avg_pool_3x3"], '
                 "...]}")
+    files.require_file(path, "--groups", "a groups file")
     try:
         with open(path) as f:
             value = json.loads(f.read(1_000_001), parse_constant=float)

@@ -287,3 +287,23 @@ def test_a_folder_that_is_not_a_training_run_is_named_by_its_flag(tmp_path, name
         f"{name}.py: error: --train_dir: {tmp_path / 'missing'} holds no config.json (not a "
         "training folder)."]
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_fifo_as_an_input_file_is_refused_without_waiting(tmp_path):
+    # Opening a FIFO blocks until something writes into it: a program given one as
+    # --groups or --config would wait forever.
+    from stacnas_tf import search_space
+
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="--groups: .*pipe is not a regular file"):
+        search_space.load_groups(fifo)
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "search.py"),
+                             f"--config={fifo}", f"--output_dir={tmp_path / 'out'}"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"search.py: error: --config: {fifo} is not a regular file (a FIFO, socket or device); "
+        "expected a run's config.json."]
+    assert not os.path.exists(tmp_path / "out")

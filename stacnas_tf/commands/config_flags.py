@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 from absl import flags
 
@@ -58,11 +57,7 @@ def base_config(config_class, presets: dict, preset_flag):
         return presets[preset_flag.value]
     if preset_flag.present:
         raise ValueError("--config and --preset both give the settings to start from; pass one.")
-    path = files.user_path(CONFIG.value)
-    if os.path.isdir(path):
-        raise ValueError(f"--config: {path} is a folder; expected a run's config.json.")
-    if not os.path.isfile(path):
-        raise ValueError(f"--config: file {path} does not exist.")
+    path = files.require_file(files.user_path(CONFIG.value), "--config", "a run's config.json")
     try:
         value = files.read_json(path)
     except ValueError as e:
