@@ -7,11 +7,26 @@
 
 Names are loaded on first use, so `import stacnas_tf` is quick and leaves
 TensorFlow's environment (set by the command-line tools) untouched until then.
+
+Its Keras classes (`FinalNetwork`, `SearchNetwork`, their layers, the fused
+SGD) are registered with Keras as soon as Keras is loaded, whichever comes
+first, so `keras.models.load_model("net.keras")` works after a plain
+`import stacnas_tf`. How, without loading TensorFlow here: when Keras (or
+TensorFlow, which loads Keras) is already loaded, the classes' modules are
+imported at once; otherwise a one-time import hook imports them right after
+the first `import keras` / `import tensorflow` has finished. A process that
+never imports stacnas_tf loads its files with
+`keras.models.load_model(path, custom_objects=...)`, or after
+`import stacnas_tf.network, stacnas_tf.supernet`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 from typing import TYPE_CHECKING
 
 __version__ = "0.2.0"
@@ -53,6 +68,59 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+# The modules whose classes carry @keras.saving.register_keras_serializable.
+_SERIALIZABLE_MODULES = ("ops", "batched_ops", "mixed_op", "cells", "supernet", "network",
+                         "optimizers")
+_LOADERS_OF_KERAS = ("keras", "tensorflow")
+
+
+def _register_keras_classes() -> None:
+    for module in _SERIALIZABLE_MODULES:
+        importlib.import_module(f"stacnas_tf.{module}")
+
+
+class _RegisterAfterKerasLoads(importlib.abc.MetaPathFinder):
+    """Finds nothing itself. When `keras` or `tensorflow` is imported for the first
+    time, it wraps that module's loading so that, once it has finished (the other
+    one is loaded inside it), the Keras classes get registered, then it leaves."""
+
+    def __init__(self):
+        self._looking = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _LOADERS_OF_KERAS or self._looking:
+            return None
+        self._looking = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._looking = False
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            try:
+                _register_keras_classes()
+            except Exception as e:  # noqa: BLE001 - never break the user's `import keras`
+                warnings.warn(f"stacnas_tf could not register its Keras classes ({e}); "
+                              "import stacnas_tf.network before loading a .keras file.",
+                              stacklevel=2)
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+if any(name in sys.modules for name in _LOADERS_OF_KERAS):
+    _register_keras_classes()
+elif not any(isinstance(f, _RegisterAfterKerasLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasLoads())
 
 
 if TYPE_CHECKING:  # for editors and type checkers

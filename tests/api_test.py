@@ -172,6 +172,32 @@ def test_an_unknown_setting_names_the_settings():
         stacnas_tf.search("digits", stage_1_cells=3)
 
 
+def test_keras_files_load_after_a_plain_import_in_a_new_process(tmp_path):
+    net = stacnas_tf.FinalNetwork(stacnas_tf.Genotype.from_dict(
+        stacnas_tf.PUBLISHED_GENOTYPES["DARTS_V2"].to_dict()), 3, channels=4, num_cells=3,
+        auxiliary=False)
+    net.build((None, 8, 8, 1))
+    x = np.random.RandomState(0).rand(2, 8, 8, 1).astype(np.float32)
+    path = str(tmp_path / "net.keras")
+    net.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", net.predict(x, verbose=0))
+    check = (f"import numpy as np, keras; m = keras.models.load_model({path!r}); "
+             f"np.testing.assert_allclose(m.predict(np.load({str(tmp_path / 'x.npy')!r}), "
+             f"verbose=0), np.load({str(tmp_path / 'y.npy')!r}), atol=1e-6); print('ok')")
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    # stacnas_tf imported before Keras, after it, and (documented) only its network module.
+    for prefix in ("import stacnas_tf; ", "import keras, stacnas_tf; ",
+                   "import tensorflow, stacnas_tf; ", "import stacnas_tf.network; "):
+        result = subprocess.run([sys.executable, "-c", prefix + check], capture_output=True,
+                                text=True, env=env, timeout=300)
+        assert result.stdout.strip() == "ok", (prefix, result.stderr[-2000:])
+    # Without stacnas_tf Keras cannot know the class, and says which.
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode != 0 and "FinalNetwork" in result.stderr
+
+
 def test_top_level_names_and_lazy_import():
     for name in stacnas_tf.__all__:
         assert getattr(stacnas_tf, name) is not None
