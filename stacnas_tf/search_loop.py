@@ -126,7 +126,8 @@ def _recorder(schedule, writer):
     def record(model, epoch, logs):
         logits = _logits_json(model)
         lr = float(schedule(model.optimizer.iterations))
-        with writer.as_default(step=epoch + 1):
+        # At Keras's own epoch steps (its TensorBoard callback writes epoch k at step k).
+        with writer.as_default(step=epoch):
             for name, edges in logits.items():
                 for e in edges:
                     for op, weight in zip(e["candidates"], e["weights"]):
@@ -134,7 +135,7 @@ def _recorder(schedule, writer):
             tf.summary.scalar("lr", lr)
         report.summarize_epoch(
             writer, {name: [e["weights"] for e in edges] for name, edges in logits.items()},
-            epoch + 1)
+            epoch)
         writer.flush()
         return {
             "epoch": epoch + 1,
