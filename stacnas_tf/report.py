@@ -115,13 +115,40 @@ def epoch_genotypes(space, num_cells, history, num_nodes) -> list[genotype_lib.G
                                          num_nodes) for entry in history]
 
 
-def heatmap_rgb(weights, pixels: int = 8) -> np.ndarray:
-    """An edges x candidates weight matrix (values in [0, 1]) as a uint8 RGB
-    image, `pixels` per cell (white 0 to dark blue 1), for TensorBoard."""
-    values = np.clip(np.asarray(weights, np.float32), 0, 1)
-    low, high = np.array([255, 255, 255], np.float32), np.array([8, 48, 107], np.float32)
-    image = (low + values[..., None] * (high - low)).astype(np.uint8)
-    return np.kron(image, np.ones((pixels, pixels, 1), np.uint8))
+def heatmap_rgb(weights, candidates, title: str = "") -> np.ndarray:
+    """An edges x candidates softmax-weight matrix drawn as a labelled heatmap,
+    as a uint8 RGB image for TensorBoard: rows name the edges (and, in stage 2,
+    each edge's own ops), columns the candidates, and a colour bar the weights.
+    The colour range follows the data, so differences of a few thousandths
+    (weights near uniform) stay visible."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from PIL import Image
+
+    width = max(len(w) for w in weights)
+    matrix = np.full((len(weights), width), np.nan)
+    for row, values in enumerate(weights):
+        matrix[row, :len(values)] = values
+    endpoints = search_space.edge_endpoints(search_space.nodes_for_edges(len(weights)))
+    columns, rows = heatmap_labels(candidates, endpoints)
+    figure, ax = plt.subplots(figsize=(2.2 + 0.9 * width + 0.06 * max(map(len, rows)),
+                                       0.3 * len(weights) + 1.6), dpi=100,
+                              constrained_layout=True)
+    low, high = np.nanmin(matrix), np.nanmax(matrix)
+    image = ax.imshow(matrix, vmin=low, vmax=max(high, low + 1e-6), cmap="Blues", aspect="auto")
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xticks(range(width), columns, rotation=45, ha="right", fontsize=7)
+    figure.colorbar(image, ax=ax, fraction=0.05).ax.tick_params(labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
 def heatmap_labels(candidates, endpoints) -> tuple[list[str], list[str]]:
@@ -392,17 +419,18 @@ def _html(config, stages, numbers, pictures, genotype, output_dir) -> str:
 # --- TensorBoard ----------------------------------------------------------------------
 
 
-def summarize_epoch(writer, weights_by_set: dict, step: int) -> None:
+def summarize_epoch(writer, weights_by_set: dict, step: int, candidates_by_set: dict) -> None:
     """Each logit set's edges x candidates heatmap as a TensorBoard image."""
     import tensorflow as tf
 
     with writer.as_default(step=step):
         for name, weights in list(weights_by_set.items())[:MAX_HEATMAP_SETS]:
-            width = max(len(w) for w in weights)
-            padded = [list(w) + [0.0] * (width - len(w)) for w in weights]
-            tf.summary.image(f"architecture_weights/{name}", heatmap_rgb(padded)[None],
-                             description="rows: edges in DARTS order; columns: the edge's "
-                                         "candidates, none first; darker: larger softmax weight")
+            image = heatmap_rgb(weights, candidates_by_set[name],
+                                f"{name} cell, epoch {step + 1}: softmax weights")
+            tf.summary.image(f"architecture_weights/{name}", image[None],
+                             description="rows: edges (SOURCE->NODE) in DARTS order, with "
+                                         "each edge's own candidates in stage 2; colour: "
+                                         "softmax weight, its range the data's")
 
 
 def summarize_search(log_dir: str, config, genotype: genotype_lib.Genotype) -> None:

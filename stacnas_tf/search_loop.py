@@ -135,7 +135,7 @@ def _recorder(schedule, writer):
             tf.summary.scalar("lr", lr)
         report.summarize_epoch(
             writer, {name: [e["weights"] for e in edges] for name, edges in logits.items()},
-            epoch)
+            epoch, {name: [e["candidates"] for e in edges] for name, edges in logits.items()})
         writer.flush()
         return {
             "epoch": epoch + 1,

@@ -96,11 +96,16 @@ def test_undecided_weights_are_named_and_decided_ones_are_not():
     assert report.undecided_warning([[[0.5, 0.25, 0.25]] * 14]) is None  # 1.5x
 
 
-def test_heatmap_image_shows_every_weight():
-    image = report.heatmap_rgb([[0.0, 1.0], [0.5, 0.25]], pixels=3)
-    assert image.shape == (6, 6, 3) and image.dtype == np.uint8
-    assert tuple(image[0, 0]) == (255, 255, 255) and tuple(image[0, 3]) == (8, 48, 107)
-    assert image[3, 0, 0] < image[3, 3, 0] < 255  # 0.5 darker than 0.25
+def test_tensorboard_heatmap_is_large_labelled_and_spans_small_differences():
+    # Weights within a thousandth of uniform (1/5) still get the whole colour range.
+    weights = [[0.2005, 0.1995, 0.2, 0.2, 0.2]] * 14
+    candidates = [("none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3")] * 14
+    image = report.heatmap_rgb(weights, candidates, "title")
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert image.shape[0] >= 300 and image.shape[1] >= 300
+    # The darkest and lightest cells differ strongly though the weights barely do.
+    grey = image.astype(int).sum(-1)
+    assert grey.max() - grey.min() > 300
 
 
 def test_every_search_writes_its_report(searched):
@@ -186,6 +191,18 @@ def test_tensorboard_has_heatmaps_per_epoch_the_genotype_and_hparams(searched):
         assert sorted({step for tag, values in tags.items() if tag.startswith("alpha/")
                        for _, step in values}) == keras_steps
         assert tags["architecture_weights/reduce"][0][0] == "images"
+    # The stage-2 heatmap, decoded from the event file: a picture of readable size.
+    import tensorflow as tf
+
+    sizes = []
+    for path in glob.glob(os.path.join(out, "tensorboard", "stage2", "**", "events.out.tfevents*"),
+                          recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "architecture_weights/normal":
+                    tensor = tf.make_ndarray(value.tensor)
+                    sizes.append(tf.io.decode_png(tensor[2]).numpy().shape)
+    assert len(sizes) == 2 and all(h >= 300 and w >= 300 for h, w, _ in sizes), sizes
     assert found["genotype"][0][0] == "text"
     assert any(plugin == "hparams" for values in found.values() for plugin, _ in values)
 
