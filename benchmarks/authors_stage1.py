@@ -250,7 +250,7 @@ def main():
                               else "cpu")}
     for seed in args.seeds.split(","):
         # Written after every epoch, so a run stopped early keeps what it measured.
-        partial = {"seed": int(seed), "history": []}
+        partial = {"seed": int(seed), "ops": [t[0] for t in genotypes.OPS_DICT], "history": []}
         result["runs"].append(partial)
 
         def save(history, partial=partial):

@@ -171,7 +171,9 @@ def gather(output_dir: str) -> dict:
             by_seed.setdefault(r["seed"], {})[r["threads"]] = r
         threads_pairs = [agreement(v[1]["genotype"], v[2]["genotype"])
                          for v in by_seed.values() if 1 in v and 2 in v]
-        main_runs = [r for r in runs if r["threads"] == max(x["threads"] for x in runs)]
+        # Seeds compared at the thread count most of them ran with (it changes the cell too).
+        counts = [r["threads"] for r in runs]
+        main_runs = [r for r in runs if r["threads"] == max(set(counts), key=counts.count)]
         seed_pairs = [agreement(a["genotype"], b["genotype"])
                       for a, b in itertools.combinations(main_runs, 2)]
         table[name] = {
@@ -213,14 +215,17 @@ def write_results(results: dict, path: str) -> None:
 
     files.write_json(path + ".json", results)
     lines = ["| setting | fields | runs | minutes | stage-1 ratio | final ratio (min) | "
-             "op margin median (min) | seed agreement normal/reduce (edges+ops of 8) | "
-             "1 vs 2 threads (normal, reduce: edges+ops of 8) |", "|---" * 9 + "|"]
+             "op margin median (min) | pairs of seeds: edges (with the op) shared of 8, normal / "
+             "reduce | 1 vs 2 threads, same seed: the same |", "|---" * 9 + "|"]
     for name, row in results["settings"].items():
         agree = row["seed_agreement_mean"]
         agree_text = ("-" if agree is None else
-                      f"{agree['normal']['edges_and_ops']:.1f} / {agree['reduce']['edges_and_ops']:.1f}")
-        threads_text = ", ".join(f"{p['normal']['edges_and_ops']}, {p['reduce']['edges_and_ops']}"
-                                 for p in row["threads_agreement"]) or "-"
+                      f"{agree['normal']['edges']:.1f} ({agree['normal']['edges_and_ops']:.1f}) / "
+                      f"{agree['reduce']['edges']:.1f} ({agree['reduce']['edges_and_ops']:.1f})")
+        threads_text = "; ".join(
+            f"{p['normal']['edges']} ({p['normal']['edges_and_ops']}) / "
+            f"{p['reduce']['edges']} ({p['reduce']['edges_and_ops']})"
+            for p in row["threads_agreement"]) or "-"
         margin = ("-" if row["op_margin_median"] is None else
                   f"{row['op_margin_median']:.3f} ({row['op_margin_min']:.3f})")
         lines.append(f"| {name} | `{json.dumps(row['overrides'])}` | {row['runs']} | "

@@ -31,6 +31,9 @@ _AUTHORS_RUNS = flags.DEFINE_multi_string("authors_runs", [], "REGIME=PATTERN of
 _OUTPUT = flags.DEFINE_string("output", None, "PATH.json, .md, .png")
 
 POOLS = ("max_pool_3x3", "avg_pool_3x3")
+# The authors' stage-1 candidates (their genotypes.OPS_DICT), for runs stopped
+# before they recorded them.
+AUTHORS_STAGE1_OPS = ["max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3", "none"]
 
 
 def kind(op: str) -> str:
@@ -76,7 +79,7 @@ def project_curves(folder: str) -> list[dict]:
 
 
 def authors_curves(run: dict) -> list[dict]:
-    ops = run["ops"]
+    ops = run.get("ops", AUTHORS_STAGE1_OPS)
     return [{"epoch": e["epoch"], "accuracy": e["accuracy"],
              **{name: {"counts": e[name]["counts"], "ratio": e[name]["ratio"],
                        "winners": winners(e[name]["weights"], [ops] * len(e[name]["weights"]))}
