@@ -166,6 +166,20 @@ def build_supernet(config: config_lib.SearchConfig, stage: int,
     return model
 
 
+def _stage_callbacks(callbacks, stage: int) -> list:
+    """The user's callbacks for `stage`. A Keras TensorBoard callback among them
+    writes each stage as a run of its own (LOG_DIR/stage1, LOG_DIR/stage2), as the
+    search's own logs do: both stages count epochs from 0, and in one run their
+    curves would overwrite each other."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.TensorBoard):
+            # The folder the user gave, remembered on the callback across stages.
+            base = getattr(callback, "stacnas_base_log_dir", callback.log_dir)
+            callback.stacnas_base_log_dir = base
+            callback.log_dir = os.path.join(base, f"stage{stage}")
+    return list(callbacks)
+
+
 def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, epochs: int,
               config: config_lib.SearchConfig, source: data.Source, output_dir: str,
               strategy: tf.distribute.Strategy, verbose, jit_compile: bool = False,
@@ -202,7 +216,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
             num_examples=config.num_train_examples, input_context=input_context,
             epoch_steps=steps),
         record=_recorder(schedule, writer), what=f"stage {stage}", tensorboard_dir=log_dir,
-        callbacks=callbacks, verbose=verbose,
+        callbacks=_stage_callbacks(callbacks, stage), verbose=verbose,
         header=(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} "
                 f"cells, {epochs} epochs of {steps} steps ({model.count_params():,} parameters, "
                 f"{strategy.num_replicas_in_sync} replica(s), "

@@ -276,3 +276,19 @@ def test_warm_up_holds_alpha_and_short_epochs_continue_the_stream(tmp_path, monk
     # The weights' cosine runs over the stage's 3 x 3 steps, not over passes of the data.
     schedule = search.make_optimizers(config, 3, 3)[0]
     assert [h["lr"] for h in history] == pytest.approx([float(schedule(s)) for s in (3, 6, 9)])
+
+
+def test_a_users_tensorboard_callback_gets_one_run_per_stage(tmp_path):
+    import glob
+
+    import keras
+
+    logs = str(tmp_path / "logs")
+    board = keras.callbacks.TensorBoard(log_dir=logs)
+    search.run_search(TINY.replace(stage1_epochs=1), str(tmp_path / "search"), verbose=0,
+                      report=False, callbacks=[board])
+    runs = sorted({os.path.relpath(os.path.dirname(p), logs).split(os.sep)[0]
+                   for p in glob.glob(os.path.join(logs, "**", "events.out.tfevents*"),
+                                      recursive=True)})
+    assert runs == ["stage1", "stage2"]
+    assert board.stacnas_base_log_dir == logs
