@@ -175,21 +175,25 @@ def plot(table: dict, path: str) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    # One colour per regime; the line style says whose code (variants dotted).
+    regimes = sorted({name.split(":", 1)[1] for name in table})
+    colours = {regime: plt.cm.tab10(k % 10) for k, regime in enumerate(regimes)}
     for name, entry in table.items():
+        who, regime = name.split(":", 1)
+        style = {"project": "-", "authors": "--"}.get(who, ":")
         epochs = [r["epoch"] for r in entry["epochs"]]
-        style = "-" if name.startswith("project") else "--"
-        axes[0].plot(epochs, [r["normal"]["pool"] for r in entry["epochs"]], style, label=name)
-        axes[1].plot(epochs, [r["normal"]["conv"] for r in entry["epochs"]], style, label=name)
-        axes[2].plot(epochs, [r["normal"]["ratio"] for r in entry["epochs"]], style, label=name)
+        for axis, key in zip(axes, ("pool", "conv", "ratio")):
+            axis.plot(epochs, [r["normal"][key] for r in entry["epochs"]], style,
+                      color=colours[regime], label=name)
     for axis, title in zip(axes, ("normal cell: edges won by pools (of 14)",
                                   "normal cell: edges won by convolutions (of 14)",
                                   "normal cell: weight ratio (1 = uniform)")):
         axis.set_title(title, fontsize=9)
         axis.set_xlabel("epoch")
     axes[2].legend(fontsize=7)
-    figure.suptitle("stage 1: this project (solid) beside the authors' code (dashed); mean over "
-                    "seeds", fontsize=10)
+    figure.suptitle("stage 1: this project (solid) beside the authors' code (dashed; their "
+                    "variants dotted), one colour per regime; mean over seeds", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
