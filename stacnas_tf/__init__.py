@@ -78,7 +78,13 @@ _LOADERS_OF_KERAS = ("keras", "tensorflow")
 
 def _register_keras_classes() -> None:
     for module in _SERIALIZABLE_MODULES:
-        importlib.import_module(f"stacnas_tf.{module}")
+        try:
+            importlib.import_module(f"stacnas_tf.{module}")
+        except ModuleNotFoundError as e:
+            # A partial install (a Bazel target's own dependencies) may lack some
+            # modules; what is there is registered. Anything else is a real error.
+            if not (e.name or "").startswith("stacnas_tf."):
+                raise
 
 
 class _RegisterAfterKerasLoads(importlib.abc.MetaPathFinder):

@@ -107,6 +107,12 @@ def _keyword_messages(function):
     return wrapper
 
 
+def with_flag_names(function):
+    """An API call as the programs in tools/ make it: the same call, its messages
+    naming the programs' flags (`--batch_size`) instead of keyword arguments."""
+    return getattr(function, "__wrapped__", function)
+
+
 def _config(presets: dict, preset: str, config, overrides: dict, what: str,
             data_sized: bool = False):
     """`config` (or else the preset) with `overrides` applied. `data_sized`: the

@@ -136,7 +136,8 @@ def test_folder_flags_name_a_file_given_for_a_folder_and_an_empty_value(tmp_path
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="--data_dir: .* is a file; expected a folder"):
         files.check_input_folders({"--data_dir": str(tmp_path / "f")})
-    with pytest.raises(ValueError, match="--output_dir: expected a folder path, got an empty"):
+    # The API names its keyword argument (the programs name the flag).
+    with pytest.raises(ValueError, match="^output_dir: expected a folder path, got an empty"):
         with files.claimed_output_dir(""):
             pass
 
@@ -261,7 +262,8 @@ def test_visualize_leaves_nothing_on_a_failed_start(tmp_path):
 def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):
     import stacnas_tf
 
-    with pytest.raises(ValueError, match="--output_dir: expected a folder path, got an empty"):
+    # The API names its keyword argument (the programs name the flag).
+    with pytest.raises(ValueError, match="^output_dir: expected a folder path, got an empty"):
         stacnas_tf.train("DARTS_V2", "digits", preset="smoke", output_dir="")
     result = _program("train", "--preset=smoke", "--genotype=DARTS_V2", "--output_dir=",
                       cwd=str(tmp_path))

@@ -10,7 +10,6 @@ from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's e
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-import stacnas_tf  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 
@@ -22,10 +21,14 @@ _PRESET = flags.DEFINE_enum("preset", "cifar10", sorted(config_lib.NETWORK_PRESE
 
 
 def main(argv):
+    from stacnas_tf import api  # here: --help needs none of what it loads
+
+    # The API call, its messages naming this program's flags.
+    describe_call = api.with_flag_names(api.describe)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     genotype = files.user_file_or_value(_GENOTYPE.value)
-    print(json.dumps(stacnas_tf.describe(genotype, _PRESET.value), indent=2))
+    print(json.dumps(describe_call(genotype, _PRESET.value), indent=2))
 
 
 def run() -> None:

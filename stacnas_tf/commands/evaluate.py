@@ -9,7 +9,6 @@ from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's e
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-import stacnas_tf  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 
 _TRAIN_DIR = flags.DEFINE_string("train_dir", "runs/train", "Output folder of tools/train.py.")
@@ -24,11 +23,15 @@ _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Evaluate only the fi
 
 
 def main(argv):
+    from stacnas_tf import api  # here: --help needs none of what it loads
+
+    # The API call, its messages naming this program's flags.
+    evaluate_call = api.with_flag_names(api.evaluate)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     train_dir = files.user_path(_TRAIN_DIR.value)
     genotype = None if _GENOTYPE.value is None else files.user_file_or_value(_GENOTYPE.value)
-    result = stacnas_tf.evaluate(
+    result = evaluate_call(
         train_dir, split=_SPLIT.value, data_dir=files.user_path(_DATA_DIR.value),
         manual_dir=files.user_path(_MANUAL_DIR.value), checkpoint=files.user_path(_CHECKPOINT.value),
         batch_size=_BATCH_SIZE.value, num_examples=_NUM_EXAMPLES.value, genotype=genotype)

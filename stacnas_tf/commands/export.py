@@ -16,7 +16,6 @@ from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's e
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-import stacnas_tf  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 
@@ -51,6 +50,10 @@ _QUANTIZED_ERROR = flags.DEFINE_float(
 
 
 def main(argv):
+    from stacnas_tf import api  # here: --help needs none of what it loads
+
+    # The API call, its messages naming this program's flags.
+    export_call = api.with_flag_names(api.export)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(_TRAIN_DIR.value) == _RANDOM_INIT.value:
@@ -67,11 +70,11 @@ def main(argv):
         manual_dir=files.user_path(_MANUAL_DIR.value))
     try:
         if _RANDOM_INIT.value:
-            report = stacnas_tf.export(genotype, output_dir, random_init=_PRESET.value,
-                                       deformable=_DEFORMABLE.value, **options)
+            report = export_call(genotype, output_dir, random_init=_PRESET.value,
+                                 deformable=_DEFORMABLE.value, **options)
         else:
-            report = stacnas_tf.export(files.user_path(_TRAIN_DIR.value), output_dir,
-                                       genotype=genotype, **options)
+            report = export_call(files.user_path(_TRAIN_DIR.value), output_dir,
+                                 genotype=genotype, **options)
     except RuntimeError as e:  # exporting.ExportError: verification failed
         raise SystemExit(f"error: {e}") from None
     print(json.dumps(report["formats"], indent=2))

@@ -18,7 +18,6 @@ from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's e
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-import stacnas_tf  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import search_space  # noqa: E402
@@ -81,6 +80,10 @@ def _config() -> config_lib.SearchConfig:
 
 
 def main(argv):
+    from stacnas_tf import api  # here: --help needs none of what it loads
+
+    # The API call, its messages naming this program's flags.
+    search_call = api.with_flag_names(api.search)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     output_dir = files.user_path(files.require_path(_OUTPUT_DIR.value))
@@ -90,9 +93,9 @@ def main(argv):
     strategy = scale_flags.open_strategy()
     config = scale_flags.for_strategy(config, strategy, ("weight_lr", "weight_lr_min"))
     print(f"search settings:\n{config_flags.describe(config)}", flush=True)
-    result = stacnas_tf.search(config.dataset, config=config, output_dir=output_dir,
-                               data_dir=data_dir, manual_dir=manual_dir, strategy=strategy,
-                               jit_compile=scale_flags.JIT_COMPILE.value)
+    result = search_call(config.dataset, config=config, output_dir=output_dir,
+                         data_dir=data_dir, manual_dir=manual_dir, strategy=strategy,
+                         jit_compile=scale_flags.JIT_COMPILE.value)
     print(f"genotype: {result.genotype.to_darts()}")
     print(f"written to {os.path.join(result.output_dir, 'genotype.json')}")
 

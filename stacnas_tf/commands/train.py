@@ -17,7 +17,6 @@ from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's e
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-import stacnas_tf  # noqa: E402
 from stacnas_tf import config as config_lib  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf.commands import config_flags  # noqa: E402
@@ -72,6 +71,10 @@ def _config() -> config_lib.TrainConfig:
 
 
 def main(argv):
+    from stacnas_tf import api  # here: --help needs none of what it loads
+
+    # The API call, its messages naming this program's flags.
+    train_call = api.with_flag_names(api.train)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     output_dir = files.user_path(files.require_path(_OUTPUT_DIR.value))
@@ -84,9 +87,9 @@ def main(argv):
     strategy = scale_flags.open_strategy()
     config = scale_flags.for_strategy(config, strategy, ("lr", "lr_min"))
     print(f"training settings:\n{config_flags.describe(config)}", flush=True)
-    result = stacnas_tf.train(config.genotype, config.dataset, config=config,
-                              output_dir=output_dir, data_dir=data_dir, manual_dir=manual_dir,
-                              strategy=strategy, jit_compile=scale_flags.JIT_COMPILE.value)
+    result = train_call(config.genotype, config.dataset, config=config,
+                        output_dir=output_dir, data_dir=data_dir, manual_dir=manual_dir,
+                        strategy=strategy, jit_compile=scale_flags.JIT_COMPILE.value)
     metrics = result.metrics
     print(f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
           f"({metrics['parameters']:,} parameters); metrics in "
