@@ -248,12 +248,20 @@ def _dot_lines(cell: CellGenotype, prefix: str, indent: str) -> list[str]:
     lines = []
     for node in graph["nodes"]:
         shape = "box" if node["kind"] != "intermediate" else "ellipse"
-        lines.append(f'{indent}"{prefix}{node["id"]}" [label="{node["id"]}", shape={shape}, '
-                     f'fillcolor={colours[node["kind"]]}];')
+        lines.append(f'{indent}"{prefix}{node["id"]}" [label={_dot_label(node["id"])}, '
+                     f'shape={shape}, fillcolor={colours[node["kind"]]}];')
     for edge in graph["edges"]:
         label = "" if edge["op"] == "concat" else f' [label="{edge["op"]}"]'
         lines.append(f'{indent}"{prefix}{edge["source"]}" -> "{prefix}{edge["target"]}"{label};')
     return lines
+
+
+def _dot_label(node_id: str) -> str:
+    """A node's label as Graphviz draws it: `c_{k-2}` with a real subscript (an
+    HTML-like label), intermediate nodes by their number."""
+    if node_id.startswith("c_{") and node_id.endswith("}"):
+        return f"<c<SUB>{node_id[3:-1]}</SUB>>"
+    return f'"{node_id}"'
 
 
 def _literal(node):

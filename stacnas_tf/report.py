@@ -152,12 +152,15 @@ def heatmap_rgb(weights, candidates, title: str = "") -> np.ndarray:
 
 
 def heatmap_labels(candidates, endpoints) -> tuple[list[str], list[str]]:
-    """(column labels, row labels) of a heatmap of edges x candidates. Where every
+    """(column labels, row labels) of a heatmap of edges x candidates, edges named
+    as in the cell diagrams (c_{k-2}, c_{k-1}, then nodes 0, 1, ...). Where every
     edge searches the same ops (stage 1, flat) the columns name them; otherwise
     (stage 2: each edge its own group) each row names its edge's own ops, in
     column order, and the columns their positions."""
     width = max(len(edge) for edge in candidates)
-    edges = [f"{a}->{b}" for a, b in endpoints]
+    # The cell diagrams' names: inputs c_{k-2}, c_{k-1} (as subscripts), nodes from 0.
+    states = {0: "$c_{k-2}$", 1: "$c_{k-1}$"}
+    edges = [f"{states.get(a, a - 2)} -> {b - 2}" for a, b in endpoints]
     if all(edge == candidates[0] for edge in candidates):
         return list(candidates[0]), edges
     columns = ["none" if all(edge[0] == search_space.NONE for edge in candidates) else "op 1"]

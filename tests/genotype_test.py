@@ -210,6 +210,16 @@ def test_cell_to_dot_names_every_edge():
     dot = g.cell_to_dot(cell, "normal")
     assert dot.startswith("digraph cell {") and 'label="normal"' in dot
     assert dot.count('[label="sep_conv_3x3"]') == 5 and dot.count("-> \"c_{k}\"") == 4
+    # Inputs and output drawn with real subscripts, not the literal "c_{k-2}".
+    assert '"c_{k-2}" [label=<c<SUB>k-2</SUB>>' in dot and '[label=<c<SUB>k</SUB>>' in dot
+    assert '"0" [label="0"' in dot
+
+
+def test_cell_diagram_renders_with_subscripts(tmp_path):
+    from stacnas_tf import visualize
+
+    png = visualize.render_dot(g.cell_to_dot(g.PUBLISHED["DARTS_V2"].reduce, "reduce"), "png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 
 
 def _mutations(text, rng, count):

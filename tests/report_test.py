@@ -79,14 +79,16 @@ def test_op_margin_is_best_minus_runner_up_leaving_out_none():
 def test_stage2_heatmap_rows_name_each_edges_own_ops():
     candidates = [("none", "skip_connect"), ("none", "max_pool_3x3", "avg_pool_3x3"),
                   ("none", "sep_conv_3x3", "sep_conv_5x5")]
-    columns, rows = report.heatmap_labels(candidates, [(0, 2), (1, 2), (0, 3)])
+    columns, rows = report.heatmap_labels(candidates, [(0, 2), (1, 2), (2, 3)])
     assert columns == ["none", "op 1", "op 2"]
-    assert rows == ["0->2: none | skip_connect", "1->2: none | max_pool_3x3 | avg_pool_3x3",
-                    "0->3: none | sep_conv_3x3 | sep_conv_5x5"]
+    # Edges named as in the cell diagrams: inputs c_{k-2}, c_{k-1}, nodes from 0.
+    assert rows == ["$c_{k-2}$ -> 0: none | skip_connect",
+                    "$c_{k-1}$ -> 0: none | max_pool_3x3 | avg_pool_3x3",
+                    "0 -> 1: none | sep_conv_3x3 | sep_conv_5x5"]
     # Stage 1: every edge the same candidates, which the columns name.
     shared = [("none", "skip_connect", "max_pool_3x3")] * 2
     assert report.heatmap_labels(shared, [(0, 2), (1, 2)]) == (
-        ["none", "skip_connect", "max_pool_3x3"], ["0->2", "1->2"])
+        ["none", "skip_connect", "max_pool_3x3"], ["$c_{k-2}$ -> 0", "$c_{k-1}$ -> 0"])
 
 
 def test_undecided_weights_are_named_and_decided_ones_are_not():
