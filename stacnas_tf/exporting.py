@@ -402,10 +402,33 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def grouped_convolutions(network: keras.Model) -> list[str]:
+    """Paths of the network's grouped (not depthwise) convolutions: Conv2D layers
+    with 1 < groups. tf2onnx 1.17 leaves each as an unconverted
+    StatefulPartitionedCall, which ONNX Runtime then refuses as an invalid graph."""
+    # Keras has no public recursive layer walk; checkpoints.py uses the same one.
+    return [layer.path for layer in network._flatten_layers(include_self=False)  # noqa: SLF001
+            if isinstance(layer, keras.layers.Conv2D) and getattr(layer, "groups", 1) > 1]
+
+
+def check_formats(exportable: Exportable, options: ExportOptions) -> None:
+    """Refuses, before anything is converted, a format that cannot hold the network."""
+    if "onnx" in options.formats:
+        grouped = grouped_convolutions(exportable.network)
+        if grouped:
+            others = [f for f in options.formats if f != "onnx"] or ["saved_model", "tflite"]
+            raise ValueError(
+                f"--formats: ONNX cannot hold this network's grouped convolution(s) "
+                f"({', '.join(grouped[:3])}{', ...' if len(grouped) > 3 else ''}): tf2onnx "
+                f"does not convert them; export the other formats (--formats="
+                f"{','.join(others)}).")
+
+
 def export(exportable: Exportable, output_dir: str, options: ExportOptions = ExportOptions()) -> dict:
     """Writes and verifies every artifact; returns the report (also export_report.json)."""
     output_dir = os.path.abspath(output_dir)
     check_output_dir(output_dir, options.overwrite)
+    check_formats(exportable, options)
     parent, name = os.path.split(output_dir)
     _remove_stale_partials(parent, name)
     staging = files.make_temp_dir(parent, f".{name}.partial-{os.getpid()}-")

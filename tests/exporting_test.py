@@ -226,3 +226,23 @@ def test_per_cell_network_exports(tmp_path):
     report = export.export(export.from_training_folder(str(tmp_path / "train")), str(tmp_path / "out"),
                            export.ExportOptions(calibration_samples=16, verify_samples=16))
     assert report["passed"]
+
+
+def test_onnx_is_refused_in_one_line_before_converting_grouped_convolutions():
+    import types
+
+    inputs = keras.Input((8, 8, 4))
+    grouped = keras.layers.Conv2D(4, 3, padding="same", groups=2, name="grouped")
+    depthwise = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")
+    network = keras.Model(inputs, depthwise(grouped(inputs)))
+    assert export.grouped_convolutions(network) == ["grouped"]
+    exportable = types.SimpleNamespace(network=network)
+    with pytest.raises(ValueError, match=r"^--formats: ONNX cannot hold this network's grouped "
+                                         r"convolution\(s\) \(grouped\).*--formats=saved_model,"
+                                         r"tflite_float32\)\.$"):
+        export.check_formats(exportable, export.ExportOptions(
+            formats=("saved_model", "onnx", "tflite_float32")))
+    # Without ONNX, or without grouped convolutions, nothing is refused.
+    export.check_formats(exportable, export.ExportOptions(formats=("saved_model",)))
+    plain = keras.Model(inputs, depthwise(inputs))
+    export.check_formats(types.SimpleNamespace(network=plain), export.ExportOptions())
