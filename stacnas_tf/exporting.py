@@ -383,11 +383,18 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
     files.prepare_output_dir(os.path.dirname(output_dir), flag="--output_dir's parent")
 
 
+def _staging_prefix(name: str) -> str:
+    """The staging folder's name prefix for an export into `name`. A file name
+    holds at most 255 bytes, so a long (legal) `name` is cut to leave room for
+    the pid and the random suffix."""
+    return f".{name.encode()[:180].decode(errors='ignore')}.partial-"
+
+
 def _remove_stale_partials(parent: str, name: str) -> None:
     """Removes staging folders of exports into `name` whose process is gone
     (their names carry the pid), left by a killed export."""
     for entry in os.listdir(parent):
-        match = re.fullmatch(re.escape(f".{name}.partial-") + r"(\d+)-.*", entry)
+        match = re.fullmatch(re.escape(_staging_prefix(name)) + r"(\d+)-.*", entry)
         if match and not _process_alive(int(match.group(1))):
             shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
@@ -431,7 +438,7 @@ def export(exportable: Exportable, output_dir: str, options: ExportOptions = Exp
     check_formats(exportable, options)
     parent, name = os.path.split(output_dir)
     _remove_stale_partials(parent, name)
-    staging = files.make_temp_dir(parent, f".{name}.partial-{os.getpid()}-")
+    staging = files.make_temp_dir(parent, f"{_staging_prefix(name)}{os.getpid()}-")
     try:
         report = _export_into(exportable, staging, options)
         files.replace_folder(staging, output_dir)

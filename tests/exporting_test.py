@@ -246,3 +246,16 @@ def test_onnx_is_refused_in_one_line_before_converting_grouped_convolutions():
     export.check_formats(exportable, export.ExportOptions(formats=("saved_model",)))
     plain = keras.Model(inputs, depthwise(inputs))
     export.check_formats(types.SimpleNamespace(network=plain), export.ExportOptions())
+
+
+def test_a_long_export_folder_name_leaves_room_for_its_staging_folder(tmp_path):
+    # 240 bytes is a legal folder name; its staging folder must fit in 255 too.
+    name = "e" * 240
+    prefix = export._staging_prefix(name)
+    staging = files.make_temp_dir(str(tmp_path), f"{prefix}{os.getpid()}-")
+    assert len(os.path.basename(staging).encode()) <= 255
+    # A stale staging folder of a process that is gone is found by the same prefix.
+    stale = tmp_path / f"{prefix}999999999-left"
+    stale.mkdir()
+    export._remove_stale_partials(str(tmp_path), name)
+    assert not stale.exists() and os.path.isdir(staging)
