@@ -91,6 +91,9 @@ class Exportable:
     std: tuple
     source: data.Source | None  # for verification and calibration images
     class_names: tuple[str, ...] | None = None  # label -> name, where the data has names
+    # What was exported: the training folder, the checkpoint restored, the epochs it
+    # holds of how many, and whether the training had finished (None: untrained).
+    trained_from: dict | None = None
 
     def metadata(self) -> dict:
         return {
@@ -104,6 +107,7 @@ class Exportable:
                               "formula": "(pixel / 255 - mean) / std"},
             "outputs": {"logits": "float32 [batch, num_classes]",
                         "probabilities": "softmax of logits"},
+            "trained_from": self.trained_from,
         }
 
 
@@ -131,10 +135,23 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     config_lib.with_class_names(config, source.class_names, "--train_dir")
     image_shape = data.model_input_shape(source, config.image_size)
     net = network_lib.build(config, genotype, source.num_classes, image_shape)
-    checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
-                               what="--train_dir")
+    restored = checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
+                                          what="--train_dir")
+    # Checkpoints are numbered by the epochs they hold (resumable.fit).
+    epoch = re.search(r"ckpt-(\d+)$", restored or "")
+    trained_from = {
+        "train_dir": os.path.abspath(train_dir),
+        "checkpoint": os.path.basename(restored) if restored else None,
+        "epoch": int(epoch.group(1)) if epoch else None, "epochs": config.epochs,
+        "finished": folder.finished,
+    }
+    if not trained_from["finished"]:
+        logging.warning("--train_dir: %s has not finished training (checkpoint of epoch %s of "
+                        "%d); exporting it as it stands (recorded in the metadata).", train_dir,
+                        trained_from["epoch"], config.epochs)
     return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std,
-                      source, class_names=config.class_names or source.class_names)
+                      source, class_names=config.class_names or source.class_names,
+                      trained_from=trained_from)
 
 
 def random_network(genotype: genotype_lib.Genotype, preset: str, deformable=False, seed=0) -> Exportable:

@@ -25,6 +25,11 @@ class TrainingFolder:
     def checkpoint_dir(self) -> str:
         return os.path.join(self.path, "checkpoints")
 
+    @property
+    def finished(self) -> bool:
+        """Whether the training ran to its end (it writes metrics.json last)."""
+        return os.path.exists(os.path.join(self.path, "metrics.json"))
+
 
 def training(train_dir: str, flag: str = "--train_dir") -> TrainingFolder:
     """The settings and genotype of a training folder."""

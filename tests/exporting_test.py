@@ -101,6 +101,9 @@ def test_metadata_travels_with_every_format(exported):
     for variant in export.TFLITE_VARIANTS:
         assert export.read_tflite_metadata(str(out / f"model_{variant}.tflite")) == metadata
     assert metadata["class_names"] is None  # digits has no names; named classes: api_test
+    # What was exported: the folder, the checkpoint of its last epoch, a finished training.
+    assert metadata["trained_from"] == {"train_dir": str(root / "train"), "checkpoint": "ckpt-1",
+                                        "epoch": 1, "epochs": 1, "finished": True}
 
 
 def test_int8_model_with_int8_inputs_and_outputs(exported, tmp_path):
@@ -259,3 +262,16 @@ def test_a_long_export_folder_name_leaves_room_for_its_staging_folder(tmp_path):
     stale.mkdir()
     export._remove_stale_partials(str(tmp_path), name)
     assert not stale.exists() and os.path.isdir(staging)
+
+
+def test_exporting_an_unfinished_training_says_so_and_records_it(exported, tmp_path, caplog):
+    import shutil
+
+    root, _, _ = exported
+    running = tmp_path / "running"
+    shutil.copytree(root / "train", running)
+    os.remove(running / "metrics.json")  # as while the training still runs
+    exportable = export.from_training_folder(str(running))
+    assert exportable.trained_from["finished"] is False
+    assert exportable.metadata()["trained_from"]["epoch"] == 1
+    assert "has not finished training" in caplog.text
