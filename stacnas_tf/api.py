@@ -117,6 +117,10 @@ def _config(presets: dict, preset: str, config, overrides: dict, what: str,
             data_sized: bool = False):
     """`config` (or else the preset) with `overrides` applied. `data_sized`: the
     data comes from Python, so a preset's sizes default to the data's."""
+    expected = type(next(iter(presets.values())))
+    if config is not None and not isinstance(config, expected):
+        raise ValueError(f"config: {what} takes a {expected.__name__}, got "
+                         f"{type(config).__name__}.")
     if config is None:
         if preset not in presets:
             raise ValueError(f"preset: expected one of {sorted(presets)}, got {preset!r}.")

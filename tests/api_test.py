@@ -134,6 +134,11 @@ def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipelin
     (lambda: stacnas_tf.search(tf.data.Dataset.range(4)), "expected a tf.data.Dataset of"),
     (lambda: stacnas_tf.search(42), "expected a dataset name, \\(images, labels\\)"),
     (lambda: stacnas_tf.search("digits", preset="huge"), "preset: expected one of"),
+    (lambda: stacnas_tf.search((np.zeros((64, 8, 8, 1), np.uint8), np.arange(64) % 2),
+                               config=stacnas_tf.TrainConfig(), output_dir="d"),
+     "config: search takes a SearchConfig, got TrainConfig"),
+    (lambda: stacnas_tf.train("DARTS_V2", "digits", config=stacnas_tf.SearchConfig(),
+                              output_dir="d"), "config: train takes a TrainConfig, got SearchConfig"),
     (lambda: stacnas_tf.train("NOT_A_GENOTYPE", "digits"), "genotype: 'NOT_A_GENOTYPE' is neither"),
     (lambda: stacnas_tf.export(keras.Sequential(), "/tmp/x"), "expected a TrainResult or a training"),
 ])
