@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -61,6 +62,11 @@ def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'stacnas_tf' has no attribute {name!r}")
     module, attribute = _EXPORTS[name]
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow" and "keras" not in sys.modules:
+        # Keras would try to load that backend and fail deep inside its import.
+        raise ImportError(f"stacnas_tf.{name}: KERAS_BACKEND={backend}, but stacnas_tf runs on "
+                          "TensorFlow; unset it or set KERAS_BACKEND=tensorflow.")
     value = getattr(importlib.import_module(f"stacnas_tf.{module}"), attribute)
     globals()[name] = value  # later lookups skip this function
     return value

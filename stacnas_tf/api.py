@@ -31,6 +31,7 @@ from stacnas_tf import data as data_lib
 from stacnas_tf import exporting as export_lib
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import precision as precision_lib
 from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search_lib
 from stacnas_tf import training as train_lib
@@ -94,6 +95,7 @@ def _keyword_messages(function):
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
+            precision_lib.check_keras_environment()
             return function(*args, **kwargs)
         except ValueError as e:
             message = str(e)

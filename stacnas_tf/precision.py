@@ -22,6 +22,26 @@ def check(precision: str) -> str:
     return precision
 
 
+def check_keras_environment() -> None:
+    """Refuses a Keras set up for something else (by ~/.keras/keras.json, an
+    environment variable or keras.config), naming the setting to change: the
+    networks run on TensorFlow, keep float32 variables (mixed precision comes from
+    the precision setting, which config.json records) and take channels-last
+    images."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"Keras's backend is {keras.backend.backend()!r} (KERAS_BACKEND or "
+                         "~/.keras/keras.json): stacnas_tf runs on TensorFlow; set "
+                         "KERAS_BACKEND=tensorflow.")
+    if keras.config.floatx() != "float32":
+        raise ValueError(f"Keras's floatx is {keras.config.floatx()!r} (~/.keras/keras.json or "
+                         "keras.config.set_floatx): stacnas_tf keeps its variables in float32 and "
+                         "takes mixed precision from its precision setting; set floatx to float32.")
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(f"Keras's image_data_format is {keras.config.image_data_format()!r} "
+                         "(~/.keras/keras.json or keras.config.set_image_data_format): stacnas_tf "
+                         "takes channels-last images; set it to channels_last.")
+
+
 @contextlib.contextmanager
 def policy_scope(precision: str):
     """Layers created inside take the dtype policy `precision`.

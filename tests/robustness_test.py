@@ -309,3 +309,46 @@ def test_a_fifo_as_an_input_file_is_refused_without_waiting(tmp_path):
         f"search.py: error: --config: {fifo} is not a regular file (a FIFO, socket or device); "
         "expected a run's config.json."]
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("setting,message", [
+    ({"KERAS_BACKEND": "jax"}, "describe.py: error: KERAS_BACKEND=jax: stacnas_tf runs on "
+                               "TensorFlow; unset it or set KERAS_BACKEND=tensorflow."),
+    ({"floatx": "float16"}, "describe.py: error: Keras's floatx is 'float16'"),
+    ({"image_data_format": "channels_first"},
+     "describe.py: error: Keras's image_data_format is 'channels_first'"),
+    ({"backend": "jax"}, None),  # keras.json's backend: these programs pin TensorFlow
+])
+def test_a_keras_set_up_for_something_else_is_named_or_pinned(tmp_path, setting, message):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3",
+               KERAS_HOME=str(tmp_path / "keras_home"))
+    env.pop("KERAS_BACKEND", None)
+    keras_json = {k: v for k, v in setting.items() if k != "KERAS_BACKEND"}
+    if keras_json:
+        (tmp_path / "keras_home").mkdir()
+        (tmp_path / "keras_home" / "keras.json").write_text(json.dumps(keras_json))
+    env.update({k: v for k, v in setting.items() if k == "KERAS_BACKEND"})
+    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "describe.py"),
+                             "--genotype=DARTS_V2"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    if message is None:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert '"parameters": 3349342' in result.stdout
+    else:
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), lines
+
+
+def test_the_api_refuses_a_keras_set_up_for_something_else():
+    import keras
+
+    import stacnas_tf
+
+    keras.config.set_floatx("float16")
+    try:
+        with pytest.raises(ValueError, match="Keras's floatx is 'float16'.*set floatx to float32"):
+            stacnas_tf.describe("DARTS_V2")
+    finally:
+        keras.config.set_floatx("float32")
+    assert stacnas_tf.describe("DARTS_V2")["parameters"] == 3349342

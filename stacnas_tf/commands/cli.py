@@ -35,6 +35,16 @@ def _stop_at_once(signum, frame):
 
 signal.signal(signal.SIGINT, _stop_at_once)
 
+# Keras would load another backend named here (or in ~/.keras/keras.json) and fail
+# with a traceback; these programs run on TensorFlow alone.
+_BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+if _BACKEND != "tensorflow":
+    os.write(_STDERR, (f"{os.path.basename(sys.argv[0])}: error: KERAS_BACKEND={_BACKEND}: "
+                       "stacnas_tf runs on TensorFlow; unset it or set "
+                       "KERAS_BACKEND=tensorflow.\n").encode())
+    sys.exit(2)
+os.environ["KERAS_BACKEND"] = "tensorflow"  # over keras.json's backend, for these programs
+
 # What TensorFlow's C++ runtime writes to stderr while it loads, before its log
 # settings apply: a notice about the oneDNN kernels this module turned on
 # itself, twice. A user's error must be the first thing they read.
@@ -148,6 +158,9 @@ def run(main) -> None:
         # this program's own INFO lines (resuming, ...) are.
         logging.getLogger("absl").addFilter(_quiet_tensorflow_info)
         try:
+            from stacnas_tf import precision  # noqa: PLC0415 (after the flags, as main)
+
+            precision.check_keras_environment()
             result = main(argv)
         except KeyboardInterrupt:
             stop_interrupted()
