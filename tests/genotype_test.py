@@ -215,12 +215,6 @@ def test_cell_to_dot_names_every_edge():
     assert '"0" [label="0"' in dot
 
 
-def test_cell_diagram_renders_with_subscripts(tmp_path):
-    from stacnas_tf import visualize
-
-    png = visualize.render_dot(g.cell_to_dot(g.PUBLISHED["DARTS_V2"].reduce, "reduce"), "png")
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
-
 
 def _mutations(text, rng, count):
     """Random byte-level edits of a valid file: deletions, duplications,

@@ -59,3 +59,10 @@ def test_weights_history_plot(tmp_path):
         _check_png(path)
     with pytest.raises(ValueError, match="not a search folder"):
         visualize.read_history(str(tmp_path))
+
+
+def test_cell_diagram_with_subscript_labels_renders():
+    # The inputs' HTML-like labels (c<SUB>k-2</SUB>) are drawn by Graphviz, not refused.
+    png = visualize.render_dot(
+        genotype_lib.cell_to_dot(genotype_lib.PUBLISHED["DARTS_V2"].reduce, "reduce"), "png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
