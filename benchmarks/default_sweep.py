@@ -67,19 +67,6 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def margins(weights_by_set, candidates_by_set) -> dict:
-    """Per logit set: each edge's margin between its best and second non-`none` op
-    (softmax weights), and between its best op and `none`."""
-    result = {}
-    for name, edges in weights_by_set.items():
-        op_margins = []
-        for weights, candidates in zip(edges, candidates_by_set[name]):
-            ops = sorted((w for w, op in zip(weights, candidates) if op != "none"), reverse=True)
-            op_margins.append(ops[0] - ops[1] if len(ops) > 1 else None)
-        result[name] = op_margins
-    return result
-
-
 def _stage_numbers(run_dir: str, stage: int) -> dict | None:
     from stacnas_tf import report
 
@@ -95,7 +82,7 @@ def _stage_numbers(run_dir: str, stage: int) -> dict | None:
         "max_weight_ratio_per_epoch": {
             name: [report.max_weight_ratio(entry["weights"][name]) for entry in history]
             for name in weights},
-        "op_margins": margins(weights, candidates),
+        "op_margins": {name: report.op_margins(candidates[name], w) for name, w in weights.items()},
         "winners": result.get("winners"),
         "final_accuracy": result.get("final_accuracy"),
     }

@@ -8,7 +8,7 @@ skips and convolutions (strongest non-`none` op of the 14 edges, as stage 1
 activates groups) and the weight ratio (largest weight x candidates), at
 every epoch; writes PATH.json, PATH.md and PATH.png.
 
-  python benchmarks/side_by_side.py --authors=benchmarks/results/authors_stage1_runs.json \\
+  PYTHONPATH=. python benchmarks/side_by_side.py --authors=benchmarks/results/authors_stage1_runs.json \\
       --project='subset=runs/sweep/subset_lr3e-4_seed*' \\
       --project='fresh=runs/sweep/lr3e-2_w2_seed*_threads1' \\
       --authors_runs='subset=subset_same_seed*' --authors_runs='fresh=fresh_lr3e-2_w2_seed*' \\
@@ -23,6 +23,8 @@ import os
 import numpy as np
 from absl import app
 from absl import flags
+
+from stacnas_tf import genotype as genotype_lib
 
 _AUTHORS = flags.DEFINE_string("authors", None, "The authors' runs (combined JSON).")
 _PROJECT = flags.DEFINE_multi_string("project", [], "REGIME=GLOB of this project's search folders.")
@@ -42,11 +44,7 @@ def kind(op: str) -> str:
 
 def winners(weights, candidates) -> list[str]:
     """Each edge's strongest non-`none` op (ties: the earlier), as stage 1 activates groups."""
-    chosen = []
-    for w, ops in zip(weights, candidates):
-        best = max((w[k], -k) for k, op in enumerate(ops) if op != "none")
-        chosen.append(ops[-best[1]])
-    return chosen
+    return genotype_lib.strongest_ops(candidates, weights)
 
 
 def counts(weights, candidates) -> dict:

@@ -115,6 +115,14 @@ def epoch_genotypes(space, num_cells, history, num_nodes) -> list[genotype_lib.G
                                          num_nodes) for entry in history]
 
 
+def _weight_matrix(weights) -> np.ndarray:
+    """Edges x candidates, NaN where an edge has fewer candidates than the widest."""
+    matrix = np.full((len(weights), max(len(w) for w in weights)), np.nan)
+    for row, values in enumerate(weights):
+        matrix[row, :len(values)] = values
+    return matrix
+
+
 def heatmap_rgb(weights, candidates, title: str = "") -> np.ndarray:
     """An edges x candidates softmax-weight matrix drawn as a labelled heatmap,
     as a uint8 RGB image for TensorBoard: rows name the edges (and, in stage 2,
@@ -129,10 +137,8 @@ def heatmap_rgb(weights, candidates, title: str = "") -> np.ndarray:
     from matplotlib import pyplot as plt
     from PIL import Image
 
-    width = max(len(w) for w in weights)
-    matrix = np.full((len(weights), width), np.nan)
-    for row, values in enumerate(weights):
-        matrix[row, :len(values)] = values
+    matrix = _weight_matrix(weights)
+    width = matrix.shape[1]
     endpoints = search_space.edge_endpoints(search_space.nodes_for_edges(len(weights)))
     columns, rows = heatmap_labels(candidates, endpoints)
     figure, ax = plt.subplots(figsize=(2.2 + 0.9 * width + 0.06 * max(map(len, rows)),
@@ -182,10 +188,7 @@ def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
                                     squeeze=False, constrained_layout=True)
         matrices = []
         for epoch in epochs:
-            matrix = np.full((len(candidates), width), np.nan)
-            for edge, values in enumerate(history[epoch]["weights"][name]):
-                matrix[edge, :len(values)] = values
-            matrices.append(matrix)
+            matrices.append(_weight_matrix(history[epoch]["weights"][name]))
         # One colour scale for the figure's epochs, spanning the weights shown:
         # early weights all lie near 1/candidates, and a 0-1 scale hides them.
         low, high = np.nanmin(matrices), np.nanmax(matrices)
