@@ -44,7 +44,7 @@ stacnas_tf.register_op("se_conv_3x3", lambda channels, stride, name: SqueezeExci
 
 preset = sys.argv[1] if len(sys.argv) > 1 else "default"
 digits = load_digits()
-data = (digits.images[..., None] / 16.0, digits.target)
+data = (digits.images[..., None] * (255 / 16), digits.target)  # pixels in [0, 255]
 groups = stacnas_tf.PAPER_GROUPS + (("se_conv_3x3",),)  # its own group: stage 1 weighs it
 found = stacnas_tf.search(data, preset=preset, groups=groups, image_size=None,
                           class_names=[str(d) for d in range(10)])

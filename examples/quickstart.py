@@ -14,7 +14,9 @@ import stacnas_tf
 
 preset = sys.argv[1] if len(sys.argv) > 1 else "default"
 digits = load_digits()  # 1797 grey 8x8 images, pixels 0-16, bundled with scikit-learn
-images = digits.images[..., None].astype("float32") / 16.0  # floats in [0, 1]
+# Pixels in [0, 255], as images come; the model normalises them itself, so
+# `trained.model.predict` takes the same kind of images later.
+images = digits.images[..., None].astype("float32") * (255 / 16)
 data = tf.data.Dataset.from_tensor_slices((images, digits.target))
 
 
@@ -27,5 +29,7 @@ found = stacnas_tf.search(data, preset=preset, image_size=None, callbacks=[Repor
 print("found:", found.genotype.to_darts())
 trained = stacnas_tf.train(found, data, preset=preset, image_size=None)
 print("test accuracy:", trained.metrics["top1"])
+print("first predictions:", trained.model.predict(images[:8], verbose=0).argmax(-1),
+      "labels:", digits.target[:8])
 report = stacnas_tf.export(trained, "digits_export", data=data, overwrite=True)
 print("exported:", sorted(report["formats"]), "to digits_export/")

@@ -30,7 +30,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # name -> (module, attribute)
 _EXPORTS = {
@@ -77,8 +77,8 @@ def __dir__():
 
 
 # The modules whose classes carry @keras.saving.register_keras_serializable.
-_SERIALIZABLE_MODULES = ("ops", "batched_ops", "mixed_op", "cells", "supernet", "network",
-                         "optimizers")
+_SERIALIZABLE_MODULES = ("ops", "batched_ops", "mixed_op", "cells", "preprocessing", "supernet",
+                         "network", "optimizers")
 _LOADERS_OF_KERAS = ("keras", "tensorflow")
 
 

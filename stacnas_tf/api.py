@@ -52,7 +52,8 @@ class SearchResult:
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     """A trained final network: `model` (at inference, without the auxiliary
-    head, taking normalised images), its metrics and its folder."""
+    head; it takes raw pixels in [0, 255], uint8 or float, and normalises them
+    itself), its metrics and its folder."""
 
     model: Any  # network.FinalNetwork
     metrics: dict
@@ -253,8 +254,7 @@ def _train_dir(trained) -> str:
         return trained.output_dir
     if isinstance(trained, (str, os.PathLike)):
         return os.fspath(trained)
-    raise ValueError("expected a TrainResult or a training folder (its output_dir); a bare "
-                     f"Keras model does not say how its images were normalised, got "
+    raise ValueError("expected a TrainResult or a training folder (its output_dir), got "
                      f"{type(trained).__name__}.")
 
 

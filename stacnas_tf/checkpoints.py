@@ -3,7 +3,8 @@
 A Keras 3 model keeps its sublayers in Keras's own tracked lists, which
 `tf.train.Checkpoint` does not follow (non-trainable variables such as
 BatchNorm statistics would be lost). So the model's variables are checkpointed
-explicitly, keyed by their Keras paths; optimizers are tracked as usual.
+explicitly, keyed by their place in the model's structure
+(`model_variables`); optimizers are tracked as usual.
 """
 
 from __future__ import annotations
@@ -18,22 +19,55 @@ from absl import logging
 
 
 def model_variables(model) -> dict:
-    """Every variable of `model` by a name that is stable across processes: its
-    path, or for random-generator states (whose own names are numbered
-    process-wide) the owning layer's path."""
-    variables = {}
-    # Keras has no public recursive layer walk, nor a public list of a layer's
-    # seed generators; tests/keras_private_api_test.py notices if these change.
-    for layer in model._flatten_layers(include_self=True):  # noqa: SLF001
+    """Every variable of `model` by a name that depends on the model's structure
+    alone, so a checkpoint written by one process restores in another: the path
+    of layer names from the model down, each name with a trailing `_<number>`
+    replaced by the layer's position among its siblings of the same base name
+    (dropped for a layer alone with its base).
+    Keras numbers unnamed layers with process-wide counters (`conv2d_7` in one
+    process is `conv2d_2` in the next); a user's op built as an unnamed
+    `keras.Sequential` would otherwise never restore. Layers named without a
+    number, and several numbered siblings created in order (`edge_0`, `edge_1`,
+    ...), keep their Keras paths. Random-generator states are keyed by their owner's path."""
+    keys = {}
+    # Keras has no public recursive layer walk, nor public lists of a layer's own
+    # variables and seed generators; tests/keras_private_api_test.py notices if these change.
+
+    def walk(layer, path):
         for index, generator in enumerate(getattr(layer, "_seed_generators", [])):
-            variables[f"{layer.path}/seed_generator_{index}"] = generator.state
-    state_ids = {id(v) for v in variables.values()}
+            keys.setdefault(id(generator.state), (f"{path}/seed_generator_{index}", generator.state))
+        for variable in (list(getattr(layer, "_trainable_variables", []))
+                         + list(getattr(layer, "_non_trainable_variables", []))):
+            keys.setdefault(id(variable), (f"{path}/{variable.name}", variable))
+        children = layer._flatten_layers(include_self=False, recursive=False)  # noqa: SLF001
+        for child, segment in zip(children, _segments([c.name for c in children])):
+            walk(child, f"{path}/{segment}")
+
+    walk(model, _segments([model.name])[0])
+    variables = {}
     for variable in model.variables:
-        if id(variable) not in state_ids:
-            variables[variable.path] = variable
+        key, _ = keys.get(id(variable), (variable.path, None))
+        variables[key] = variable
     if len(variables) != len(model.variables):
         raise ValueError(f"{model.name}: variable names are not unique; cannot checkpoint them.")
     return variables
+
+
+def _segments(names: list[str]) -> list[str]:
+    """Sibling layer names with Keras's numbering replaced by positions: each
+    name loses a trailing `_<number>` (its base); bases shared by several
+    siblings get `_<k>`, k counting those siblings in order."""
+    bases = [re.sub(r"_\d+$", "", name) for name in names]
+    counts = {base: bases.count(base) for base in bases}
+    seen = dict.fromkeys(bases, 0)
+    segments = []
+    for name, base in zip(names, bases):
+        if counts[base] == 1:
+            segments.append(base)
+        else:
+            segments.append(f"{base}_{seen[base]}")
+        seen[base] += 1
+    return segments
 
 
 def make(model, **trackables) -> tf.train.Checkpoint:
@@ -55,11 +89,47 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         if status is not None:
             status.expect_partial()  # else TensorFlow warns of every unmatched value, at exit
+        if _predates_pixel_normalization(checkpoint, path):
+            raise ValueError(
+                f"checkpoint {path} was written by stacnas_tf 0.2 or older, whose networks took "
+                "images normalised by the data pipeline; networks now normalise raw pixels "
+                "themselves (PixelNormalization) and keep the statistics in their checkpoints. "
+                "Run the search or training again with this version (in a new folder).") from e
         raise ValueError(
             f"checkpoint {path} does not fit this network (another genotype or size, or a "
             f"stacnas_tf 0.1 search checkpoint, whose supernet had one layer per edge?): "
             f"{str(e).splitlines()[0][:300]}"
         ) from e
+
+
+def _predates_pixel_normalization(checkpoint: tf.train.Checkpoint, path: str) -> bool:
+    wanted = any("/pixel_normalization/" in key
+                 for key in getattr(checkpoint, "model_variables", {}))
+    try:
+        held = [name for name, _ in tf.train.list_variables(path)]
+    except (tf.errors.OpError, ValueError):
+        return False
+    return wanted and not any("pixel_normalization" in name for name in held)
+
+
+def genotype_record(genotype_json: str) -> tf.Variable:
+    """The genotype a network is trained with, as a checkpointed value (under
+    the name `genotype`), so that readers can tell a genotype.json changed after
+    training from the one the weights belong to."""
+    return tf.Variable(genotype_json, trainable=False, dtype=tf.string)
+
+
+def recorded_genotype(path: str) -> str | None:
+    """The genotype JSON checkpoint `path` was trained with (None: not recorded)."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        key = "genotype/.ATTRIBUTES/VARIABLE_VALUE"
+        if not reader.has_tensor(key):
+            return None
+        value = reader.get_tensor(key)
+    except (tf.errors.OpError, ValueError):
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def candidates(directory: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stacnas_tf import data
+from stacnas_tf import dataset_names
 from stacnas_tf import precision as precision_lib
 from stacnas_tf import search_space
 
@@ -67,12 +67,12 @@ class SearchConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "groups", tuple(tuple(g) for g in self.groups))
-        object.__setattr__(self, "dataset", data.canonical_name(self.dataset))
+        object.__setattr__(self, "dataset", dataset_names.canonical_name(self.dataset))
         _freeze_class_names(self)
         _check_numbers(self)
         if not isinstance(self.num_nodes, int) or not 1 <= self.num_nodes <= 16:
             raise ValueError(f"--num_nodes: expected 1 to 16 nodes per cell, got {self.num_nodes!r}.")
-        data.check_dataset_name(self.dataset)
+        dataset_names.check_dataset_name(self.dataset)
         for name in ("stage1_cells", "stage2_cells", "stage1_epochs", "stage2_epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -267,8 +267,8 @@ class TrainConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "dataset", data.canonical_name(self.dataset))
-        data.check_dataset_name(self.dataset)
+        object.__setattr__(self, "dataset", dataset_names.canonical_name(self.dataset))
+        dataset_names.check_dataset_name(self.dataset)
         _freeze_class_names(self)
         _check_numbers(self)
         for name in ("epochs", "batch_size", "num_cells", "channels"):

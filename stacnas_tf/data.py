@@ -32,10 +32,14 @@ from absl import logging
 from stacnas_tf import autoaugment
 from stacnas_tf import files
 
+# The names, without TensorFlow (configs and --help need only them).
+from stacnas_tf.dataset_names import DATASETS  # noqa: E402,F401
+from stacnas_tf.dataset_names import IN_MEMORY  # noqa: E402
+from stacnas_tf.dataset_names import TFDS_DATASETS  # noqa: E402
+from stacnas_tf.dataset_names import canonical_name  # noqa: E402,F401
+from stacnas_tf.dataset_names import check_dataset_name  # noqa: E402
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-TFDS_DATASETS = ("cifar10", "cifar100", "imagenet2012")
-IN_MEMORY = "in_memory"
-DATASETS = TFDS_DATASETS + ("fashion_mnist", "digits", "folder:PATH", IN_MEMORY)
 
 # DARTS's CIFAR statistics and the usual ImageNet ones.
 _STATS = {
@@ -67,22 +71,6 @@ class Source:
     class_names: tuple[str, ...] | None = None  # label -> name, where the source has names
 
 
-def canonical_name(name: str) -> str:
-    """`name` with a `folder:` path made absolute (and `~` expanded), so a run's
-    config.json names the same folder from any working directory."""
-    if isinstance(name, str) and name.startswith("folder:") and len(name) > len("folder:"):
-        return "folder:" + os.path.abspath(files.user_path(name[len("folder:"):]))
-    return name
-
-
-def check_dataset_name(name: str, flag: str = "--dataset") -> None:
-    if name in TFDS_DATASETS or name in ("fashion_mnist", "digits", IN_MEMORY):
-        return
-    if name.startswith("folder:") and len(name) > len("folder:"):
-        return
-    raise ValueError(f"{flag}: unknown dataset {name!r}; expected one of {list(DATASETS)}.")
-
-
 def load(name: str, split: str = "train", data_dir: str | None = None,
          manual_dir: str | None = None, image_size: int | None = None) -> Source:
     """Loads split `split` ("train" or "test") of dataset `name`."""
@@ -106,15 +94,22 @@ def load(name: str, split: str = "train", data_dir: str | None = None,
 
 def from_arrays(images, labels, *, num_classes: int | None = None,
                 class_names=None, split: str = "train", what: str = "data") -> Source:
-    """A source of in-memory images: `images` [N, H, W] or [N, H, W, C] (uint8,
-    integers in 0-255, or floats in [0, 1], which are scaled by 255) and
-    integer `labels` [N] (0 .. num_classes - 1)."""
+    """A source of in-memory images: `images` [N, H, W] or [N, H, W, C], pixels
+    in [0, 255] (uint8, integers or floats; floats are rounded) and integer
+    `labels` [N] (0 .. num_classes - 1). The networks take pixels in this range
+    at `predict` too, so images scaled to [0, 1] are refused rather than
+    rescaled: a network trained on them would see other values than the user
+    gives it later."""
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
         raise ValueError(f"{what}: expected images [N, H, W] or [N, H, W, 1 or 3], got shape "
                          f"{images.shape}.")
+    if images.dtype == bool or not (np.issubdtype(images.dtype, np.integer)
+                                    or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"{what}: expected pixel values (uint8, integers or floats), got "
+                         f"{images.dtype} images.")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
@@ -122,11 +117,14 @@ def from_arrays(images, labels, *, num_classes: int | None = None,
                          f"{labels.dtype} labels of shape {labels.shape} (one-hot labels: "
                          "argmax them first).")
     if np.issubdtype(images.dtype, np.floating):
-        if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-            raise ValueError(f"{what}: float images must lie in [0, 1]; got values in "
-                             f"[{images.min():.3g}, {images.max():.3g}] (give uint8 pixels "
-                             "instead).")
-        images = np.round(images * 255)
+        if not np.isfinite(images).all() or images.min() < 0 or images.max() > 255:
+            raise ValueError(f"{what}: float images must be pixels in [0, 255]; got values in "
+                             f"[{images.min():.3g}, {images.max():.3g}].")
+        if images.max() <= 1:
+            raise ValueError(f"{what}: the float images lie in [0, 1]; the networks take pixels "
+                             "in [0, 255] (and so does predict later): pass images * 255, or "
+                             "uint8 pixels.")
+        images = np.round(images)
     elif images.min() < 0 or images.max() > 255:
         raise ValueError(f"{what}: integer images must be pixels in 0-255; got values in "
                          f"[{images.min()}, {images.max()}].")
@@ -156,6 +154,10 @@ def from_dataset(dataset: tf.data.Dataset, *, num_classes: int | None = None, cl
     if not (isinstance(spec, tuple) and len(spec) == 2):
         raise ValueError(f"{what}: expected a tf.data.Dataset of (image, label) pairs, got elements "
                          f"{spec}.")
+    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(f"{what}: the dataset repeats forever (.repeat() without a count); pass "
+                         "it without .repeat(): it is read into memory once, and epochs are "
+                         "set by the preset.")
     image_spec, label_spec = spec
     if image_spec.shape.rank == 4 or (image_spec.shape.rank == 3 and label_spec.shape.rank == 1
                                       and image_spec.shape[-1] not in (1, 3)):
@@ -457,8 +459,9 @@ def _tfds(name, split, data_dir, manual_dir) -> Source:
 @dataclasses.dataclass(frozen=True)
 class Augment:
     """Training augmentation, in DARTS's order: pad (with black) and random crop,
-    horizontal flip, AutoAugment's CIFAR-10 policy, normalisation, then cutout
-    (a `cutout` x `cutout` square, centred anywhere, zeroed)."""
+    horizontal flip, AutoAugment's CIFAR-10 policy, then cutout (a `cutout` x
+    `cutout` square, centred anywhere, filled with the mean pixel: zero after the
+    network's normalisation, as DARTS's cutout of the normalised image)."""
 
     crop_padding: int = 0
     flip: bool = False
@@ -510,12 +513,6 @@ def _pixels(image, source: Source, image_size):
     return image
 
 
-def _normalize(image, source: Source):
-    mean = tf.constant(source.mean, tf.float32) * 255.0
-    std = tf.constant(source.std, tf.float32) * 255.0
-    return (image - mean) / std
-
-
 def _resize_and_center_crop(image, size):
     """torchvision's Resize(round(size * 256 / 224)) then CenterCrop(size), the
     DARTS ImageNet evaluation (256 and 224 at the usual size): the shorter side
@@ -538,7 +535,8 @@ def _resize_and_center_crop(image, size):
 
 
 def _augment(image, seed, augment: Augment, source: Source):
-    """Augments float [0, 255] pixels and returns the normalised image."""
+    """Augments float [0, 255] pixels. The networks normalise them themselves
+    (`preprocessing.PixelNormalization`): pipelines hand them pixels."""
     if augment.crop_padding:
         pad = augment.crop_padding
         shape = tf.shape(image)
@@ -550,13 +548,14 @@ def _augment(image, seed, augment: Augment, source: Source):
         image = _color_jitter(image, seed + 4)
     if augment.autoaugment:
         image = autoaugment.cifar10_policy(image, seed + 2)
-    image = _normalize(image, source)
     if augment.cutout:
-        image = _cutout(image, augment.cutout, seed + 1)
+        image = _cutout(image, augment.cutout, seed + 1, source.mean)
     return image
 
 
-def _cutout(image, length, seed):
+def _cutout(image, length, seed, mean):
+    """DARTS's cutout zeroes a square of the normalised image, i.e. fills it with
+    the mean pixel; on raw pixels that is the mean itself."""
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     centre = tf.random.stateless_uniform([2], seed=seed, maxval=tf.int32.max, dtype=tf.int32)
@@ -565,7 +564,8 @@ def _cutout(image, length, seed):
     cols = tf.range(width)[None, :]
     inside = ((rows >= cy - length // 2) & (rows < cy + (length - length // 2))
               & (cols >= cx - length // 2) & (cols < cx + (length - length // 2)))
-    return image * tf.cast(~inside, image.dtype)[:, :, None]
+    fill = tf.constant(mean, image.dtype) * 255.0
+    return tf.where(inside[:, :, None], fill, image)
 
 
 def train_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
@@ -664,7 +664,7 @@ def bi_level_pipeline(source: Source, batch_size: int, seed: int, epochs: int,
 def eval_pipeline(source: Source, batch_size: int, image_size: int | None = None,
                   num_examples: int | None = None) -> tf.data.Dataset:
     base = source.dataset.take(num_examples) if num_examples else source.dataset
-    return (base.map(lambda x, y: (_normalize(_pixels(x, source, image_size), source), y),
+    return (base.map(lambda x, y: (_pixels(x, source, image_size), y),
                      num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 

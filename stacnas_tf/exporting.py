@@ -103,7 +103,11 @@ class Exportable:
             "class_names": None if self.class_names is None else list(self.class_names),
             "input_shape": [None, *self.image_shape],
             "input_layout": "NHWC",
-            "preprocessing": {"scale": 1 / 255.0, "mean": list(self.mean), "std": list(self.std),
+            # The model normalises: a deployment feeds raw pixels and copies nothing.
+            "input": {"dtype": "float32", "range": [0, 255],
+                      "what": "raw pixels (uint8 images cast to float32), NHWC"},
+            "preprocessing": {"inside_model": True, "layer": "pixel_normalization",
+                              "mean": list(self.mean), "std": list(self.std),
                               "formula": "(pixel / 255 - mean) / std"},
             "outputs": {"logits": "float32 [batch, num_classes]",
                         "probabilities": "softmax of logits"},
@@ -137,6 +141,7 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     net = network_lib.build(config, genotype, source.num_classes, image_shape)
     restored = checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
                                           what="--train_dir")
+    folder.check_checkpoint_genotype(restored)
     # Checkpoints are numbered by the epochs they hold (resumable.fit).
     epoch = re.search(r"ckpt-(\d+)$", restored or "")
     trained_from = {
@@ -149,7 +154,8 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
         logging.warning("--train_dir: %s has not finished training (checkpoint of epoch %s of "
                         "%d); exporting it as it stands (recorded in the metadata).", train_dir,
                         trained_from["epoch"], config.epochs)
-    return Exportable(net, genotype, image_shape, source.num_classes, source.mean, source.std,
+    mean, std = net.pixel_normalization.statistics()  # as restored: what the model applies
+    return Exportable(net, genotype, image_shape, source.num_classes, mean, std,
                       source, class_names=config.class_names or source.class_names,
                       trained_from=trained_from)
 
@@ -162,8 +168,9 @@ def random_network(genotype: genotype_lib.Genotype, preset: str, deformable=Fals
     keras.utils.set_random_seed(seed)
     config = config_lib.TrainConfig(network=spec["network"], channels=spec["channels"],
                                     num_cells=spec["num_cells"], deformable=deformable)
-    net = network_lib.build(config, genotype, spec["num_classes"], spec["image_shape"], auxiliary=False)
     mean, std = (0.5,) * spec["image_shape"][-1], (0.25,) * spec["image_shape"][-1]
+    net = network_lib.build(config, genotype, spec["num_classes"], spec["image_shape"],
+                            auxiliary=False, statistics=(mean, std))
     return Exportable(net, genotype, tuple(spec["image_shape"]), spec["num_classes"], mean, std, None)
 
 
@@ -180,9 +187,10 @@ class _Serving(tf.Module):
 
 
 def _sample_images(exportable: Exportable, count: int, seed: int = 0) -> np.ndarray:
-    """Normalised images: real ones from the dataset, or seeded noise for untrained networks."""
+    """Raw pixels: real images from the dataset, or seeded noise for untrained networks."""
     if exportable.source is None:
-        return np.random.RandomState(seed).randn(count, *exportable.image_shape).astype(np.float32)
+        noise = np.random.RandomState(seed).uniform(0, 255, (count, *exportable.image_shape))
+        return noise.astype(np.float32)
     if count > exportable.source.num_examples:
         logging.warning("asked for %d images, the dataset has %d: using them all.", count,
                         exportable.source.num_examples)

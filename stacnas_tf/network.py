@@ -17,6 +17,7 @@ from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import one_level
 from stacnas_tf import ops as ops_lib
 from stacnas_tf import precision
+from stacnas_tf import preprocessing
 from stacnas_tf import search_space
 
 STEMS = ("cifar", "imagenet")
@@ -91,6 +92,9 @@ class AuxiliaryHead(keras.layers.Layer):
 class FinalNetwork(one_level.TrainingHooks, keras.Model):
     """A network of `num_cells` DerivedCells built from `genotype`.
 
+    Takes raw pixels in [0, 255] (uint8 or float) and normalises them first with
+    `mean` and `std` (per channel, fractions of the pixel range; see
+    `preprocessing.PixelNormalization`), held as weights that save with the model.
     stem="cifar": 3x3 conv to 3C + BN; stem="imagenet": DARTS's two-stage
     stride-2 stem (224 -> 28 before the first cell). Returns logits; in
     training with `auxiliary=True`, returns (logits, auxiliary logits).
@@ -98,7 +102,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
     """
 
     def __init__(self, genotype, num_classes, channels=36, num_cells=20, stem="cifar",
-                 auxiliary=True, deformable=False, **kwargs):
+                 auxiliary=True, deformable=False, mean=None, std=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(genotype, dict):
             genotype = genotype_lib.Genotype.from_dict(genotype)
@@ -120,6 +124,8 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         self.drop_path_rate = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="drop_path_rate")
 
+        self.pixel_normalization = preprocessing.PixelNormalization(
+            mean, std, name="pixel_normalization")
         # Input widths are inferred by Keras; only output widths are set here.
         if stem == "cifar":
             self.stem_layers = _conv_bn(3 * channels, 3, 1, "stem")
@@ -161,6 +167,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         # (`keras.models.load_model`) calls `build` and then assigns the saved
         # weights, so a variable made later would silently keep its initial value.
         shape = (None,) + tuple(input_shape[1:])
+        self.pixel_normalization.build(shape)
         for layer in self.stem_layers:
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
@@ -178,7 +185,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
         self.classifier.build((None, shape1[-1]))
 
     def call(self, images, training=None):
-        x = images
+        x = self.pixel_normalization(images)
         for layer in self.stem_layers:
             x = layer(x, training=training)
         s0 = x
@@ -282,6 +289,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
             "genotype": self.genotype.to_dict(), "num_classes": self.num_classes,
             "channels": self.channels, "num_cells": self.num_cells, "stem": self.stem,
             "auxiliary": self.auxiliary, "deformable": self.deformable,
+            **dict(zip(("mean", "std"), self.pixel_normalization.statistics())),
         })
         return config
 
@@ -381,16 +389,19 @@ def _layer_multiply_adds(layer, input_shape) -> int:
     return out_h * out_w * kernel_h * kernel_w * (channels // layer.groups) * layer.filters
 
 
-def build(config, genotype, num_classes: int, image_shape, auxiliary: bool | None = None
-          ) -> FinalNetwork:
+def build(config, genotype, num_classes: int, image_shape, auxiliary: bool | None = None,
+          statistics=None) -> FinalNetwork:
     """The final network of a `TrainConfig` (its network, channels, cells,
     precision, auxiliary weight and deformable edges), built on one image of
-    `image_shape`. `auxiliary=False` leaves the auxiliary head out."""
+    `image_shape`. `auxiliary=False` leaves the auxiliary head out. `statistics`
+    (mean, std) of the training pixels normalise its input (None: placeholders,
+    for a network whose weights are restored next)."""
     with precision.policy_scope(config.precision):
         net = FinalNetwork(
             genotype, num_classes, channels=config.channels, num_cells=config.num_cells,
             stem=config.network, auxiliary=config.aux_weight > 0 if auxiliary is None else auxiliary,
             deformable=config.deformable, name="final_network",
+            **dict(zip(("mean", "std"), statistics or (None, None))),
         )
         net(tf.zeros((1,) + tuple(image_shape)), training=False)
     return net

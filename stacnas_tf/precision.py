@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
-import keras
+# Keras is imported where it is used: configs check their precision with
+# `check`, and every program's --help must not wait for TensorFlow.
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -28,6 +29,8 @@ def check_keras_environment() -> None:
     networks run on TensorFlow, keep float32 variables (mixed precision comes from
     the precision setting, which config.json records) and take channels-last
     images."""
+    import keras  # noqa: PLC0415 (see the module's imports)
+
     if keras.backend.backend() != "tensorflow":
         raise ValueError(f"Keras's backend is {keras.backend.backend()!r} (KERAS_BACKEND or "
                          "~/.keras/keras.json): stacnas_tf runs on TensorFlow; set "
@@ -49,6 +52,8 @@ def policy_scope(precision: str):
     Keras sublayers read the global policy when they are created, so it is set
     for the duration of the construction and restored afterwards.
     """
+    import keras  # noqa: PLC0415 (see the module's imports)
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(check(precision))
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -290,7 +291,11 @@ def write(search_dir: str, output_dir: str | None = None,
     final_dir = os.path.abspath(output_dir or os.path.join(search_dir, "report"))
     check_output_dir(final_dir)
     parent = files.prepare_output_dir(os.path.dirname(final_dir), "--output_dir's parent")
-    staging = files.make_temp_dir(parent, f".{os.path.basename(final_dir)}.partial-")
+    prefix = f".{os.path.basename(final_dir)}.partial-"
+    _remove_abandoned(parent, prefix)
+    # The writer's process id in the name: a later run can tell an abandoned
+    # staging folder (its writer killed) from one still being written.
+    staging = files.make_temp_dir(parent, f"{prefix}{os.getpid()}-")
     try:
         _write_into(search_dir, staging, config, stages, size_presets)
         files.replace_folder(staging, final_dir)
@@ -298,6 +303,24 @@ def write(search_dir: str, output_dir: str | None = None,
         if os.path.exists(staging):
             shutil.rmtree(staging)
     return os.path.join(final_dir, "report.html")
+
+
+def _remove_abandoned(parent: str, prefix: str) -> None:
+    """Removes staging folders of reports whose writer no longer runs (killed
+    before it could clean up)."""
+    for name in os.listdir(parent):
+        match = re.fullmatch(re.escape(prefix) + r"(\d+)-.*", name)
+        if not match or not os.path.isdir(os.path.join(parent, name)):
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:

@@ -25,6 +25,23 @@ class TrainingFolder:
     def checkpoint_dir(self) -> str:
         return os.path.join(self.path, "checkpoints")
 
+    def check_checkpoint_genotype(self, checkpoint_path: str) -> None:
+        """Refuses a genotype.json that differs from the genotype the checkpoint
+        was trained with (a hand edit would run another network on its weights:
+        parameter-free ops such as max_pool and avg_pool hold none to disagree)."""
+        from stacnas_tf import checkpoints
+
+        recorded = checkpoints.recorded_genotype(checkpoint_path)
+        if recorded is None:
+            return
+        trained = genotype_lib.Genotype.from_json(recorded, source=checkpoint_path)
+        if trained != self.genotype:
+            raise ValueError(
+                f"--train_dir: {os.path.join(self.path, 'genotype.json')} holds "
+                f"{self.genotype.to_darts()}, but checkpoint {checkpoint_path} was trained with "
+                f"{trained.to_darts()}: the file was changed after training; put the trained "
+                "genotype back.")
+
     @property
     def finished(self) -> bool:
         """Whether the training ran to its end (it writes metrics.json last)."""

@@ -151,16 +151,18 @@ def _recorder(schedule, writer):
 
 def build_supernet(config: config_lib.SearchConfig, stage: int,
                    stage_space: search_space.StageSpace, num_cells: int, num_classes: int,
-                   image_shape) -> supernet.SearchNetwork:
+                   image_shape, statistics=None) -> supernet.SearchNetwork:
     """The supernet of `stage`, built for images of `image_shape`. Training and
     loading both use it, so the variable paths the checkpoints are keyed by
-    always agree."""
+    always agree. `statistics` (mean, std) of the training pixels normalise its
+    input (None: placeholders, for a supernet whose weights are restored next)."""
     with precision.policy_scope(config.precision):
         model = supernet.SearchNetwork(
             stage_space, num_classes, channels=config.channels, num_cells=num_cells,
             weight_decay=config.weight_decay, architecture_weight_decay=config.arch_weight_decay,
             grad_clip_norm=config.grad_clip_norm, seed=config.seed * 10 + stage,
             optimization=config.optimization, name=f"stage{stage}_supernet",
+            **dict(zip(("mean", "std"), statistics or (None, None))),
         )
         model.build((None,) + tuple(image_shape))
     return model
@@ -199,7 +201,7 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
     keras.utils.set_random_seed(config.seed * 10 + stage)
     with strategy.scope():
         model = build_supernet(config, stage, stage_space, num_cells, source.num_classes,
-                               image_shape)
+                               image_shape, statistics=(source.mean, source.std))
         schedule, weight_optimizer, architecture_optimizer = make_optimizers(config, steps, epochs)
         model.compile(weight_optimizer, architecture_optimizer, jit_compile=jit_compile)
     pipeline = data.bi_level_pipeline if bi_level else data.train_pipeline
@@ -272,7 +274,12 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
         check_config_matches(output_dir, config)
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
-            return genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+            genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+        if chief and write_report and not os.path.exists(
+                os.path.join(output_dir, "report", "report.html")):
+            # The search finished but was stopped before its report (killed).
+            _write_report(output_dir, config, genotype, verbose)
+        return genotype
     if source is None:
         source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
@@ -318,17 +325,20 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     files.write_text(os.path.join(output_dir, "genotype.txt"), genotype.to_darts() + "\n")
     files.write_text(genotype_path, genotype.to_json() + "\n")  # last: marks the search done
     if write_report:
-        report.summarize_search(os.path.join(output_dir, "tensorboard", "search"), config,
-                                genotype)
-        try:
-            path = report.write(output_dir)
-        except (OSError, ValueError) as e:  # the search itself is done and kept
-            logging.warning("the search is done, but its report failed (%s); write it with "
-                            "stacnas-report --search_dir=%s", e, output_dir)
-        else:
-            if verbose:
-                print(f"report: {path}", flush=True)
+        _write_report(output_dir, config, genotype, verbose)
     return genotype
+
+
+def _write_report(output_dir, config, genotype, verbose) -> None:
+    report.summarize_search(os.path.join(output_dir, "tensorboard", "search"), config, genotype)
+    try:
+        path = report.write(output_dir)
+    except (OSError, ValueError) as e:  # the search itself is done and kept
+        logging.warning("the search is done, but its report failed (%s); write it with "
+                        "stacnas-report --search_dir=%s", e, output_dir)
+    else:
+        if verbose:
+            print(f"report: {path}", flush=True)
 
 
 def _activation(space: search_space.SearchSpace, stage: StageResult) -> dict:

@@ -8,15 +8,37 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 SCALING_RULES = ("none", "linear", "sqrt")
+# Seconds a multi-worker start waits for every worker of TF_CONFIG to connect.
+WORKER_TIMEOUT = 600.0
+
+# Run beside a multi-worker start, which blocks in TensorFlow's C++ (no Python
+# thread or signal handler runs meanwhile): after the timeout it names the problem
+# and ends the start; it ends by itself once its parent is gone.
+_WATCHDOG = """
+import os, signal, sys, time
+parent, timeout, message, interrupted = int(sys.argv[1]), float(sys.argv[2]), *sys.argv[3:5]
+# Ctrl-C at a terminal reaches this process too; it ends the parent by itself.
+signal.signal(signal.SIGINT, lambda *_: (os.write(2, (interrupted + "\\n").encode()), os._exit(0)))
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    time.sleep(0.2)
+    if os.getppid() != parent:
+        sys.exit(0)
+os.write(2, (message + "\\n").encode())
+os.kill(parent, signal.SIGKILL)  # TensorFlow's own SIGTERM handler keeps it waiting
+"""
 
 
 def make_strategy(name: str = "auto", num_gpus: int | None = None, cpu_replicas: int = 1,
-                  tpu: str | None = None) -> tf.distribute.Strategy:
+                  tpu: str | None = None,
+                  worker_timeout: float = WORKER_TIMEOUT) -> tf.distribute.Strategy:
     """Opens the strategy `name`:
 
     * `auto`: `mirrored` over every local GPU, `one_device` without GPUs
@@ -26,8 +48,12 @@ def make_strategy(name: str = "auto", num_gpus: int | None = None, cpu_replicas:
       None), or, without GPUs, over `cpu_replicas` logical CPU devices.
     * `multi_worker`: `MultiWorkerMirroredStrategy` over the hosts that the
       `TF_CONFIG` environment variable lists (every worker runs the same command).
+      If the workers have not all connected within `worker_timeout` seconds,
+      the process says so and ends (TensorFlow itself would wait an hour).
     * `tpu`: `TPUStrategy` on the TPU named by `tpu` ("" or None: the local one).
     """
+    import tensorflow as tf  # noqa: PLC0415 (--help loads no TensorFlow)
+
     if name == "default":  # the name of earlier versions
         name = "one_device"
     if name not in STRATEGIES:
@@ -38,7 +64,10 @@ def make_strategy(name: str = "auto", num_gpus: int | None = None, cpu_replicas:
         raise ValueError(f"--cpu_replicas={cpu_replicas} applies to --strategy=mirrored (or auto "
                          f"without GPUs), not to --strategy={name}.")
     if name == "multi_worker":
-        return _multi_worker()
+        if not worker_timeout > 0:
+            raise ValueError(f"--worker_timeout: expected a positive number of seconds, got "
+                             f"{worker_timeout}.")
+        return _multi_worker(worker_timeout)
     if name == "tpu":
         return _tpu(tpu)
     gpus = tf.config.list_physical_devices("GPU")
@@ -59,7 +88,9 @@ def make_strategy(name: str = "auto", num_gpus: int | None = None, cpu_replicas:
     return tf.distribute.MirroredStrategy(devices)
 
 
-def _multi_worker() -> tf.distribute.Strategy:
+def _multi_worker(timeout: float) -> tf.distribute.Strategy:
+    import tensorflow as tf  # noqa: PLC0415 (--help loads no TensorFlow)
+
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise ValueError(
@@ -86,13 +117,46 @@ def _multi_worker() -> tf.distribute.Strategy:
         raise ValueError(f"--strategy=multi_worker: TF_CONFIG's task must be a worker (or the "
                          f"chief) listed in its cluster, with an index from 0; got {task!r}.")
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _bounded_start(tf.distribute.MultiWorkerMirroredStrategy, timeout, workers)
     except (ValueError, tf.errors.OpError) as e:
         raise ValueError(f"--strategy=multi_worker: TF_CONFIG was refused "
                          f"({str(e).splitlines()[0][:200]}).") from e
 
 
+def _bounded_start(start, timeout: float, workers):
+    """`start()`, which blocks until every worker has connected, ended after
+    `timeout` seconds with one line naming the workers, and ended at once by
+    Ctrl-C: while TensorFlow's C++ waits, Python's own handlers (and timers)
+    never run, so SIGINT takes its default action meanwhile and a watchdog
+    process keeps the time. (TensorFlow catches SIGTERM itself while it
+    waits: the timeout ends that wait.)"""
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    program = os.path.basename(sys.argv[0]) or "python"
+    message = (f"{program}: error: --strategy=multi_worker: not every worker of TF_CONFIG "
+               f"({', '.join(workers)}) connected within {timeout:g} s (--worker_timeout); start "
+               "the same command on every worker and check the addresses and ports.")
+    interrupted = f"{program}: interrupted while the workers connected; nothing was written."
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout),
+                                 message, interrupted], stdin=subprocess.DEVNULL)
+    # Signal handlers can be set from the main thread only (the programs' case).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_DFL)} if main_thread else {}
+    try:
+        return start()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        watchdog.kill()
+        watchdog.wait()
+
+
 def _tpu(address: str | None) -> tf.distribute.Strategy:
+    import tensorflow as tf  # noqa: PLC0415 (--help loads no TensorFlow)
+
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address or "")
         tf.config.experimental_connect_to_cluster(resolver)

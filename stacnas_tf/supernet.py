@@ -9,6 +9,7 @@ import tensorflow as tf
 from stacnas_tf import cells as cells_lib
 from stacnas_tf import one_level
 from stacnas_tf import ops as ops_lib
+from stacnas_tf import preprocessing
 from stacnas_tf import search_space
 
 # Logit given to padding entries of the logit matrices (edges with fewer
@@ -67,6 +68,7 @@ class ArchitectureLogits(keras.layers.Layer):
 class SearchNetwork(one_level.TrainingHooks, keras.Model):
     """The DARTS/StacNAS supernet, trained with one-level optimization.
 
+    raw pixels -> `PixelNormalization(mean, std)` (as the final network) ->
     stem (3x3 conv to stem_multiplier * channels, BatchNorm) -> `num_cells`
     SearchCells (reduction cells at 1/3 and 2/3 of the depth double the
     channels) -> global average pooling -> linear classifier.
@@ -91,6 +93,8 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
         grad_clip_norm=5.0,
         seed=None,
         optimization="one_level",
+        mean=None,
+        std=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,6 +122,9 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
         self.seed = seed
         self.architecture_optimizer = None
 
+        # The final network's first layer too: both take raw pixels.
+        self.pixel_normalization = preprocessing.PixelNormalization(
+            mean, std, name="pixel_normalization")
         self.architecture = ArchitectureLogits(
             [[len(edge) for edge in cell] for cell in stage_space.cells], seed=seed, name="architecture"
         )
@@ -150,6 +157,7 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
     def build(self, input_shape):
         # Explicit, so building creates the variables without tracing the network.
         stem_shape = tuple(input_shape[:-1]) + (self.stem_multiplier * self.channels,)
+        self.pixel_normalization.build(input_shape)
         self.stem_conv.build(input_shape)
         self.stem_bn.build(stem_shape)
         shape0 = shape1 = stem_shape
@@ -170,7 +178,7 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
         inputs (the operator-correlation analysis reads the ops' outputs there).
         """
         probabilities = self.architecture.probabilities()
-        s0 = s1 = self.stem_bn(self.stem_conv(images), training=training)
+        s0 = s1 = self.stem_bn(self.stem_conv(self.pixel_normalization(images)), training=training)
         for cell, logit_set in zip(self.search_cells, self.cell_logit_set):
             if on_cell is not None:
                 on_cell(cell, (s0, s1), probabilities[logit_set])
@@ -300,5 +308,6 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
             "architecture_weight_decay": self.architecture_weight_decay,
             "grad_clip_norm": self.grad_clip_norm, "seed": self.seed,
             "optimization": self.optimization,
+            **dict(zip(("mean", "std"), self.pixel_normalization.statistics())),
         })
         return config

@@ -169,10 +169,12 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        net = network_lib.build(config, genotype, train_source.num_classes, image_shape)
+        net = network_lib.build(config, genotype, train_source.num_classes, image_shape,
+                                statistics=(train_source.mean, train_source.std))
         schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps,
                                                                              jit_compile)
-    trackables = {"weight_optimizer": weight_optimizer}
+    trackables = {"weight_optimizer": weight_optimizer,
+                  "genotype": checkpoints.genotype_record(genotype.to_json())}
     if architecture_optimizer is not None:
         trackables["architecture_optimizer"] = architecture_optimizer
     if chief:
@@ -276,6 +278,7 @@ def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path:
                                           partial=True, what="--train_dir")
     if not path:
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
+    folder.check_checkpoint_genotype(path)
     return net, path
 
 

@@ -30,6 +30,47 @@ def test_round_trip_keeps_batch_norm_statistics_and_rng_state(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_unnamed_sublayers_restore_in_a_model_built_later(tmp_path):
+    # Keras numbers unnamed layers process-wide: the second model's layers are
+    # conv2d_2, batch_normalization_1, ... where the first's were conv2d, ...
+    import keras
+
+    def model():
+        inner = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+                                  keras.layers.Conv2D(2, 1)])
+        outer = keras.Sequential([inner, keras.layers.Dense(3)])
+        outer.build((None, 6, 6, 2))
+        return outer
+
+    first, second = model(), model()
+    assert [v.path for v in first.variables] != [v.path for v in second.variables]
+    for variable in first.variables:
+        variable.assign(tf.random.normal(variable.shape))
+    path = checkpoints.make(first).save(str(tmp_path / "ckpt"))
+    checkpoints.restore(checkpoints.make(second), path)
+    for a, b in zip(first.variables, second.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_named_layers_keep_their_keras_paths_as_keys():
+    # Checkpoints of this package's own networks keep the keys they always had.
+    net = _net()
+    keys = checkpoints.model_variables(net)
+    plain = {k for k in keys if "seed_generator" not in k}
+    assert plain == {v.path for v in net.variables if "seed_generator" not in v.path}
+    assert checkpoints._segments(["edge_0", "edge_1", "conv2d", "conv2d_7", "stem", "sep_3"]) == [
+        "edge_0", "edge_1", "conv2d_0", "conv2d_1", "stem", "sep"]
+
+
+def test_a_checkpoint_from_before_in_model_normalisation_says_so(tmp_path):
+    old = _net()
+    variables = {k: v for k, v in checkpoints.model_variables(old).items()
+                 if "pixel_normalization" not in k}
+    path = tf.train.Checkpoint(model_variables=variables).save(str(tmp_path / "ckpt"))
+    with pytest.raises(ValueError, match="stacnas_tf 0.2 or older.*normalise raw pixels"):
+        checkpoints.restore(checkpoints.make(_net()), path)
+
+
 def test_checkpoint_of_another_network_is_a_clear_error(tmp_path):
     path = checkpoints.make(_net("DARTS_V2")).save(str(tmp_path / "ckpt"))
     with pytest.raises(ValueError, match="does not fit this network"):

@@ -114,3 +114,37 @@ def test_a_swallowed_ctrl_c_still_ends_the_run_as_interrupted(tmp_path):
         """)
     assert result.returncode == 130, result.stderr
     assert "interrupted" in result.stderr
+
+
+def test_a_full_disk_is_told_apart_from_running_out_of_memory(tmp_path):
+    # TensorFlow reports a checkpoint written to a full disk as ResourceExhaustedError,
+    # the error of an exhausted memory too.
+    full = _run_program(tmp_path, """\
+        import tensorflow as tf
+        def main(argv):
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "/runs/s/stage1/checkpoints/ckpt-3.data-00000-of-00001.tempstate1; "
+                "No space left on device")
+        """)
+    assert full.returncode == 1
+    assert full.stderr.strip().splitlines()[-1] == (
+        "prog.py: error: the disk is full writing "
+        "/runs/s/stage1/checkpoints/ckpt-3.data-00000-of-00001.tempstate1: free space (or choose "
+        "an --output_dir on another disk) and rerun the same command; what was written before "
+        "is kept.")
+    os_error = _run_program(tmp_path, """\
+        import errno
+        def main(argv):
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/t/history.json")
+        """)
+    assert os_error.returncode == 1
+    assert "the disk is full writing /runs/t/history.json" in os_error.stderr
+    memory = _run_program(tmp_path, """\
+        import tensorflow as tf
+        def main(argv):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        """)
+    # This program has no size flags to advise on.
+    assert memory.returncode == 1
+    assert memory.stderr.strip().splitlines()[-1] == (
+        "prog.py: error: out of memory (OOM when allocating tensor).")

@@ -228,6 +228,51 @@ def test_cifar_crop_shifts_the_image_by_up_to_the_padding():
     assert len(shifts) > 10
 
 
+def test_cutout_fills_with_the_mean_pixel_which_the_network_normalises_to_zero():
+    # DARTS cuts out a zeroed square of the *normalised* image; pipelines hand out
+    # raw pixels, so the square holds the mean pixel, and the network's first
+    # layer turns it into exactly DARTS's zeros.
+    from stacnas_tf import preprocessing
+
+    mean, std = (0.2, 0.5, 0.7), (0.3, 0.2, 0.1)
+    source = data.Source("x", "train", None, 1, 2, (16, 16, 3), mean, std)
+    image = tf.fill((16, 16, 3), 3.0)
+    out = data._augment(image, tf.constant([4, 0], tf.int64), data.Augment(cutout=6), source)
+    normalised = preprocessing.PixelNormalization(mean, std)(out[None])[0].numpy()
+    inside = np.all(out.numpy() != 3.0, axis=-1)
+    assert 9 <= inside.sum() <= 36  # a 6x6 square, clipped at the border
+    np.testing.assert_allclose(out.numpy()[inside], np.tile(np.multiply(mean, 255), (inside.sum(), 1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(normalised[inside], 0.0, atol=1e-5)
+    expected = (3.0 / 255 - np.asarray(mean)) / np.asarray(std)
+    np.testing.assert_allclose(normalised[~inside], np.broadcast_to(expected, normalised[~inside].shape),
+                               rtol=1e-5)
+
+
+def test_float_images_are_pixels_and_unscaled_ones_are_refused():
+    labels = np.arange(8) % 2
+    pixels = np.linspace(0, 255, 8 * 4 * 4).reshape(8, 4, 4).astype(np.float32)
+    source = data.from_arrays(pixels, labels)
+    stored = np.stack([x for x, _ in source.dataset.as_numpy_iterator()])[..., 0]
+    np.testing.assert_array_equal(stored, np.round(pixels).astype(np.uint8))
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\].*images \* 255"):
+        data.from_arrays(pixels / 255, labels)
+    with pytest.raises(ValueError, match=r"expected pixel values.*bool"):
+        data.from_arrays(pixels > 100, labels)
+    with pytest.raises(ValueError, match=r"expected pixel values.*complex"):
+        data.from_arrays(pixels.astype(np.complex64), labels)
+
+
+def test_a_dataset_that_repeats_forever_is_refused_not_read_forever():
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(4) % 2)).repeat()
+    with pytest.raises(ValueError, match="^data: the dataset repeats forever"):
+        data.from_dataset(dataset)
+    finite = data.from_dataset(tf.data.Dataset.from_tensor_slices((images, np.arange(4) % 2))
+                               .repeat(2))
+    assert finite.num_examples == 8
+
+
 def test_tfds_never_downloads_and_says_what_to_put_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-100-binary.tar.gz.*--manual_dir"):
         data.load("cifar100", data_dir=str(tmp_path))
@@ -267,11 +312,9 @@ def test_bi_level_halves_are_disjoint_and_cover_the_examples():
     pipeline = data.bi_level_pipeline(source, batch_size=8, seed=0, epochs=2,
                                       augment=data.Augment(), num_examples=count)
     seen = {"weights": [], "architecture": []}
-    std = source.std[0] * 255.0
-    mean = source.mean[0] * 255.0
     for weight_batch, arch_batch in pipeline:
         for name, (batch_images, _) in (("weights", weight_batch), ("architecture", arch_batch)):
-            seen[name] += np.rint(batch_images.numpy()[:, 0, 0, 0] * std + mean).astype(int).tolist()
+            seen[name] += np.rint(batch_images.numpy()[:, 0, 0, 0]).astype(int).tolist()
     assert len(seen["weights"]) == len(seen["architecture"]) == 2 * count // 2  # 2 epochs of a half
     assert set(seen["weights"]) == set(range(32)) and set(seen["architecture"]) == set(range(32, 64))
 
@@ -283,8 +326,8 @@ def _indexed(count):
 
 
 def _indices(source, batch_images):
-    std, mean = source.std[0] * 255.0, source.mean[0] * 255.0
-    return np.rint(batch_images.numpy()[:, 0, 0, 0] * std + mean).astype(int).tolist()
+    # Pipelines hand the networks raw pixels, so the pixel is the index.
+    return np.rint(batch_images.numpy()[:, 0, 0, 0]).astype(int).tolist()
 
 
 def test_short_epochs_cut_one_stream_of_fresh_images():

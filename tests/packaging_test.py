@@ -1,6 +1,7 @@
 """The package as pip installs it: a wheel built from pyproject.toml, installed
 outside the repository, its console programs and the quickstart example."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,6 +82,26 @@ def test_quickstart_example_runs_outside_the_repository(installed):
     assert any(line.startswith("found: Genotype(normal=[") for line in lines)
     assert "epoch 1: loss" in result.stdout  # the user's callback
     assert "━" in result.stdout  # Keras's progress bar
+    assert any(line.startswith("first predictions:") for line in lines)
     assert (work / "digits_export" / "export_report.json").exists()
     assert any(line.startswith("exported: ['onnx', 'saved_model', 'tflite_dynamic_range'")
                for line in lines)
+
+
+def test_custom_op_example_runs_outside_the_repository(installed):
+    # A user's own op (squeeze-and-excite), registered, searched, trained and exported.
+    root, _, _, env = installed
+    work = root / "custom"
+    work.mkdir()
+    script = shutil.copy(os.path.join(REPO, "examples", "custom_op.py"), work / "custom_op.py")
+    result = subprocess.run([sys.executable, str(script), "smoke"], capture_output=True, text=True,
+                            env=env, cwd=str(work), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "export matches the Keras model: True" in result.stdout
+    report = json.loads((work / "se_export" / "export_report.json").read_text())
+    assert report["passed"] and len(report["formats"]) == 6
+    for name in ("saved_model", "onnx", "tflite_float32"):
+        assert report["formats"][name]["max_abs_logit_diff"] < 1e-4
+    metadata = json.loads((work / "se_export" / "metadata.json").read_text())
+    assert metadata["class_names"] == [str(d) for d in range(10)]
+    assert metadata["preprocessing"]["inside_model"]

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -226,6 +227,23 @@ def test_report_is_written_on_demand_into_another_folder(searched, tmp_path):
         report.write(out, out, size_presets=())  # into the search folder itself
     with pytest.raises(ValueError, match="--search_dir: .* holds no config.json"):
         report.write(str(tmp_path), str(tmp_path / "x"))
+
+
+def test_a_search_killed_before_its_report_writes_it_on_rerun(searched, tmp_path):
+    # kill -9 right after genotype.json: no report/, a staging folder of a dead writer.
+    out, genotype = searched
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("report"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = copy / f".report.partial-{dead.pid}-x1y2"
+    abandoned.mkdir()
+    (abandoned / "report.html").write_text("half")
+    live = copy / f".report.partial-{os.getppid()}-a1b2"  # a running writer's: kept
+    live.mkdir()
+    assert search_loop.run_search(TINY, str(copy), verbose=0) == genotype
+    assert (copy / "report" / "report.html").exists()
+    assert not abandoned.exists() and live.exists()
 
 
 def test_a_finished_search_missing_a_stage_is_refused(searched, tmp_path):

@@ -4,8 +4,10 @@ line naming the flag or file, or handled, and nothing the user had is touched.""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -207,6 +209,50 @@ def test_tf_config_is_checked(tf_config, message, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     with pytest.raises(ValueError, match="--strategy=multi_worker: TF_CONFIG.*" + message):
         strategy_lib.make_strategy("multi_worker")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def _start_multi_worker(tmp_path, timeout, port):
+    # Worker 0 of two; worker 1 never starts.
+    tf_config = {"cluster": {"worker": [f"localhost:{port}", f"localhost:{port + 1}"]},
+                 "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=REPO)
+    code = ("import sys; sys.argv = ['start.py']; from stacnas_tf import strategy; "
+            f"strategy.make_strategy('multi_worker', worker_timeout={timeout}); print('started')")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))
+
+
+def test_a_multi_worker_start_with_a_missing_worker_gives_up_in_time(tmp_path):
+    start = time.monotonic()
+    port = _free_port()
+    process = _start_multi_worker(tmp_path, 8, port)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode != 0 and "started" not in out
+    assert time.monotonic() - start < 60
+    assert err.strip().splitlines()[-1] == (
+        "start.py: error: --strategy=multi_worker: not every worker of TF_CONFIG "
+        f"(localhost:{port}, localhost:{port + 1}) connected within 8 s (--worker_timeout); start "
+        "the same command on every worker and check the addresses and ports.")
+    with pytest.raises(ValueError, match="--worker_timeout: expected a positive number"):
+        strategy_lib.make_strategy("multi_worker", worker_timeout=0)
+
+
+def test_a_waiting_multi_worker_start_ends_on_ctrl_c(tmp_path):
+    process = _start_multi_worker(tmp_path, 300, _free_port())
+    time.sleep(12)  # TensorFlow loaded, waiting for worker 1
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGINT
 
 
 def test_cpu_replicas_only_with_a_mirrored_strategy():

@@ -30,7 +30,9 @@ def _compile(net, weight_lr=0.1):
 
 def _batch(n=8, seed=0):
     rng = np.random.RandomState(seed)
-    return rng.randn(n, 8, 8, 1).astype(np.float32), rng.randint(0, 10, n).astype(np.int64)
+    # Raw pixels, as the pipelines hand the networks.
+    pixels = rng.uniform(0, 255, (n, 8, 8, 1)).astype(np.float32)
+    return pixels, rng.randint(0, 10, n).astype(np.int64)
 
 
 def test_architecture_and_weight_variables_are_disjoint_by_construction():

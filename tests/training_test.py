@@ -100,6 +100,21 @@ def test_checkpoint_of_another_network_gives_a_clear_error(trained, tmp_path):
         train.evaluate(other, checkpoint_path=checkpoint)
 
 
+def test_a_genotype_json_edited_after_training_is_refused(trained, tmp_path):
+    # max_pool <-> avg_pool: no weights differ, so the checkpoint alone cannot tell.
+    import shutil
+
+    out, _ = trained
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    text = (edited / "genotype.json").read_text()
+    assert "max_pool_3x3" in text
+    (edited / "genotype.json").write_text(text.replace("max_pool_3x3", "avg_pool_3x3"))
+    with pytest.raises(ValueError, match="genotype.json holds .*avg_pool_3x3.* but checkpoint "
+                                         ".*ckpt-3 was trained with .*max_pool_3x3"):
+        train.evaluate(str(edited))
+
+
 def test_a_missing_checkpoint_is_named_not_blamed_on_the_network(trained, tmp_path):
     out, _ = trained
     missing = str(tmp_path / "ckpt-7")

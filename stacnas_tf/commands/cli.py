@@ -70,7 +70,22 @@ def _import_tensorflow_quietly() -> None:
                     sys.stderr.write(line)
 
 
-_import_tensorflow_quietly()
+_HELP_TOKENS = ("--help", "-help", "-h", "--helpshort", "-?", "--helpfull", "-helpfull")
+
+
+def _asks_for_help(argv) -> bool:
+    for token in argv[1:]:
+        if token == "--":
+            return False
+        if token in _HELP_TOKENS:
+            return True
+    return False
+
+
+# Help needs the flags, not TensorFlow (seconds to load): the programs' modules
+# define their flags without it, and `run` loads it after the flags are parsed.
+if not _asks_for_help(sys.argv):
+    _import_tensorflow_quietly()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -78,9 +93,6 @@ from absl import flags  # noqa: E402
 
 def _quiet_tensorflow_info(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or f"{os.sep}tensorflow{os.sep}" not in record.pathname
-
-
-_HELP_TOKENS = ("--help", "-help", "-h", "--helpshort", "-?", "--helpfull", "-helpfull")
 
 
 def print_help(program: str, main, full: bool = False) -> None:
@@ -107,12 +119,33 @@ def print_help(program: str, main, full: bool = False) -> None:
     print("\n".join(lines))
 
 
+def _full_disk(error) -> str | None:
+    """The one line for an error that is a full disk (or quota), naming the file
+    where the error says it; None for any other error. TensorFlow reports a
+    failed checkpoint write as ResourceExhaustedError, as it does running out
+    of memory, so the message tells them apart."""
+    import errno  # noqa: PLC0415
+
+    text = str(error)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = error.filename or ""
+    elif "No space left on device" in text or "Disk quota exceeded" in text:
+        import re  # noqa: PLC0415
+
+        found = re.search(r"(/[^\s:;,'\"]+)", text)
+        where = found.group(1) if found else ""
+    else:
+        return None
+    return (f"the disk is full{f' writing {where}' if where else ''}: free space (or choose "
+            "an --output_dir on another disk) and rerun the same command; what was written "
+            "before is kept.")
+
+
 def run(main) -> None:
     """`app.run(main)`, with bad flags, ValueError / OSError and usage errors
     printed as `PROGRAM: error: MESSAGE` (exit status 2), running out of memory
-    as one line (status 1) and Ctrl-C as one line (status 130)."""
-    import tensorflow as tf  # loaded above, quietly
-
+    as one line (status 1), a full disk as one line naming the file (status 1)
+    and Ctrl-C as one line (status 130)."""
     program = os.path.basename(sys.argv[0])
     interrupted = []
 
@@ -121,12 +154,10 @@ def run(main) -> None:
         sys.exit(status)
 
     def parse_flags(argv):
-        for token in argv[1:]:
-            if token == "--":
-                break
-            if token in _HELP_TOKENS:
-                print_help(program, main, full=token.lstrip("-") == "helpfull")
-                sys.exit(0)
+        if _asks_for_help(argv):
+            full = any(token.lstrip("-") == "helpfull" for token in argv[1:])
+            print_help(program, main, full=full)
+            sys.exit(0)
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
@@ -157,6 +188,8 @@ def run(main) -> None:
         # TensorFlow's own INFO lines (checkpoint sharding, ...) are not for users;
         # this program's own INFO lines (resuming, ...) are.
         logging.getLogger("absl").addFilter(_quiet_tensorflow_info)
+        import tensorflow as tf  # noqa: PLC0415 (loaded quietly at import; not for --help)
+
         try:
             from stacnas_tf import precision  # noqa: PLC0415 (after the flags, as main)
 
@@ -168,9 +201,14 @@ def run(main) -> None:
                 tf.errors.PermissionDeniedError) as e:
             if interrupted:
                 stop_interrupted()
+            full_disk = _full_disk(e)
+            if full_disk:
+                fail(full_disk, status=1)
             if isinstance(e, tf.errors.ResourceExhaustedError):
-                fail("out of memory: use a smaller --batch_size, --channels or --image_size "
-                     f"({str(e).splitlines()[0][:200]}).", status=1)
+                sizes = [f"--{name}" for name in ("batch_size", "channels", "image_size")
+                         if name in flags.FLAGS]
+                advice = f": use a smaller {', '.join(sizes[:-1])} or {sizes[-1]}" if sizes else ""
+                fail(f"out of memory{advice} ({str(e).splitlines()[0][:200]}).", status=1)
             if isinstance(e, tf.errors.PermissionDeniedError):
                 fail(str(e).splitlines()[0][:300])
             fail(e)

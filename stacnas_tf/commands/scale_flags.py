@@ -14,6 +14,10 @@ STRATEGY = flags.DEFINE_enum(
 NUM_GPUS = flags.DEFINE_integer("num_gpus", None, "GPUs for --strategy=mirrored (default: all).")
 CPU_REPLICAS = flags.DEFINE_integer("cpu_replicas", 1,
                                     "Logical CPU devices to mirror over when there is no GPU.")
+WORKER_TIMEOUT = flags.DEFINE_float(
+    "worker_timeout", strategy_lib.WORKER_TIMEOUT,
+    "Seconds a --strategy=multi_worker start waits for every worker of TF_CONFIG to connect "
+    "before it gives up with a message.")
 TPU = flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu (default: local).")
 SCALING_RULE = flags.DEFINE_enum(
     "scaling_rule", "none", list(strategy_lib.SCALING_RULES),
@@ -40,7 +44,8 @@ def open_strategy():
         import tensorflow as tf  # noqa: PLC0415 (imported with the strategy, as make_strategy does)
 
         tf.config.experimental.enable_op_determinism()
-    return strategy_lib.make_strategy(STRATEGY.value, NUM_GPUS.value, CPU_REPLICAS.value, TPU.value)
+    return strategy_lib.make_strategy(STRATEGY.value, NUM_GPUS.value, CPU_REPLICAS.value, TPU.value,
+                                      worker_timeout=WORKER_TIMEOUT.value)
 
 
 def for_strategy(config, strategy, lr_fields):
