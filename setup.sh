@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One set-up step: Debian packages (Bazel, Graphviz, Fashion-MNIST) when missing, and
+# One set-up step: Debian packages (Bazel, Graphviz, Chromium, Fashion-MNIST) when missing, and
 # .venv with the pinned Python packages. Safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v bazel >/dev/null 2>&1 || need_apt+=(bazel-bootstrap)
 command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
+# Headless Chromium: report_test screenshots the search report as a browser shows it.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""

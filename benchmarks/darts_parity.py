@@ -198,9 +198,13 @@ def load_reference(net, tensors, stem, aux_input_shape):
     mapper.dense(net.classifier, "classifier")
 
     # Ours, not the reference's: the drop-path schedule (a plain attribute,
-    # drop_path_prob, in DARTS; inference reads 0.0) and random-generator states.
+    # drop_path_prob, in DARTS; inference reads 0.0), random-generator states,
+    # and the input normalisation (DARTS normalises in its data loader; here the
+    # identity, see run_case).
+    normalisation = {id(v) for v in net.pixel_normalization.weights}
     expected_extra = [v for v in net.weights
-                      if v is net.drop_path_rate or "seed_generator" in v.path]
+                      if v is net.drop_path_rate or "seed_generator" in v.path
+                      or id(v) in normalisation]
     unassigned = [v.path for v in net.weights
                   if id(v) not in mapper.assigned and all(v is not e for e in expected_extra)]
     unused = sorted(k for k in tensors
@@ -237,7 +241,7 @@ def _differences(ours, reference):
 def _features(net, images, training):
     """The stem and cells as FinalNetwork.call runs them; returns the last
     cell's output and the input of the auxiliary head (None without one)."""
-    x = images
+    x = net.pixel_normalization(images)
     for layer in net.stem_layers:
         x = layer(x, training=training)
     s0 = x
@@ -274,9 +278,12 @@ def run_case(path, stem_flag):
     height, width = images.shape[1:3]
 
     keras.utils.clear_session()
+    # DARTS's network takes normalised images; ours normalises raw pixels first.
+    # mean 0 and std 1/255 make that first layer the identity (255 * (1/255)
+    # is exactly 1 in float32), so both see the dumped input as it is.
     net = network.FinalNetwork(genotype_lib.PUBLISHED[_GENOTYPE.value], num_classes,
                                channels=_CHANNELS.value, num_cells=_NUM_CELLS.value, stem=stem,
-                               auxiliary=auxiliary)
+                               auxiliary=auxiliary, mean=(0.0,) * 3, std=(1 / 255,) * 3)
     net(tf.zeros([1, height, width, 3]), training=False)
     if auxiliary and net.aux_position != 2 * _NUM_CELLS.value // 3:
         raise AssertionError("auxiliary head position differs from DARTS's 2 * layers // 3.")

@@ -66,6 +66,7 @@ class SearchConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        _check_types(self)
         object.__setattr__(self, "groups", tuple(tuple(g) for g in self.groups))
         object.__setattr__(self, "dataset", dataset_names.canonical_name(self.dataset))
         _freeze_class_names(self)
@@ -138,14 +139,18 @@ class SearchConfig:
         return value
 
     @classmethod
-    def from_dict(cls, value: dict) -> "SearchConfig":
-        """Fields missing from `value` (files written by older versions) take their defaults."""
+    def from_dict(cls, value: dict, source: str = "config.json") -> "SearchConfig":
+        """Fields missing from `value` (files written by older versions) take their
+        defaults; errors name `source` and the key."""
         known = {field.name for field in dataclasses.fields(cls)}
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: expected the settings of a search.")
         unknown = sorted(set(value) - known)
         if unknown:
             what = " (a training run's settings)" if "genotype" in value and "epochs" in value else ""
-            raise ValueError(f"not a search's settings{what}: unknown fields {unknown[:5]}.")
-        return cls(**value)
+            raise ValueError(f"{source}: not a search's settings{what}: unknown fields "
+                             f"{unknown[:5]}.")
+        return _from_file(cls, value, source)
 
     def replace(self, **changes) -> "SearchConfig":
         return dataclasses.replace(self, **changes)
@@ -156,6 +161,46 @@ class SearchConfig:
 MAX_CHANNELS = 1024
 MAX_CELLS = 100
 MAX_IMAGE_SIZE = 1024
+
+
+# What each annotated kind of setting accepts, and how an error names it. JSON
+# and Python both let a number arrive as a string or a bool, which would fail
+# later inside TensorFlow, or (booleans) count silently as 0 and 1.
+_KINDS = {
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+    "str": ((str,), "a string"),
+}
+
+
+def _check_types(config) -> None:
+    """Every setting of a plain kind (int, float, bool, str, or one of them or
+    None) holds a value of that kind."""
+    for field in dataclasses.fields(config):
+        kind, _, optional = str(field.type).partition(" | ")
+        if kind not in _KINDS or optional not in ("", "None"):
+            continue
+        value = getattr(config, field.name)
+        if value is None and optional:
+            continue
+        types, description = _KINDS[kind]
+        if not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)):
+            raise ValueError(f"--{field.name}: expected {description}"
+                             f"{' (or none)' if optional else ''}, got {value!r}.")
+
+
+def _from_file(cls, value: dict, source: str):
+    """`cls(**value)`, its errors naming the file and key instead of a flag."""
+    try:
+        return cls(**value)
+    except ValueError as e:
+        message = str(e)
+        if message.startswith("--"):
+            name, _, rest = message[2:].partition(":")
+            if name.split("=")[0] in {field.name for field in dataclasses.fields(cls)}:
+                message = f'"{name.split("=")[0]}":{rest}'
+        raise ValueError(f"{source}: {message}") from e
 
 
 def _check_numbers(config) -> None:
@@ -267,6 +312,7 @@ class TrainConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        _check_types(self)
         object.__setattr__(self, "dataset", dataset_names.canonical_name(self.dataset))
         dataset_names.check_dataset_name(self.dataset)
         _freeze_class_names(self)
@@ -321,7 +367,7 @@ class TrainConfig:
             what = " (a search's settings)" if "stage1_cells" in value else ""
             raise ValueError(f"{source} is not a training run's settings{what}: unknown fields "
                              f"{unknown[:5]}.")
-        return cls(**value)
+        return _from_file(cls, value, source)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

@@ -186,6 +186,10 @@ def held_out_splits(source: Source) -> tuple[Source, Source]:
         members = np.flatnonzero(labels == label)
         count = max(1, round(HELD_OUT_FRACTION * len(members))) if len(members) >= 2 else 0
         test[members[np.random.RandomState(0).permutation(len(members))[:count]]] = True
+    if not test.any():
+        raise ValueError(f"data: no class has 2 or more of the {len(labels)} images, so none can "
+                         "be held out for testing; give more images, or the test images as "
+                         "validation_data=(images, labels).")
     return tuple(
         from_arrays(images[chosen], labels[chosen], num_classes=source.num_classes,
                     class_names=source.class_names, split=split)

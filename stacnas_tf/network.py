@@ -404,4 +404,7 @@ def build(config, genotype, num_classes: int, image_shape, auxiliary: bool | Non
             **dict(zip(("mean", "std"), statistics or (None, None))),
         )
         net(tf.zeros((1,) + tuple(image_shape)), training=False)
+        # A symbolic call records the input and output shapes, which
+        # keras.utils.plot_model and summary() show (else "?").
+        net(keras.Input(tuple(image_shape)))
     return net

@@ -176,8 +176,9 @@ def heatmap_labels(candidates, endpoints) -> tuple[list[str], list[str]]:
     return columns, rows
 
 
-def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
-    written = []
+def _heatmaps_png(stage, space, history, output_dir, plt) -> tuple[list[str], dict]:
+    """(the heatmap pictures, each logit set's row labels as drawn)."""
+    written, labels = [], {}
     epochs = sorted({0, len(history) // 2, len(history) - 1})
     names = list(history[0]["weights"])[:MAX_HEATMAP_SETS]
     for set_index, name in enumerate(names):
@@ -198,6 +199,7 @@ def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
                               aspect="auto")
             ax.set_title(f"epoch {history[epoch]['epoch']}", fontsize=9)
             columns, rows = heatmap_labels(candidates, endpoints)
+            labels[name] = {"columns": columns, "rows": rows}
             ax.set_yticks(range(len(candidates)), rows, fontsize=7)
             ax.set_xticks(range(width), columns, rotation=60, ha="right", fontsize=7)
         figure.colorbar(image, ax=axes[0].tolist(), fraction=0.03)
@@ -207,7 +209,7 @@ def _heatmaps_png(stage, space, history, output_dir, plt) -> list[str]:
         files.write_figure(path, figure, "png")
         plt.close(figure)
         written.append(path)
-    return written
+    return written, labels
 
 
 def _counts_png(counts_by_stage, output_dir, plt) -> str:
@@ -342,7 +344,8 @@ def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
                 genotype_lib.cell_to_dot(cell, f"stage {stage}: {name} cell"), "png"))
             cells.append(path)
         pictures[f"stage{stage}_cells"] = cells
-        pictures[f"stage{stage}_heatmaps"] = _heatmaps_png(stage, space, history, output_dir, plt)
+        pictures[f"stage{stage}_heatmaps"], heatmap_labels_by_set = _heatmaps_png(
+            stage, space, history, output_dir, plt)
         numbers["stages"][stage] = {
             "num_cells": num_cells, "epochs": len(history), "genotype": final.to_darts(),
             "op_counts_per_epoch": counts_by_stage[stage],
@@ -354,6 +357,8 @@ def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
             "op_margins": {
                 name: op_margins(cell, history[-1]["weights"][name])
                 for name, cell in zip(history[-1]["weights"], space.cells)},
+            # The heatmaps' axis labels as drawn (stage 2: each row its edge's own ops).
+            "heatmap_labels": heatmap_labels_by_set,
         }
     pictures["trajectories"] = visualize.weights_history_png(search_dir, output_dir)
     pictures["op_counts"] = [_counts_png(counts_by_stage, output_dir, plt)]

@@ -48,6 +48,30 @@ class _EpochEnd(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
+def _resumed_history(path: str, completed: int, what: str) -> list:
+    """The history of the `completed` epochs a checkpoint holds. history.json is
+    written before each checkpoint, so it records at least those epochs, in
+    order; one that records fewer, or something else, was changed by hand or
+    damaged, and resuming would leave gaps (or junk) in the record."""
+    fix = (f"restore it, or move {os.path.dirname(path)}/checkpoints away to start {what} "
+           "again")
+    if not os.path.exists(path):
+        if completed:
+            raise ValueError(f"{what}: {path} is missing, but the checkpoint holds {completed} "
+                             f"epoch(s); {fix}.")
+        return []
+    history = files.read_json(path)
+    if not isinstance(history, list) or not all(
+            isinstance(entry, dict) and entry.get("epoch") == index + 1
+            for index, entry in enumerate(history)):
+        raise ValueError(f"{what}: {path} is not a history (a list of per-epoch records, epochs "
+                         f"1, 2, ...); {fix}.")
+    if len(history) < completed:
+        raise ValueError(f"{what}: {path} records {len(history)} epoch(s), but the checkpoint "
+                         f"holds {completed}; {fix}.")
+    return history[:completed]
+
+
 def fit(model: keras.Model, strategy: tf.distribute.Strategy, *, epochs: int,
         steps_per_epoch: int, run_dir: str, trackables: dict, make_dataset: Callable,
         record: Callable, what: str, tensorboard_dir: str, validation_data=None, callbacks=(),
@@ -70,8 +94,8 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, *, epochs: int,
     history_path = os.path.join(run_dir, "history.json")
     history = []
     if checkpoints.restore_latest(checkpoint, checkpoint_dir, what=what):
-        if chief and os.path.exists(history_path):
-            history = files.read_json(history_path)[: int(epoch_variable.numpy())]
+        if chief:
+            history = _resumed_history(history_path, int(epoch_variable.numpy()), what)
         logging.info("%s: resuming after epoch %d", what, int(epoch_variable.numpy()))
     initial_epoch = int(epoch_variable.numpy())
     if initial_epoch >= epochs:

@@ -70,8 +70,9 @@ def search_config(search_dir: str, flag: str = "--search_dir") -> config_lib.Sea
     if not os.path.exists(config_path):
         raise ValueError(f"{flag}: {search_dir} holds no config.json (not a search folder).")
     try:
-        return config_lib.SearchConfig.from_dict(files.read_json(config_path))
-    except (TypeError, ValueError) as e:
+        return config_lib.SearchConfig.from_dict(files.read_json(config_path),
+                                                 source=f"{flag}: {config_path}")
+    except TypeError as e:
         raise ValueError(f"{flag}: {config_path} is not a search's settings ({e}).") from e
 
 

@@ -63,7 +63,7 @@ def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> No
         files.write_json(path, wanted)
         return
     try:
-        saved = config_lib.SearchConfig.from_dict(files.read_json(path)).to_dict()
+        saved = config_lib.SearchConfig.from_dict(files.read_json(path), source=path).to_dict()
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"--output_dir: {path} is unreadable ({e}); use another folder.") from e
     if not files.has_progress(output_dir):

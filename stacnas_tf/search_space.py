@@ -156,7 +156,7 @@ def op_names() -> tuple[str, ...]:
 
 def check_ops(ops: Iterable[str], where: str) -> None:
     known = op_names()
-    unknown = [op for op in ops if op not in known]
+    unknown = list(dict.fromkeys(op for op in ops if op not in known))  # each name once
     if unknown:
         raise ValueError(
             f"{where}: unknown op name(s) {unknown}; expected one of {list(known)} (add others "

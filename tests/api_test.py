@@ -291,13 +291,13 @@ def test_an_op_of_unnamed_keras_layers_searches_trains_and_exports(tmp_path):
                                    **SMALL)
         report = stacnas_tf.export(trained, str(tmp_path / "e"), data=(images, labels),
                                    formats=["saved_model"])
+        # The model handed back is the trained one: its answers are evaluate's.
+        again = stacnas_tf.evaluate(trained, (images, labels))
+        predicted = trained.model.predict(images, verbose=0).argmax(-1)
     finally:
         search_space.remove_custom_op("plain_conv_3x3")
     assert report["passed"]
     assert any(op == "plain_conv_3x3" for op, _ in trained.model.genotype.normal.edges)
-    # The model handed back is the trained one: its answers are the training's metrics.
-    again = stacnas_tf.evaluate(trained, (images, labels))
-    predicted = trained.model.predict(images, verbose=0).argmax(-1)
     assert again["top1"] == pytest.approx(np.mean(predicted == labels))
 
 

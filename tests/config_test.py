@@ -63,3 +63,33 @@ def test_new_fields_are_checked():
     assert base.replace(grouping="flat", stage1_epochs=3, stage2_epochs=1,
                         arch_warmup_epochs=2).arch_warmup_epochs == 2
     assert base.replace(steps_per_epoch=7).steps_per_epoch == 7
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("lr", "0.05", '"lr": expected a number, got \'0.05\''),
+    ("drop_path", None, '"drop_path": expected a number, got None'),
+    ("cutout", True, '"cutout": expected an integer, got True'),
+    ("autoaugment", "yes", '"autoaugment": expected true or false, got \'yes\''),
+    ("image_size", "32", '"image_size": expected an integer \\(or none\\), got \'32\''),
+    ("batch_size", 32.0, '"batch_size": expected an integer, got 32.0'),
+])
+def test_a_hand_edited_training_config_names_the_file_and_key(key, value, expected):
+    # From a run's config.json: the key, not a flag the user never passed.
+    saved = dict(config_lib.TrainConfig(genotype="DARTS_V2").to_dict(), **{key: value})
+    with pytest.raises(ValueError, match=f"^--train_dir: t/config.json: {expected}.$"):
+        config_lib.TrainConfig.from_dict(saved, source="--train_dir: t/config.json")
+
+
+def test_wrong_kinds_are_refused_where_settings_are_made():
+    with pytest.raises(ValueError, match="^--arch_lr: expected a number, got '0.1'.$"):
+        config_lib.SearchConfig(arch_lr="0.1")
+    with pytest.raises(ValueError, match="^--per_cell_logits: expected true or false, got 1.$"):
+        config_lib.SearchConfig(per_cell_logits=1)
+    saved = dict(config_lib.SearchConfig().to_dict(), seed=1.5)
+    with pytest.raises(ValueError, match='^--search_dir: s/config.json: "seed": expected an '
+                                         'integer, got 1.5.$'):
+        config_lib.SearchConfig.from_dict(saved, source="--search_dir: s/config.json")
+    # Integers are numbers; every preset passes.
+    assert config_lib.SearchConfig(arch_lr=1).arch_lr == 1
+    for preset in [*config_lib.PRESETS.values(), *config_lib.TRAIN_PRESETS.values()]:
+        type(preset).from_dict(preset.to_dict())

@@ -263,6 +263,16 @@ def test_float_images_are_pixels_and_unscaled_ones_are_refused():
         data.from_arrays(pixels.astype(np.complex64), labels)
 
 
+def test_too_few_images_to_hold_out_any_say_so():
+    source = data.from_arrays(np.zeros((10, 8, 8, 1), np.uint8), np.arange(10))  # one per class
+    with pytest.raises(ValueError, match="^data: no class has 2 or more of the 10 images.*"
+                                         "validation_data="):
+        data.held_out_splits(source)
+    train, test = data.held_out_splits(
+        data.from_arrays(np.zeros((20, 8, 8, 1), np.uint8), np.arange(20) % 10))
+    assert (train.num_examples, test.num_examples) == (10, 10)
+
+
 def test_a_dataset_that_repeats_forever_is_refused_not_read_forever():
     images = np.zeros((4, 8, 8, 1), np.uint8)
     dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(4) % 2)).repeat()

@@ -166,6 +166,17 @@ def test_report_numbers_follow_from_the_search(searched):
             assert margin == (pytest.approx(ops[-1] - ops[-2]) if len(ops) > 1 else None)
     page = open(os.path.join(out, "report", "report.html")).read()
     assert "Margin of each edge's chosen op over the runner-up" in page
+    # The stage-2 heatmaps' row labels (as drawn) name each edge's own ops, which
+    # differ from edge to edge: one legend for every edge would fail here.
+    stage2_result = json.loads(open(os.path.join(out, "stage2", "result.json")).read())
+    for name, edges in stage2_result["logits"].items():
+        rows = stage2["heatmap_labels"][name]["rows"]
+        assert [row.split(": ", 1)[1].split(" | ") for row in rows] == [
+            edge["candidates"] for edge in edges]
+    assert len({row.split(": ", 1)[1] for rows in (
+        v["rows"] for v in stage2["heatmap_labels"].values()) for row in rows}) > 1
+    assert numbers["stages"]["1"]["heatmap_labels"]["normal"]["columns"] == (
+        result["logits"]["normal"][0]["candidates"])
     cifar = numbers["sizes"]["cifar10"]
     assert cifar["num_cells"] == 20 and cifar["parameters"] > 1_000_000
 

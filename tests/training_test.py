@@ -100,6 +100,28 @@ def test_checkpoint_of_another_network_gives_a_clear_error(trained, tmp_path):
         train.evaluate(other, checkpoint_path=checkpoint)
 
 
+@pytest.mark.parametrize("damage,message", [
+    (lambda path: path.write_text(json.dumps(json.loads(path.read_text())[:1])),
+     "records 1 epoch\\(s\\), but the checkpoint holds 3"),
+    (lambda path: path.write_text("{}"), "is not a history"),
+    (lambda path: path.write_text(json.dumps([{"epoch": 2}, {"epoch": 1}, {"epoch": 3}])),
+     "is not a history"),
+    (lambda path: path.unlink(), "is missing, but the checkpoint holds 3 epoch"),
+])
+def test_a_damaged_history_is_refused_on_resume_not_left_with_gaps(trained, tmp_path, damage,
+                                                                  message):
+    import shutil
+
+    out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "metrics.json").unlink()  # an unfinished training, as after a crash
+    damage(copy / "history.json")
+    with pytest.raises(ValueError, match=f"^training: .*history.json {message}.*restore it, or "
+                                         "move .*checkpoints away"):
+        train.run_training(TINY, str(copy), verbose=0)
+
+
 def test_a_genotype_json_edited_after_training_is_refused(trained, tmp_path):
     # max_pool <-> avg_pool: no weights differ, so the checkpoint alone cannot tell.
     import shutil

@@ -66,8 +66,8 @@ def base_config(config_class, presets: dict, preset_flag):
         raise ValueError(f"--config: {path} holds no settings (a JSON object); expected a run's "
                          "config.json.")
     try:
-        return config_class.from_dict(value)
-    except (TypeError, ValueError) as e:
+        return config_class.from_dict(value, source=f"--config: {path}")
+    except TypeError as e:
         raise ValueError(f"--config: {path}: {e}") from e
 
 

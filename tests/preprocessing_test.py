@@ -1,0 +1,68 @@
+"""PixelNormalization: the first layer of both networks (raw pixels in)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from stacnas_tf import preprocessing  # noqa: E402
+
+# DARTS's CIFAR-10 statistics (utils._data_transforms_cifar10).
+CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
+
+
+def test_normalises_uint8_and_float_pixels_as_torchvision_normalize_does():
+    pixels = np.array([[[[0, 128, 255]]]], np.uint8)
+    layer = preprocessing.PixelNormalization(CIFAR_MEAN, CIFAR_STD)
+    # torchvision: ToTensor() (x / 255) then Normalize(mean, std), by hand.
+    expected = (pixels / 255.0 - np.asarray(CIFAR_MEAN)) / np.asarray(CIFAR_STD)
+    np.testing.assert_allclose(layer(pixels).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(layer(pixels.astype(np.float32)).numpy(), expected, rtol=1e-6)
+    assert layer(pixels).dtype == "float32"
+
+
+def test_mean_zero_and_std_one_255th_is_exactly_the_identity():
+    # What the parity benchmark against DARTS (which normalises in its loader) uses.
+    x = np.random.RandomState(0).randn(2, 4, 4, 3).astype(np.float32)
+    layer = preprocessing.PixelNormalization((0.0,) * 3, (1 / 255,) * 3)
+    np.testing.assert_array_equal(layer(x).numpy(), x)
+
+
+def test_output_stays_float32_under_mixed_precision():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        layer = preprocessing.PixelNormalization((0.5,), (0.25,))
+        assert layer(np.full((1, 2, 2, 1), 200, np.uint8)).dtype == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_statistics_are_weights_that_save_and_load(tmp_path):
+    inputs = keras.Input((4, 4, 3), dtype="uint8")
+    layer = preprocessing.PixelNormalization(name="pixel_normalization")
+    model = keras.Model(inputs, layer(inputs))
+    assert layer.statistics() == ((0.5,) * 3, (0.5,) * 3)  # the default until loaded over
+    layer.set_weights([np.array(CIFAR_MEAN, np.float32), np.array(CIFAR_STD, np.float32)])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    restored = loaded.get_layer("pixel_normalization")
+    np.testing.assert_allclose(restored.statistics()[0], CIFAR_MEAN, rtol=1e-6)
+    np.testing.assert_allclose(restored.statistics()[1], CIFAR_STD, rtol=1e-6)
+    assert len(restored.non_trainable_weights) == 2 and not restored.trainable_weights
+    config = layer.get_config()
+    assert preprocessing.PixelNormalization.from_config(config).get_config() == config
+
+
+def test_bad_statistics_are_refused():
+    with pytest.raises(ValueError, match="both mean and std"):
+        preprocessing.PixelNormalization((0.5,), None)
+    with pytest.raises(ValueError, match="std must be positive"):
+        preprocessing.PixelNormalization((0.5,), (0.0,))
+    with pytest.raises(ValueError, match="statistics of 3 channels, images of 1"):
+        preprocessing.PixelNormalization(CIFAR_MEAN, CIFAR_STD)(np.zeros((1, 2, 2, 1)))
