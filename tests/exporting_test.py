@@ -72,7 +72,7 @@ def test_every_format_matches_the_keras_model(exported):
 
 def test_artifacts_run_without_stacnas_tf(exported, tmp_path):
     root, exportable, _ = exported
-    images = np.random.RandomState(0).randn(3, *exportable.image_shape).astype(np.float32)
+    images = np.random.RandomState(0).uniform(0, 255, (3, *exportable.image_shape)).astype(np.float32)
     np.save(tmp_path / "images.npy", images)
     result = subprocess.run(
         [sys.executable, "-I", "-c", _PLAIN_LOADER, str(root / "out"), str(tmp_path / "images.npy")],

@@ -114,7 +114,7 @@ def test_deformable_edges_have_logits_that_train():
     np.testing.assert_allclose(net.derived_cells[0].edge_scales().numpy(), 0.5)
     net.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.optimizers.Adam(1e-2), aux_weight=0.0)
     rng = np.random.RandomState(0)
-    x, y = rng.randn(16, 8, 8, 3).astype(np.float32), rng.randint(0, 10, 16)
+    x, y = rng.uniform(0, 255, (16, 8, 8, 3)).astype(np.float32), rng.randint(0, 10, 16)
     before = [v.numpy().copy() for v in net.architecture_variables]
     net.train_on_batch(x, y)
     moved = [np.abs(v.numpy() - b).max() for v, b in zip(net.architecture_variables, before)]
@@ -192,7 +192,7 @@ def test_keras_file_round_trip_restores_every_weight_and_the_compile_config(tmp_
                 aux_weight=0.3, weight_decay=1e-3, grad_clip_norm=2.0,
                 architecture_weight_decay=5e-3, label_smoothing=0.1)
     rng = np.random.RandomState(0)
-    x, y = rng.randn(8, 32, 32, 3).astype(np.float32), rng.randint(0, 10, 8)
+    x, y = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32), rng.randint(0, 10, 8)
     net.fit(x, y, epochs=2, batch_size=4, verbose=0)
     path = str(tmp_path / "net.keras")
     net.save(path)

@@ -16,7 +16,7 @@ from stacnas_tf import supernet  # noqa: E402
 
 STAGE = search_space.stage1_space(search_space.SearchSpace(), 3, False)
 RNG = np.random.RandomState(0)
-IMAGES = tf.constant(RNG.randn(16, 16, 16, 3).astype(np.float32))
+IMAGES = tf.constant(RNG.uniform(0, 255, (16, 16, 16, 3)).astype(np.float32))
 LABELS = tf.constant(RNG.randint(0, 10, 16).astype(np.int64))
 
 

@@ -209,7 +209,7 @@ def test_search_steps_follow_darts_optimizers_and_decays():
     assert float(schedule(0)) == pytest.approx(0.025) and float(schedule(20)) == pytest.approx(0.001)
     assert weight_optimizer.momentum == 0.9
     rng = np.random.RandomState(0)
-    x, y = rng.randn(8, 8, 8, 1).astype(np.float32), rng.randint(0, 10, 8)
+    x, y = rng.uniform(0, 255, (8, 8, 8, 1)).astype(np.float32), rng.randint(0, 10, 8)
     # The decay terms, against the raw gradients.
     with tf.GradientTape() as tape:
         loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
@@ -228,7 +228,7 @@ def test_search_steps_follow_darts_optimizers_and_decays():
     initial = [v.numpy().copy() for v in net.architecture_variables]
     grads = []
     for step in range(3):
-        batch = rng.randn(8, 8, 8, 1).astype(np.float32), rng.randint(0, 10, 8)
+        batch = rng.uniform(0, 255, (8, 8, 8, 1)).astype(np.float32), rng.randint(0, 10, 8)
         grads.append([g.numpy() for g in net.one_level_gradients(*batch)[3]])
         before = [v.numpy().copy() for v in net.architecture_variables]
         net.train_on_batch(*batch)

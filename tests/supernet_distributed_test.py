@@ -32,7 +32,7 @@ def _network(strategy):
 def test_replicas_agree_and_gradients_are_reduced_once():
     assert STRATEGY.num_replicas_in_sync == 2
     rng = np.random.RandomState(0)
-    x = rng.randn(16, 8, 8, 1).astype(np.float32)
+    x = rng.uniform(0, 255, (16, 8, 8, 1)).astype(np.float32)
     y = rng.randint(0, 10, 16).astype(np.int64)
 
     # Expected step, on one device: each replica normalises its own half batch,

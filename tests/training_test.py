@@ -193,7 +193,8 @@ def test_final_network_step_adds_decay_and_weighted_auxiliary_loss():
     net = network_lib.build(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (32, 32, 3))
     train.compile_network(net, config, steps_per_epoch=1)
     rng = np.random.RandomState(0)
-    x, y = rng.randn(4, 32, 32, 3).astype(np.float32), rng.randint(0, 10, 4)
+    # Raw pixels, as the pipelines hand the network.
+    x, y = rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), rng.randint(0, 10, 4)
     variables = net.weight_variables
     before = [v.numpy().copy() for v in variables]
     with tf.GradientTape(persistent=True) as tape:
