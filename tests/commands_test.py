@@ -98,7 +98,9 @@ def test_config_file_reproduces_a_search_and_flags_override_it(tmp_path):
     ("{not json", "--config: .* is not valid JSON .*; expected a run's config.json"),
     ("[1, 2]", "--config: .* holds no settings \\(a JSON object\\)"),
     ('{"stage1_cells": 3, "epochs": 2}', "--config: .*not a search's settings: unknown fields \\['epochs'\\]"),
-    ('{"stage1_cells": 0}', "--config: .*--stage1_cells: expected a positive integer"),
+    # The file's key, not a flag the user never passed.
+    ('{"stage1_cells": 0}', '--config: .*config.json: "stage1_cells": expected a positive integer'),
+    ('{"arch_lr": "0.1"}', '--config: .*config.json: "arch_lr": expected a number, got \'0.1\''),
 ])
 def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, message):
     import re

@@ -93,3 +93,150 @@ def test_wrong_kinds_are_refused_where_settings_are_made():
     assert config_lib.SearchConfig(arch_lr=1).arch_lr == 1
     for preset in [*config_lib.PRESETS.values(), *config_lib.TRAIN_PRESETS.values()]:
         type(preset).from_dict(preset.to_dict())
+
+
+def test_training_presets_are_darts_recipes():
+    # DARTS cnn/train.py defaults (quark0/darts): batch 96, lr 0.025 cosine to 0,
+    # momentum 0.9, weight decay 3e-4, 600 epochs, C=36, 20 layers, auxiliary 0.4,
+    # cutout 16, drop path 0.2, gradient clip 5.
+    base = config_lib.TRAIN_PRESETS["base"]
+    assert (base.batch_size, base.lr, base.lr_min, base.lr_schedule, base.momentum,
+            base.weight_decay, base.epochs, base.channels, base.num_cells, base.aux_weight,
+            base.cutout, base.drop_path, base.grad_clip_norm, base.network, base.autoaugment,
+            base.label_smoothing, base.dataset, base.deformable) == (
+        96, 0.025, 0.0, "cosine", 0.9, 3e-4, 600, 36, 20, 0.4, 16, 0.2, 5.0, "cifar", False, 0.0,
+        "cifar10", False)
+    # The StacNAS paper's `fancy` recipe: base + AutoAugment, 1200 epochs.
+    assert config_lib.TRAIN_PRESETS["fancy"] == base.replace(autoaugment=True, epochs=1200)
+    # DARTS cnn/train_imagenet.py: batch 128, lr 0.1 x 0.97 each epoch, weight decay
+    # 3e-5, label smoothing 0.1, auxiliary 0.4, no drop path, clip 5; the DARTS
+    # paper's mobile setting: 250 epochs, C=48, 14 cells, 224x224.
+    imagenet = config_lib.TRAIN_PRESETS["imagenet_base"]
+    assert (imagenet.batch_size, imagenet.lr, imagenet.lr_schedule, imagenet.lr_decay_rate,
+            imagenet.weight_decay, imagenet.label_smoothing, imagenet.aux_weight,
+            imagenet.drop_path, imagenet.grad_clip_norm, imagenet.epochs, imagenet.channels,
+            imagenet.num_cells, imagenet.image_size, imagenet.network, imagenet.cutout,
+            imagenet.momentum, imagenet.dataset) == (
+        128, 0.1, "exponential", 0.97, 3e-5, 0.1, 0.4, 0.0, 5.0, 250, 48, 14, 224, "imagenet",
+        0, 0.9, "imagenet2012")
+    # Architecture logits of deformable edges: DARTS's Adam settings.
+    assert (base.arch_lr, base.arch_weight_decay, base.seed) == (3e-4, 1e-3, 0)
+    assert config_lib.NETWORK_PRESETS == {
+        "cifar10": dict(network="cifar", channels=36, num_cells=20, num_classes=10,
+                        image_shape=(32, 32, 3)),
+        "cifar100": dict(network="cifar", channels=36, num_cells=20, num_classes=100,
+                         image_shape=(32, 32, 3)),
+        "imagenet_mobile": dict(network="imagenet", channels=48, num_cells=14, num_classes=1000,
+                                image_shape=(224, 224, 3)),
+    }
+
+
+def test_small_presets_are_what_their_docs_say():
+    default = config_lib.TRAIN_PRESETS["default"]
+    assert (default.dataset, default.image_size, default.num_train_examples,
+            default.num_eval_examples, default.channels, default.num_cells, default.epochs,
+            default.batch_size, default.cutout, default.drop_path, default.aux_weight,
+            default.lr) == ("fashion_mnist", 16, 8192, 2000, 8, 5, 4, 64, 4, 0.1, 0.0, 0.05)
+    smoke = config_lib.TRAIN_PRESETS["smoke"]
+    assert (smoke.dataset, smoke.channels, smoke.num_cells, smoke.epochs, smoke.batch_size,
+            smoke.cutout, smoke.aux_weight, smoke.num_train_examples,
+            smoke.num_eval_examples) == ("digits", 4, 3, 1, 32, 2, 0.0, 128, 64)
+    search = config_lib.PRESETS["default"]
+    assert (search.image_size, search.stage1_cells, search.stage2_cells, search.batch_size,
+            search.channels, search.seed) == (16, 5, 5, 64, 8, 0)
+    search_smoke = config_lib.PRESETS["smoke"]
+    assert (search_smoke.dataset, search_smoke.stage1_cells, search_smoke.stage2_cells,
+            search_smoke.stage1_epochs, search_smoke.stage2_epochs, search_smoke.batch_size,
+            search_smoke.channels, search_smoke.num_train_examples) == (
+        "digits", 3, 3, 1, 1, 32, 4, 128)
+    assert config_lib.SearchConfig().arch_epsilon == 1e-8
+
+
+S = config_lib.SearchConfig
+T = config_lib.TrainConfig
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: S(num_nodes=0), "--num_nodes: expected 1 to 16 nodes per cell, got 0"),
+    (lambda: S(num_nodes=17), "--num_nodes: expected 1 to 16"),
+    (lambda: S(stage2_epochs=0), "--stage2_epochs: expected a positive integer, got 0"),
+    (lambda: S(batch_size=0), "--batch_size: expected a positive integer, got 0"),
+    (lambda: S(stage1_cells=2), "--stage1_cells: a supernet of 2 cell\\(s\\) has no normal cell"),
+    (lambda: S(stage2_cells=2), "--stage2_cells: a supernet of 2 cell"),
+    (lambda: S(channels=0), "--channels: expected an even number >= 2, got 0"),
+    (lambda: S(channels=7), "--channels: expected an even number >= 2, got 7"),
+    (lambda: S(channels=1026), "--channels"),
+    (lambda: S(image_size=2), "--image_size: expected a positive multiple of 4"),
+    (lambda: S(image_size=18), "--image_size: expected a positive multiple of 4"),
+    (lambda: S(image_size=1028), "--image_size"),
+    (lambda: S(num_train_examples=0), "--num_train_examples: expected a positive number"),
+    (lambda: S(num_train_examples=63, batch_size=64), "--batch_size=64 is larger than"),
+    (lambda: S(steps_per_epoch=0), "--steps_per_epoch: expected a positive number of steps"),
+    (lambda: S(arch_warmup_epochs=-1), "--arch_warmup_epochs: expected a number of epochs >= 0"),
+    (lambda: S(stage1_epochs=3, stage2_epochs=5, arch_warmup_epochs=3),
+     "--arch_warmup_epochs=3 leaves no epoch in which alpha moves \\(stages of 3/5 epochs\\)"),
+    (lambda: S(grouping="flat", stage1_epochs=3, arch_warmup_epochs=3), "stages of 3 epochs"),
+    (lambda: S(weight_lr=0.0), "--weight_lr: expected a positive number, got 0.0"),
+    (lambda: S(arch_lr=-1e-3), "--arch_lr: expected a positive number"),
+    (lambda: S(grad_clip_norm=0.0), "--grad_clip_norm: expected a positive number"),
+    (lambda: S(optimization="bi_level", num_train_examples=127, batch_size=64),
+     "--num_train_examples: bi_level splits the data in two halves of at least one batch "
+     "\\(64\\) each, got 127"),
+    (lambda: S(seed=-1), "--seed: expected an integer in \\[0, 2\\^31\\), got -1"),
+    (lambda: S(seed=2**31), "--seed: expected an integer in \\[0, 2\\^31\\)"),
+    (lambda: S(stage1_cells=101), "--stage1_cells"),
+    (lambda: T(epochs=0), "--epochs: expected a positive integer, got 0"),
+    (lambda: T(num_cells=0), "--num_cells: expected a positive integer, got 0"),
+    (lambda: T(channels=7), "--channels: expected an even number, got 7"),
+    (lambda: T(num_cells=101), "--num_cells"),
+    (lambda: T(image_size=30), "--image_size: expected a positive multiple of 4"),
+    (lambda: T(image_size=0), "--image_size: expected a positive multiple of 4"),
+    (lambda: T(num_eval_examples=0), "--num_eval_examples: expected a positive number"),
+    (lambda: T(num_train_examples=95), "--batch_size=96 is larger than --num_train_examples=95"),
+    (lambda: T(drop_path=1.0), "--drop_path: expected a rate in \\[0, 1\\), got 1.0"),
+    (lambda: T(drop_path=-0.1), "--drop_path: expected a rate"),
+    (lambda: T(aux_weight=-0.1), "--aux_weight must be >= 0"),
+    (lambda: T(label_smoothing=1.0), "--label_smoothing in \\[0, 1\\)"),
+    (lambda: T(label_smoothing=-0.1), "--label_smoothing in \\[0, 1\\)"),
+    (lambda: T(lr=0.0), "--lr: expected a positive number, got 0.0"),
+    (lambda: T(seed=-1), "--seed"),
+    (lambda: T(class_names=("a",)), "class_names: expected a list of at least 2 names"),
+    (lambda: T(class_names="ab"), "class_names: expected a list of at least 2 names"),
+])
+def test_each_setting_is_refused_past_its_bound(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_settings_at_their_bounds_are_accepted():
+    S(num_nodes=1, stage1_cells=3)
+    S(num_nodes=16, stage1_cells=100, stage2_cells=100)
+    S(channels=2, image_size=4, num_train_examples=64, batch_size=64, steps_per_epoch=1)
+    S(channels=1024, image_size=1024, seed=2**31 - 1)
+    S(stage1_epochs=3, stage2_epochs=5, arch_warmup_epochs=2)
+    S(optimization="bi_level", num_train_examples=128, batch_size=64)
+    T(num_cells=100, channels=1024, image_size=1024, drop_path=0.0, label_smoothing=0.0,
+      aux_weight=0.0, num_train_examples=96, seed=0)
+
+
+def test_recorded_class_names_must_agree():
+    config = T()
+    named = config_lib.with_class_names(config, ["cat", "dog"])
+    assert named.class_names == ("cat", "dog") and config_lib.with_class_names(config, None) is config
+    assert config_lib.with_class_names(named, ("cat", "dog")) == named
+    with pytest.raises(ValueError, match="^--train_dir: the data's classes \\['dog', 'cat'\\] are "
+                                         "not the classes this run was made with \\['cat', 'dog'\\]"):
+        config_lib.with_class_names(named, ["dog", "cat"], "--train_dir")
+
+
+def test_unknown_fields_name_what_the_file_is():
+    search = S().to_dict()
+    with pytest.raises(ValueError, match="^s.json: not a search's settings \\(a training run's "
+                                         "settings\\): unknown fields \\['autoaugment', 'aux_weight'"):
+        S.from_dict(T().to_dict(), source="s.json")
+    with pytest.raises(ValueError, match="^t.json is not a training run's settings \\(a search's "
+                                         "settings\\): unknown fields \\['arch_beta_1'"):
+        T.from_dict(search, source="t.json")
+    with pytest.raises(ValueError, match="^s.json: not a search's settings: unknown fields "
+                                         "\\['bogus'\\]"):
+        S.from_dict({"bogus": 1}, source="s.json")

@@ -273,3 +273,186 @@ def test_fuzzed_groups_files_load_or_give_one_line_errors(tmp_path):
         else:
             assert ss.SearchSpace(groups=groups).groups == groups
     assert refused > 100
+
+
+# The published genotypes as their authors' code holds them, verbatim (reference
+# data): NASNet, AmoebaNet, DARTS_V1/V2 and PC-DARTS from yuhuixu1993/PC-DARTS
+# genotypes.py (commit 283b086; NASNet, AmoebaNet and DARTS as in quark0/darts
+# cnn/genotypes.py), P-DARTS from chenxin061/pdarts genotypes.py (commit b1575e1).
+AUTHORS_TEXT = {
+    "NASNET": """Genotype(
+  normal = [
+    ('sep_conv_5x5', 1),
+    ('sep_conv_3x3', 0),
+    ('sep_conv_5x5', 0),
+    ('sep_conv_3x3', 0),
+    ('avg_pool_3x3', 1),
+    ('skip_connect', 0),
+    ('avg_pool_3x3', 0),
+    ('avg_pool_3x3', 0),
+    ('sep_conv_3x3', 1),
+    ('skip_connect', 1),
+  ],
+  normal_concat = [2, 3, 4, 5, 6],
+  reduce = [
+    ('sep_conv_5x5', 1),
+    ('sep_conv_7x7', 0),
+    ('max_pool_3x3', 1),
+    ('sep_conv_7x7', 0),
+    ('avg_pool_3x3', 1),
+    ('sep_conv_5x5', 0),
+    ('skip_connect', 3),
+    ('avg_pool_3x3', 2),
+    ('sep_conv_3x3', 2),
+    ('max_pool_3x3', 1),
+  ],
+  reduce_concat = [4, 5, 6],
+)""",
+    "AMOEBANET": """Genotype(
+  normal = [
+    ('avg_pool_3x3', 0),
+    ('max_pool_3x3', 1),
+    ('sep_conv_3x3', 0),
+    ('sep_conv_5x5', 2),
+    ('sep_conv_3x3', 0),
+    ('avg_pool_3x3', 3),
+    ('sep_conv_3x3', 1),
+    ('skip_connect', 1),
+    ('skip_connect', 0),
+    ('avg_pool_3x3', 1),
+    ],
+  normal_concat = [4, 5, 6],
+  reduce = [
+    ('avg_pool_3x3', 0),
+    ('sep_conv_3x3', 1),
+    ('max_pool_3x3', 0),
+    ('sep_conv_7x7', 2),
+    ('sep_conv_7x7', 0),
+    ('avg_pool_3x3', 1),
+    ('max_pool_3x3', 0),
+    ('max_pool_3x3', 1),
+    ('conv_7x1_1x7', 0),
+    ('sep_conv_3x3', 5),
+  ],
+  reduce_concat = [3, 4, 6]
+)""",
+    "DARTS_V1": "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])",  # noqa: E501
+    "DARTS_V2": "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])",  # noqa: E501
+    "PC_DARTS_CIFAR10": "Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 0), ('dil_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 1), ('avg_pool_3x3', 0), ('dil_conv_3x3', 1)], normal_concat=range(2, 6), reduce=[('sep_conv_5x5', 1), ('max_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('sep_conv_3x3', 2)], reduce_concat=range(2, 6))",  # noqa: E501
+    "PC_DARTS_IMAGENET": "Genotype(normal=[('skip_connect', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 0), ('skip_connect', 1), ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 1), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), reduce=[('sep_conv_3x3', 0), ('skip_connect', 1), ('dil_conv_5x5', 2), ('max_pool_3x3', 1), ('sep_conv_3x3', 2), ('sep_conv_3x3', 1), ('sep_conv_5x5', 0), ('sep_conv_3x3', 3)], reduce_concat=range(2, 6))",  # noqa: E501
+    "PDARTS": "Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0),('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3',0), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), ('max_pool_3x3', 0), ('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)], reduce_concat=range(2, 6))",  # noqa: E501
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_TEXT))
+def test_published_genotypes_are_their_authors_text(name):
+    assert g.PUBLISHED[name] == g.Genotype.from_darts(AUTHORS_TEXT[name])
+    assert g.PUBLISHED[name].normal.reduction is False and g.PUBLISHED[name].reduce.reduction
+
+
+def test_ties_go_to_the_earlier_edge_and_the_earlier_op_as_in_darts():
+    # DARTS's _parse: edges sorted (stably) by their best non-none weight, ops
+    # picked by a strict `>` over candidates in order.
+    assert g.strongest_ops([("none", "max_pool_3x3", "avg_pool_3x3")], [[0.2, 0.4, 0.4]]) == [
+        "max_pool_3x3"]
+    candidates = (("none", "sep_conv_3x3", "sep_conv_5x5"),) * 14
+    cell = g.derive_cell(candidates, [[1 / 3] * 3] * 14)
+    assert cell.edges == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1)) * 4
+    # A later edge wins only when strictly stronger.
+    weights = [[1 / 3] * 3] * 14
+    weights[4] = [0.3, 0.3, 0.4]  # node 1's third edge (input 2)
+    assert g.derive_cell(candidates, weights).edges[2:4] == (("sep_conv_5x5", 2),
+                                                             ("sep_conv_3x3", 0))
+
+
+def test_an_edge_with_fewer_candidates_is_scored_as_if_padded_by_hand():
+    # none + skip at equal logits: 1/2 each; padded to 3 candidates with the op's
+    # geometric mean (0.5), the skip weight is 0.5 / (1 + 0.5) = 1/3, as a
+    # 3-candidate edge at equal logits.
+    assert g.edge_strength(("none", "skip_connect"), [0.5, 0.5], 3) == (
+        pytest.approx(1 / 3), "skip_connect")
+    assert g.edge_strength(("none", "sep_conv_3x3", "sep_conv_5x5"), [0.2, 0.3, 0.5], 3) == (
+        0.5, "sep_conv_5x5")
+    # Two ops on a 4-wide set: filler sqrt(0.3 * 0.5); 0.5 / (1 + filler).
+    strength, op = g.edge_strength(("none", "sep_conv_3x3", "sep_conv_5x5"), [0.2, 0.3, 0.5], 4)
+    assert op == "sep_conv_5x5" and strength == pytest.approx(0.5 / (1 + np.sqrt(0.15)))
+
+
+def test_per_cell_derivation_names_the_first_normal_and_reduction_cells():
+    space = ss.SearchSpace()
+    stage = ss.stage1_space(space, 5, per_cell=True)
+    weights = []
+    for k in range(5):  # cell k prefers representative k % 4 on every edge
+        w = np.full((14, 5), 0.1)
+        w[:, 1 + k % 4] = 0.6
+        weights.append(w.tolist())
+    genotype = g.derive_genotype(stage, weights, 5)
+    reps = space.representatives
+    assert [c.edges[0][0] for c in genotype.cells] == [reps[k % 4] for k in range(5)]
+    assert [c.reduction for c in genotype.cells] == [False, True, False, True, False]
+    assert genotype.normal == genotype.cells[0] and genotype.reduce == genotype.cells[1]
+
+
+def test_random_genotypes_are_seeded_and_inside_the_space():
+    space = ss.SearchSpace(groups=(("skip_connect",), ("sep_conv_3x3", "dil_conv_3x3")))
+    first = g.random_genotype(space, 3)
+    assert first == g.random_genotype(space, 3) and first != g.random_genotype(space, 4)
+    for cell in (first.normal, first.reduce):
+        assert cell.concat == (2, 3, 4, 5)
+        for node in range(4):
+            (_, a), (_, b) = cell.edges[2 * node: 2 * node + 2]
+            assert 0 <= a < b < node + 2  # two distinct earlier states, in order
+        assert {op for op, _ in cell.edges} <= {"skip_connect", "sep_conv_3x3", "dil_conv_3x3"}
+    seen = {op for seed in range(20) for op, _ in g.random_genotype(space, seed).normal.edges}
+    assert seen == {"skip_connect", "sep_conv_3x3", "dil_conv_3x3"}
+    assert not first.normal.reduction and first.reduce.reduction
+
+
+def test_graph_and_dot_name_states_as_the_cell_diagrams_do():
+    cell = g.PUBLISHED["DARTS_V2"].normal
+    graph = g.PUBLISHED["DARTS_V2"].to_graph()["normal"]
+    assert [n["id"] for n in graph["nodes"]] == ["c_{k-2}", "c_{k-1}", "0", "1", "2", "3", "c_{k}"]
+    assert [n["kind"] for n in graph["nodes"]] == ["input"] * 2 + ["intermediate"] * 4 + ["output"]
+    assert graph["edges"][:8] == [
+        {"source": {0: "c_{k-2}", 1: "c_{k-1}"}.get(i, str(i - 2)), "target": str(p // 2),
+         "op": op} for p, (op, i) in enumerate(cell.edges)]
+    assert graph["edges"][7] == {"source": "0", "target": "3", "op": "dil_conv_3x3"}
+    assert graph["edges"][8:] == [{"source": s, "target": "c_{k}", "op": "concat"}
+                                  for s in ("0", "1", "2", "3")]
+    dot = g.cell_to_dot(cell, "t")
+    assert '"0" -> "3" [label="dil_conv_3x3"];' in dot and '"3" -> "c_{k}";' in dot
+    assert '"c_{k-2}" [label=' in dot and "shape=box" in dot and '"0" [label=' in dot
+    assert dot.count("shape=ellipse") == 4 and dot.count("shape=box") == 3
+
+
+@pytest.mark.parametrize("edges,concat,message", [
+    ([("skip_connect", 0)] * 34, (2,), "^genotype: expected a list of at most 32 \\(op, input\\) edges"),
+    ([("skip_connect", 0)] * 3, (2,), "^genotype: expected 2 edges per node, got 3 edges.$"),
+    ([], (2,), "^genotype: expected 2 edges per node, got 0 edges.$"),
+    ([("skip_connect", 0), ("skip_connect", 2)], (2,),
+     "^genotype: edge 1 \\('skip_connect', 2\\) of node 0 has input index 2; expected 0..1.$"),
+    ([("skip_connect", 0), ("skip_connect", -1)], (2,), "input index -1; expected 0..1.$"),
+    ([("skip_connect", 0), ("skip_connect", 1)], (3,),
+     "^genotype: concat \\[3\\] must name distinct intermediate nodes 2..2.$"),
+    ([("skip_connect", 0), ("skip_connect", 1)], (2, 2), "concat \\[2, 2\\] must name distinct"),
+    ([("skip_connect", 0), ("skip_connect", 1)], (), "concat \\[\\] must name distinct"),
+    ([("skip_connect", 0), ("skip_connect", 1)], tuple(range(2, 20)),
+     "^genotype: expected concat as a list of at most 16 integer states"),
+    ([("none", 0), ("skip_connect", 1)], (2,), "^genotype: `none` cannot be a chosen op.$"),
+])
+def test_cell_genotype_refusals_name_the_problem(edges, concat, message):
+    with pytest.raises(ValueError, match=message):
+        g.CellGenotype(tuple(edges), concat)
+
+
+def test_the_largest_cells_and_inputs_are_accepted():
+    g.CellGenotype((("skip_connect", 0),) * 32, tuple(range(2, 18)))  # 16 nodes
+    cell = g.CellGenotype((("skip_connect", 0), ("skip_connect", 1), ("skip_connect", 2),
+                           ("skip_connect", 1)), (2, 3))
+    assert cell.num_nodes == 2 and cell.edges[2] == ("skip_connect", 2)
+    assert g.PUBLISHED["DARTS_V2"].cell(7, True) == g.PUBLISHED["DARTS_V2"].reduce
+    per_cell = g.Genotype(normal=cell, reduce=g.CellGenotype(cell.edges, cell.concat, True),
+                          cells=(cell,) * 3)
+    assert per_cell.cell(2, True) == cell
+    with pytest.raises(ValueError, match="genotype has 3 per-cell genotypes; cell 3 requested"):
+        per_cell.cell(3, False)

@@ -62,12 +62,16 @@ def float32_step():
     return state, weight_grads, arch_grads, logs
 
 
-# Measured on this model: gradient cosine 0.999 (float16) / 0.987 (bfloat16),
-# loss within 0.02% / 0.14%, weights after the step within 0.06% / 0.19%.
-@pytest.mark.parametrize("policy,compute_dtype,min_cosine,tolerance", [
-    ("mixed_float16", "float16", 0.99, 0.005), ("mixed_bfloat16", "bfloat16", 0.95, 0.02)])
+# Measured on this model (raw-pixel inputs, 2026-12-04): gradient cosine 0.997
+# (float16) / 0.976-0.979 (bfloat16), loss within 0.02% / 0.05%, weights after
+# the step within 0.07% / 0.19%; clear alpha moves agreeing in sign 100% / 99%.
+# bfloat16 keeps 8 bits of mantissa: a gradient component a tenth of the largest
+# may come out with the other sign, so there most (not all) clear moves agree.
+@pytest.mark.parametrize("policy,compute_dtype,min_cosine,tolerance,min_agreement", [
+    ("mixed_float16", "float16", 0.99, 0.005, 1.0),
+    ("mixed_bfloat16", "bfloat16", 0.95, 0.02, 0.9)])
 def test_gradients_reach_alpha_and_a_step_matches_float32(float32_step, policy, compute_dtype,
-                                                          min_cosine, tolerance):
+                                                          min_cosine, tolerance, min_agreement):
     reference, weights32, arch32, logs32 = float32_step
     net = _network(policy, like=reference["network"])
     # Convolutions run in low precision; variables, alpha's softmax and the logits stay float32.
@@ -97,7 +101,7 @@ def test_gradients_reach_alpha_and_a_step_matches_float32(float32_step, policy, 
     moved32 = reference["alpha_after"] - _flat(initial)
     clear = np.abs(_flat(arch32)) > 0.1 * np.abs(_flat(arch32)).max()
     assert clear.sum() > 10
-    assert np.array_equal(np.sign(moved[clear]), np.sign(moved32[clear]))
+    assert np.mean(np.sign(moved[clear]) == np.sign(moved32[clear])) >= min_agreement
     weights_after, weights_after32 = _flat(net.weight_variables), reference["weights_after"]
     assert not np.array_equal(weights_after, weights_before)
     assert (np.linalg.norm(weights_after - weights_after32)
