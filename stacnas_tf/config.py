@@ -196,10 +196,10 @@ def _from_file(cls, value: dict, source: str):
         return cls(**value)
     except ValueError as e:
         message = str(e)
-        if message.startswith("--"):
-            name, _, rest = message[2:].partition(":")
-            if name.split("=")[0] in {field.name for field in dataclasses.fields(cls)}:
-                message = f'"{name.split("=")[0]}":{rest}'
+        if message.startswith("--"):  # "--FIELD: ...": the key instead of the flag
+            name, colon, rest = message[2:].partition(":")
+            if colon and name in {field.name for field in dataclasses.fields(cls)}:
+                message = f'"{name}":{rest}'
         raise ValueError(f"{source}: {message}") from e
 
 

@@ -103,9 +103,9 @@ def test_training_presets_are_darts_recipes():
     assert (base.batch_size, base.lr, base.lr_min, base.lr_schedule, base.momentum,
             base.weight_decay, base.epochs, base.channels, base.num_cells, base.aux_weight,
             base.cutout, base.drop_path, base.grad_clip_norm, base.network, base.autoaugment,
-            base.label_smoothing, base.dataset, base.deformable) == (
+            base.label_smoothing, base.dataset, base.deformable, base.lr_decay_rate) == (
         96, 0.025, 0.0, "cosine", 0.9, 3e-4, 600, 36, 20, 0.4, 16, 0.2, 5.0, "cifar", False, 0.0,
-        "cifar10", False)
+        "cifar10", False, 0.97)
     # The StacNAS paper's `fancy` recipe: base + AutoAugment, 1200 epochs.
     assert config_lib.TRAIN_PRESETS["fancy"] == base.replace(autoaugment=True, epochs=1200)
     # DARTS cnn/train_imagenet.py: batch 128, lr 0.1 x 0.97 each epoch, weight decay
@@ -143,7 +143,9 @@ def test_small_presets_are_what_their_docs_say():
             smoke.num_eval_examples) == ("digits", 4, 3, 1, 32, 2, 0.0, 128, 64)
     search = config_lib.PRESETS["default"]
     assert (search.image_size, search.stage1_cells, search.stage2_cells, search.batch_size,
-            search.channels, search.seed) == (16, 5, 5, 64, 8, 0)
+            search.channels, search.seed, search.steps_per_epoch, search.stage1_epochs,
+            search.stage2_epochs, search.arch_lr, search.arch_warmup_epochs) == (
+        16, 5, 5, 64, 8, 0, 100, 8, 8, 3e-2, 2)
     search_smoke = config_lib.PRESETS["smoke"]
     assert (search_smoke.dataset, search_smoke.stage1_cells, search_smoke.stage2_cells,
             search_smoke.stage1_epochs, search_smoke.stage2_epochs, search_smoke.batch_size,
@@ -240,3 +242,75 @@ def test_unknown_fields_name_what_the_file_is():
     with pytest.raises(ValueError, match="^s.json: not a search's settings: unknown fields "
                                          "\\['bogus'\\]"):
         S.from_dict({"bogus": 1}, source="s.json")
+
+
+def test_values_inside_the_bounds_are_accepted_everywhere():
+    S(num_train_examples=1, batch_size=1, optimization="one_level")
+    S(optimization="bi_level", num_train_examples=200, batch_size=64)
+    T(num_train_examples=1, num_eval_examples=1, batch_size=1)
+    T(channels=6, image_size=12)
+    S(channels=6, image_size=12)
+    T(class_names=("a", "b", "c"))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: T(lr=float("nan")), "--lr: expected a finite number, got nan"),
+    (lambda: S(arch_lr=float("inf")), "--arch_lr: expected a finite number, got inf"),
+    (lambda: T(seed=2**31 + 5), "--seed: expected an integer in \\[0, 2\\^31\\)"),
+    (lambda: T(drop_path=1.5), "--drop_path: expected a rate in \\[0, 1\\)"),
+    (lambda: T(label_smoothing=1.5), "--label_smoothing in \\[0, 1\\)"),
+    (lambda: T(lr=-0.5), "--lr: expected a positive number, got -0.5"),
+    (lambda: S(stage1_epochs=3, stage2_epochs=5, arch_warmup_epochs=4), "--arch_warmup_epochs=4"),
+])
+def test_values_past_the_bounds_on_the_other_side_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_settings_read_from_json_compare_by_value():
+    # Strings read from a file are not the interned literals of the code.
+    import json
+
+    text = json.dumps(dict(S().to_dict(), optimization="bi_level", num_train_examples=100,
+                           batch_size=64))
+    with pytest.raises(ValueError, match="bi_level splits the data in two halves"):
+        S.from_dict(json.loads(text))
+
+
+def test_configs_are_frozen_and_older_files_take_defaults():
+    import dataclasses
+
+    for config in (S(), T()):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            config.seed = 3
+    assert S().space == search_space.SearchSpace(groups=S().groups, num_nodes=4)
+    assert T.from_dict({"genotype": "DARTS_V1"}) == T(genotype="DARTS_V1")
+    assert S.from_dict({"seed": 3}) == S(seed=3)
+
+
+def test_messages_list_at_most_a_few_names():
+    with pytest.raises(ValueError) as error:
+        S.from_dict({f"bogus_{k}": 1 for k in range(8)}, source="s.json")
+    assert "unknown fields ['bogus_0', 'bogus_1', 'bogus_2', 'bogus_3', 'bogus_4']." in str(error.value)
+    with pytest.raises(ValueError) as error:
+        T.from_dict({f"bogus_{k}": 1 for k in range(8)}, source="t.json")
+    assert "unknown fields ['bogus_0', 'bogus_1', 'bogus_2', 'bogus_3', 'bogus_4']." in str(error.value)
+    # Only settings from both a search and a training are called the other kind.
+    with pytest.raises(ValueError, match="^s.json: not a search's settings: unknown"):
+        S.from_dict({"genotype": "DARTS_V2"}, source="s.json")
+    names = [f"c{k}" for k in range(12)]
+    named = config_lib.with_class_names(T(), names)
+    with pytest.raises(ValueError) as error:
+        config_lib.with_class_names(named, names[::-1])
+    assert f"the data's classes {names[::-1][:10]} are not the classes this run was made with " \
+           f"{names[:10]}." in str(error.value)
+    named = config_lib.with_class_names(T(), ["dog", "cat"])
+    with pytest.raises(ValueError, match="are not the classes"):
+        config_lib.with_class_names(named, ["cat", "dog"])
+
+
+def test_a_message_that_is_not_about_one_key_keeps_its_flags():
+    saved = dict(T().to_dict(), num_train_examples=10)
+    with pytest.raises(ValueError, match="^t.json: --batch_size=96 is larger than "
+                                         "--num_train_examples=10; an epoch needs"):
+        T.from_dict(saved, source="t.json")

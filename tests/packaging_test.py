@@ -70,14 +70,21 @@ def test_console_programs_run_from_the_installed_package(installed):
         "stacnas-search: error: --channels: expected an even number >= 2, got 3."]
 
 
-def test_quickstart_example_runs_outside_the_repository(installed):
+def _run_example(installed, name):
+    """(its working folder, the run) of examples/`name` copied to a folder
+    outside the repository and run with the installed wheel, smoke preset."""
     root, _, _, env = installed
-    work = root / "work"
+    work = root / name.removesuffix(".py")
     work.mkdir()
-    script = shutil.copy(os.path.join(REPO, "examples", "quickstart.py"), work / "quickstart.py")
+    script = shutil.copy(os.path.join(REPO, "examples", name), work / name)
     result = subprocess.run([sys.executable, str(script), "smoke"], capture_output=True, text=True,
                             env=env, cwd=str(work), timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
+    return work, result
+
+
+def test_quickstart_example_runs_outside_the_repository(installed):
+    work, result = _run_example(installed, "quickstart.py")
     lines = result.stdout.splitlines()
     assert any(line.startswith("found: Genotype(normal=[") for line in lines)
     assert "epoch 1: loss" in result.stdout  # the user's callback
@@ -90,13 +97,7 @@ def test_quickstart_example_runs_outside_the_repository(installed):
 
 def test_custom_op_example_runs_outside_the_repository(installed):
     # A user's own op (squeeze-and-excite), registered, searched, trained and exported.
-    root, _, _, env = installed
-    work = root / "custom"
-    work.mkdir()
-    script = shutil.copy(os.path.join(REPO, "examples", "custom_op.py"), work / "custom_op.py")
-    result = subprocess.run([sys.executable, str(script), "smoke"], capture_output=True, text=True,
-                            env=env, cwd=str(work), timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
+    work, result = _run_example(installed, "custom_op.py")
     assert "export matches the Keras model: True" in result.stdout
     report = json.loads((work / "se_export" / "export_report.json").read_text())
     assert report["passed"] and len(report["formats"]) == 6
