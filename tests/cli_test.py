@@ -148,3 +148,16 @@ def test_a_full_disk_is_told_apart_from_running_out_of_memory(tmp_path):
     assert memory.returncode == 1
     assert memory.stderr.strip().splitlines()[-1] == (
         "prog.py: error: out of memory (OOM when allocating tensor).")
+
+
+def test_out_of_memory_advice_names_only_the_programs_own_size_flags(tmp_path):
+    body = """\
+        import tensorflow as tf
+        _BATCH = flags.DEFINE_integer("batch_size", 8, "Batch.")
+        def main(argv):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        """
+    result = _run_program(tmp_path, body)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "prog.py: error: out of memory: use a smaller --batch_size (OOM when allocating tensor).")

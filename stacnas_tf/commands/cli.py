@@ -207,7 +207,8 @@ def run(main) -> None:
             if isinstance(e, tf.errors.ResourceExhaustedError):
                 sizes = [f"--{name}" for name in ("batch_size", "channels", "image_size")
                          if name in flags.FLAGS]
-                advice = f": use a smaller {', '.join(sizes[:-1])} or {sizes[-1]}" if sizes else ""
+                named = " or ".join([", ".join(sizes[:-1]), sizes[-1]] if len(sizes) > 1 else sizes)
+                advice = f": use a smaller {named}" if sizes else ""
                 fail(f"out of memory{advice} ({str(e).splitlines()[0][:200]}).", status=1)
             if isinstance(e, tf.errors.PermissionDeniedError):
                 fail(str(e).splitlines()[0][:300])
