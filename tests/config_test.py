@@ -219,6 +219,7 @@ def test_settings_at_their_bounds_are_accepted():
     S(optimization="bi_level", num_train_examples=128, batch_size=64)
     T(num_cells=100, channels=1024, image_size=1024, drop_path=0.0, label_smoothing=0.0,
       aux_weight=0.0, num_train_examples=96, seed=0)
+    T(image_size=4, channels=2)
 
 
 def test_recorded_class_names_must_agree():
@@ -275,6 +276,10 @@ def test_settings_read_from_json_compare_by_value():
                            batch_size=64))
     with pytest.raises(ValueError, match="bi_level splits the data in two halves"):
         S.from_dict(json.loads(text))
+    # A flat search has one stage: its warm-up is bounded by stage 1 alone.
+    flat = json.dumps(dict(S().to_dict(), grouping="flat", stage1_epochs=10, stage2_epochs=3,
+                           arch_warmup_epochs=5))
+    assert S.from_dict(json.loads(flat)).arch_warmup_epochs == 5
 
 
 def test_configs_are_frozen_and_older_files_take_defaults():
