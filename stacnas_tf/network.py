@@ -394,8 +394,8 @@ def build(config, genotype, num_classes: int, image_shape, auxiliary: bool | Non
     """The final network of a `TrainConfig` (its network, channels, cells,
     precision, auxiliary weight and deformable edges), built on one image of
     `image_shape`. `auxiliary=False` leaves the auxiliary head out. `statistics`
-    (mean, std) of the training pixels normalise its input (None: placeholders,
-    for a network whose weights are restored next)."""
+    (mean, std) of the training pixels normalise its input (None: mean and std 0.5,
+    until a checkpoint's weights replace them)."""
     with precision.policy_scope(config.precision):
         net = FinalNetwork(
             genotype, num_classes, channels=config.channels, num_cells=config.num_cells,

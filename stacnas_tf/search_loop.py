@@ -155,7 +155,7 @@ def build_supernet(config: config_lib.SearchConfig, stage: int,
     """The supernet of `stage`, built for images of `image_shape`. Training and
     loading both use it, so the variable paths the checkpoints are keyed by
     always agree. `statistics` (mean, std) of the training pixels normalise its
-    input (None: placeholders, for a supernet whose weights are restored next)."""
+    input (None: mean and std 0.5 until a checkpoint's weights replace them)."""
     with precision.policy_scope(config.precision):
         model = supernet.SearchNetwork(
             stage_space, num_classes, channels=config.channels, num_cells=num_cells,
