@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import importlib.util
 import os
 
@@ -69,6 +70,9 @@ class Source:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...] | None = None  # label -> name, where the source has names
+    # Content hash of images given in Python: a run folder records it, so that a
+    # rerun with other images is refused instead of answered from the first ones.
+    fingerprint: str | None = None
 
 
 def load(name: str, split: str = "train", data_dir: str | None = None,
@@ -136,13 +140,20 @@ def from_arrays(images, labels, *, num_classes: int | None = None,
     if labels.min() < 0 or labels.max() >= num_classes or num_classes < 2:
         raise ValueError(f"{what}: labels must lie in 0..{num_classes - 1} "
                          f"({num_classes} classes, at least 2); got {labels.min()}..{labels.max()}.")
-    images = images.astype(np.uint8)
+    if names is not None and len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"class_names: every class needs its own name; {', '.join(map(repr, repeated))} "
+                         "names more than one class.")
+    images, labels = images.astype(np.uint8), labels.astype(np.int64)
     mean, std = _statistics(images)
+    content = hashlib.sha256(repr((images.shape, num_classes)).encode())
+    content.update(np.ascontiguousarray(images).data)
+    content.update(np.ascontiguousarray(labels).data)
     return Source(
         name=IN_MEMORY, split=split,
-        dataset=tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))),
+        dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
         num_examples=len(images), num_classes=num_classes, image_shape=tuple(images.shape[1:]),
-        mean=mean, std=std, class_names=names)
+        mean=mean, std=std, class_names=names, fingerprint=content.hexdigest())
 
 
 def from_dataset(dataset: tf.data.Dataset, *, num_classes: int | None = None, class_names=None,

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -134,6 +135,35 @@ def check_run_folder(output_dir: str, what: str) -> None:
                          "choose a new or empty folder.")
 
 
+def check_only_holds(output_dir: str, pattern: str, what: str, flag: str = "--output_dir") -> None:
+    """Refuses an existing `output_dir` holding a file whose name does not match
+    `pattern` (a regular expression for the names a program writes): a program
+    that rewrites its own outputs never writes into a run or the user's files."""
+    if not os.path.isdir(output_dir):
+        return
+    foreign = sorted(name for name in os.listdir(output_dir)
+                     if name != LOCK_NAME and not name.startswith((".tmp-", ".staging-"))
+                     and not re.fullmatch(pattern, name))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(f"{flag}: {output_dir} holds other files ({listed}); choose a new or "
+                         f"empty folder, or one that holds only {what}.")
+
+
+@contextlib.contextmanager
+def staged_files(output_dir: str):
+    """Yields a hidden folder inside `output_dir` to write a set of files into;
+    when the block ends they are renamed into `output_dir` (renames need no
+    space), and when it fails none is: a full disk never leaves half a set."""
+    staging = make_temp_dir(output_dir, ".staging-")
+    try:
+        yield staging
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def user_path(path: str | None) -> str | None:
     """A path as the user meant it: relative to where `bazel run` was started."""
     if path and not os.path.isabs(path) and os.environ.get("BUILD_WORKING_DIRECTORY"):
@@ -182,6 +212,9 @@ def require_file(path: str, flag: str, expected: str) -> str:
 def prepare_output_dir(path: str, flag: str = "--output_dir") -> str:
     """Creates `path` if needed and checks that files can be written in it."""
     path = os.path.abspath(require_path(path, flag))
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ValueError(f"{flag}: {path} is a link to {os.readlink(path)}, which does not exist; "
+                         "create that folder or choose another.")
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{flag}: {path} exists and is not a folder.")
     try:
@@ -222,7 +255,11 @@ def claimed_output_dir(path: str):
 
 def check_writable_tree(path: str, flag: str = "--output_dir") -> None:
     """Refuses a run folder with a sub-folder this process cannot write in (a
-    resumed run writes checkpoints and logs there), before any work."""
+    resumed run writes checkpoints and logs there), before any work. Only a run's
+    folder (one with its config.json) is walked: any other folder with files in it
+    is refused as not a run's, and walking it could mean walking the file system."""
+    if not os.path.exists(os.path.join(path, "config.json")):
+        return
     for directory, subdirectories, _ in os.walk(path):
         for name in subdirectories:
             sub = os.path.join(directory, name)

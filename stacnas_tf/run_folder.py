@@ -84,3 +84,39 @@ def stage_result(search_dir: str, stage: int, flag: str = "--search_dir") -> dic
         raise ValueError(f"{flag}: {search_dir} holds no finished stage {stage} ({path} is "
                          "missing).")
     return files.read_json(path)
+
+
+IMAGES_RECORD = "images.json"
+
+
+def check_same_images(output_dir: str, fingerprints: dict, what: str,
+                      flag: str = "--output_dir") -> None:
+    """Refuses to resume or reuse `what` in `output_dir` with images given in
+    Python other than those it ran on (`fingerprints`: split -> content hash, as
+    `images.json` records them). A finished run would otherwise answer with
+    the metrics or genotype of the first images."""
+    path = os.path.join(output_dir, IMAGES_RECORD)
+    if not fingerprints or not os.path.exists(path):
+        return
+    recorded = files.read_json(path)
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{flag}: {path} is not a record of images (expected a JSON object).")
+    changed = sorted(split for split, value in fingerprints.items()
+                     if recorded.get(split) not in (None, value))
+    if changed:
+        raise ValueError(
+            f"{flag}={output_dir} holds {what} on other images (the {' and '.join(changed)} "
+            "images differ from those it ran on); pass the same images to resume it, or choose "
+            "another output folder.")
+
+
+def record_images(output_dir: str, fingerprints: dict) -> None:
+    """Writes `images.json` (split -> content hash) for images given in Python."""
+    if fingerprints:
+        files.write_json(os.path.join(output_dir, IMAGES_RECORD), fingerprints)
+
+
+def image_fingerprints(**sources) -> dict:
+    """{split: content hash} of the sources given in Python (others have none)."""
+    return {split: source.fingerprint for split, source in sources.items()
+            if source is not None and source.fingerprint}

@@ -272,6 +272,9 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
         files.check_run_folder(output_dir, "search")
     if os.path.exists(os.path.join(output_dir, "config.json")):
         check_config_matches(output_dir, config)
+    images = run_folder.image_fingerprints(train=source)
+    if files.has_progress(output_dir):
+        run_folder.check_same_images(output_dir, images, "a search")
     if os.path.exists(genotype_path):
         with open(genotype_path) as f:
             genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
@@ -289,6 +292,7 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
     if chief:
         check_config_matches(output_dir, config)
+        run_folder.record_images(output_dir, images)
     space = config.space
 
     if config.grouping == "flat":

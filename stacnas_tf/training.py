@@ -155,6 +155,10 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
     if chief:
         files.check_run_folder(output_dir, "training run")
     _check_folder(output_dir, config, genotype)
+    images = (run_folder.image_fingerprints(train=sources[0], test=sources[1])
+              if sources is not None else {})
+    if files.has_progress(output_dir):
+        run_folder.check_same_images(output_dir, images, "a training run")
     metrics_path = os.path.join(output_dir, "metrics.json")
     if os.path.exists(metrics_path):
         return files.read_json(metrics_path)
@@ -182,6 +186,7 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
         # start leaves no settings behind to refuse its corrected rerun.
         files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
         files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
+        run_folder.record_images(output_dir, images)
     eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
                                    config.num_eval_examples)
     resumable.fit(

@@ -156,6 +156,22 @@ def test_a_finished_search_is_returned_again_and_other_settings_refused(pipeline
                           **SMALL)
 
 
+def test_a_finished_run_is_not_answered_again_for_other_images(pipeline):
+    root, found, trained, _, _ = pipeline
+    images, labels = _images()
+    assert stacnas_tf.train(found, (images, labels), output_dir=str(root / "train"),
+                            **SMALL).metrics == trained.metrics
+    # Same count, shape and classes: only the pixels differ.
+    other_images, other_labels = _images(seed=1)
+    with pytest.raises(ValueError, match="holds a training run on other images \\(the test and "
+                                         "train images differ"):
+        stacnas_tf.train(found, (other_images, other_labels), output_dir=str(root / "train"),
+                         **SMALL)
+    with pytest.raises(ValueError, match="holds a search on other images \\(the train images"):
+        stacnas_tf.search((other_images, other_labels), class_names=["dark", "grey", "light"],
+                          output_dir=str(root / "search"), **SMALL)
+
+
 def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipeline):
     root, _, trained, _, _ = pipeline
     with pytest.raises(ValueError, match="data: this network was trained on images given in Python"):
@@ -175,6 +191,9 @@ def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipelin
      "labels must lie in 0..2"),
     (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2),
                                class_names=["a"]), "class_names: expected 2 names"),
+    (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 3),
+                               class_names=["a", "b", "a"]), "class_names: every class needs its "
+     "own name; 'a' names more than one class"),
     (lambda: stacnas_tf.search(tf.data.Dataset.range(4)), "expected a tf.data.Dataset of"),
     (lambda: stacnas_tf.search(42), "expected a dataset name, \\(images, labels\\)"),
     (lambda: stacnas_tf.search("digits", preset="huge"), "preset: expected one of"),

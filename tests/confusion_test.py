@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -69,6 +70,23 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert result["recommended"] == {"stage1_cells": 3, "stage2_cells": 3, "final_cells": 3}
     assert "| stage1 | 3 |" in (tmp_path / "confusion.md").read_text()
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    # A rerun reuses the finished settings only when they were measured with these settings.
+    again = confusion.sweep(confusion.CONFUSION_PRESETS["tiny"], str(tmp_path), progress=None)
+    assert again["measurements"] == result["measurements"]
+    other = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], num_batches=4)
+    with pytest.raises(ValueError, match=r"holds a confusion sweep with other settings \(num_batches=3 "
+                                         r"there, 4 now\)"):
+        confusion.sweep(other, str(tmp_path), progress=None)
+
+
+def test_a_sweep_never_writes_into_a_run_or_the_users_files(tmp_path):
+    run = tmp_path / "train"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds other files \(config.json\); choose a new or empty "
+                                         "folder, or one that holds only a confusion sweep"):
+        confusion.sweep(confusion.CONFUSION_PRESETS["tiny"], str(run), progress=None)
+    assert os.listdir(run) == ["config.json"]
 
 
 def test_bad_depths_are_refused():

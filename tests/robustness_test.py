@@ -157,11 +157,35 @@ def test_an_unwritable_sub_folder_is_refused_before_any_work(tmp_path):
 
 def test_check_writable_tree_names_the_folder(tmp_path, monkeypatch):
     (tmp_path / "run" / "stage1").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: not str(p).endswith("stage1")
                         and real_access(p, mode))
     with pytest.raises(ValueError, match="--output_dir: cannot write in .*stage1"):
         files.check_writable_tree(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("name,flags,what", [
+    ("search", ["--preset=smoke"], "search"),
+    ("train", ["--preset=smoke", "--genotype=DARTS_V2"], "training run"),
+])
+def test_the_root_folder_or_a_dangling_link_as_output_folder_is_refused_in_one_line(
+        tmp_path, name, flags, what):
+    result = _program(name, *flags, "--output_dir=/", cwd=str(tmp_path))
+    # Root may write in /: then the folder is refused as not a run's (without a walk
+    # of the file system); anyone else cannot write there.
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1
+    assert (lines[0].startswith(f"{name}.py: error: --output_dir=/ is not empty (")
+            and f"holds no {what}" in lines[0]) or lines[0].startswith(
+        f"{name}.py: error: --output_dir: cannot write in / (")
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone" / "x")
+    result = _program(name, *flags, f"--output_dir={link}", cwd=str(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"{name}.py: error: --output_dir: {link} is a link to {tmp_path / 'gone' / 'x'}, which "
+        "does not exist; create that folder or choose another."]
+    assert sorted(os.listdir(tmp_path)) == ["out"] and not (tmp_path / "gone").exists()
 
 
 def test_export_never_replaces_a_link_or_foreign_files(tmp_path):
@@ -302,6 +326,35 @@ def test_visualize_leaves_nothing_on_a_failed_start(tmp_path):
                    f"--output_dir={tmp_path / 'v'}", cwd=str(tmp_path))
     assert bad.returncode == 2 and "is not a search history" in bad.stderr
     assert not (tmp_path / "v").exists()
+
+
+def test_visualize_writes_only_a_pictures_folder_and_never_half_a_set(tmp_path):
+    import resource
+
+    run = tmp_path / "train"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    refused = _program("visualize", "--genotype=DARTS_V2", f"--output_dir={run}", cwd=str(tmp_path))
+    assert refused.returncode == 2 and "holds other files (config.json)" in refused.stderr
+    assert os.listdir(run) == ["config.json"]
+    pictures = tmp_path / "pictures"
+    assert _program("visualize", "--genotype=DARTS_V2", f"--output_dir={pictures}",
+                    cwd=str(tmp_path)).returncode == 0
+    before = {name: (pictures / name).read_bytes() for name in os.listdir(pictures)}
+    assert sorted(before) == ["normal.png", "normal.svg", "reduce.png", "reduce.svg"]
+    # A disk that fills while the second set is written (a file-size limit: the
+    # smallest pictures fit, the largest does not) leaves the first set whole.
+    limit = sorted(len(content) for content in before.values())[1]
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    full = subprocess.run([sys.executable, os.path.join(REPO, "tools", "visualize.py"),
+                           "--genotype=DARTS_V1", f"--output_dir={pictures}"], capture_output=True,
+                          text=True, env=env, cwd=str(tmp_path), timeout=300, preexec_fn=small_files)
+    assert full.returncode != 0
+    assert {name: (pictures / name).read_bytes() for name in os.listdir(pictures)} == before
 
 
 def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):

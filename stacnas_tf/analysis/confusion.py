@@ -14,6 +14,7 @@ optimization complexity matches (the paper: 14 and 20 cells for 20 final cells).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -163,6 +164,10 @@ def genotype_stage2_winners(genotype: genotype_lib.Genotype, space: search_space
     return winners
 
 
+# What a sweep's folder holds: one folder per setting, the summary, its settings.
+SWEEP_FILES = r"(stage1|stage2|final)_\d+cells|confusion\.(json|md|png)|sweep\.json"
+
+
 def sweep(config: ConfusionConfig, output_dir: str, data_dir: str | None = None,
           search_dir: str | None = None, progress=print) -> dict:
     """Trains and measures every setting; writes confusion.json, .md and .png."""
@@ -179,8 +184,27 @@ def sweep(config: ConfusionConfig, output_dir: str, data_dir: str | None = None,
     else:
         winners = genotype_stage2_winners(genotype_lib.resolve(config.genotype), space)
         winners_from = f"genotype {config.genotype}"
+    # Only a sweep's own folder is written into (a rerun reuses its finished
+    # settings, so they must have been measured with these settings).
+    files.check_only_holds(output_dir, SWEEP_FILES, "a confusion sweep")
+    settings_path = os.path.join(output_dir, "sweep.json")
+    wanted = json.loads(json.dumps({**dataclasses.asdict(config), "search_dir": search_dir}))
+    if os.path.exists(settings_path):
+        files.check_same_config(output_dir, "a confusion sweep", files.read_json(settings_path), wanted)
     # Every input read and checked: only now the output folder is made.
-    output_dir = files.prepare_output_dir(output_dir)
+    with files.removed_if_left_empty(os.path.abspath(output_dir)):
+        output_dir = files.prepare_output_dir(output_dir)
+        with files.output_lock(output_dir):
+            files.write_json(settings_path, wanted)
+            return _measure_all(config, output_dir, source=source, image_shape=image_shape,
+                                winners=winners, winners_from=winners_from, data_dir=data_dir,
+                                progress=progress)
+
+
+def _measure_all(config, output_dir, *, source, image_shape, winners, winners_from, data_dir,
+                 progress) -> dict:
+    search_config = config.search_config()
+    space = search_config.space
     settings = ([("stage1", d) for d in config.stage1_depths]
                 + [("stage2", d) for d in config.stage2_depths] + [("final", config.final_cells)])
     measurements = []

@@ -8,6 +8,7 @@ genotype.png.
 """
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -35,13 +36,10 @@ def main(argv):
             print(genotype.to_json())
             return
         out = files.user_path(_OUTPUT_DIR.value)
-        if os.path.isdir(out):
-            # Only a folder of earlier genotype files is written over: never a run
-            # folder (its genotype.json belongs to its checkpoints) or the user's files.
-            foreign = sorted(set(os.listdir(out)) - set(_WRITES))
-            if foreign:
-                raise ValueError(f"--output_dir: {out} holds other files ({', '.join(foreign[:3])}); "
-                                 "choose a new or empty folder, or one this program wrote.")
+        # Only a folder of earlier genotype files is written over: never a run
+        # folder (its genotype.json belongs to its checkpoints) or the user's files.
+        files.check_only_holds(out, "|".join(re.escape(name) for name in _WRITES),
+                               "what this program writes")
         out = files.prepare_output_dir(out)
     except ValueError as e:
         raise app.UsageError(str(e)) from None

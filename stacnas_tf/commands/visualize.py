@@ -37,11 +37,15 @@ def main(argv):
     if search_dir:
         visualize.read_history(search_dir)
     output_dir = files.user_path(_OUTPUT_DIR.value)
+    # A pictures folder: never a run's folder or the user's other files.
+    files.check_only_holds(output_dir, r"[^/]+\.(png|svg)", "pictures (.png, .svg)")
     with files.removed_if_left_empty(os.path.abspath(output_dir)):
         output_dir = files.prepare_output_dir(output_dir)
-        written = visualize.cell_diagrams(genotype, output_dir) if genotype is not None else []
-        if search_dir:
-            written += visualize.weights_history_png(search_dir, output_dir)
+        with files.output_lock(output_dir), files.staged_files(output_dir) as staging:
+            written = visualize.cell_diagrams(genotype, staging) if genotype is not None else []
+            if search_dir:
+                written += visualize.weights_history_png(search_dir, staging)
+        written = [os.path.join(output_dir, os.path.basename(path)) for path in written]
     for path in written:
         print(path)
 
