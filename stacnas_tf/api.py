@@ -235,6 +235,11 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
         else:
             sources = (source, _source(validation_data, "validation_data", source.num_classes,
                                        source.class_names))
+            if config.image_size is None and sources[1].image_shape != source.image_shape:
+                raise ValueError(
+                    f"validation_data: the images are {'x'.join(map(str, sources[1].image_shape))}; "
+                    f"the training images are {'x'.join(map(str, source.image_shape))}: give "
+                    "both at one size (or set image_size to resize both).")
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "train")
     metrics = train_lib.run_training(config, output_dir, strategy=strategy, verbose=verbose,

@@ -136,6 +136,8 @@ def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
     if source is None:
         source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
+    else:
+        run_folder.check_image_shape(train_dir, config, source.image_shape)
     config_lib.with_class_names(config, source.class_names, "--train_dir")
     image_shape = data.model_input_shape(source, config.image_size)
     net = network_lib.build(config, genotype, source.num_classes, image_shape)

@@ -98,13 +98,13 @@ def _stages(search_dir: str) -> dict:
     """{stage: (space, num_cells, history)} of the stages that have a result."""
     stages = {}
     for stage in (1, 2):
-        path = os.path.join(search_dir, f"stage{stage}", "result.json")
-        history_path = os.path.join(search_dir, f"stage{stage}", "history.json")
-        if not (os.path.exists(path) and os.path.exists(history_path)):
+        if not os.path.exists(os.path.join(search_dir, f"stage{stage}", "result.json")):
             continue
-        result = files.read_json(path)
-        stages[stage] = (search_space.StageSpace.from_dict(result["space"]), result["num_cells"],
-                         files.read_json(history_path), result)
+        history = run_folder.stage_history(search_dir, stage)
+        if history is None:
+            continue
+        result = run_folder.stage_result(search_dir, stage)
+        stages[stage] = (result["stage_space"], result["num_cells"], history, result)
     if not stages:
         raise ValueError(f"--search_dir: {search_dir} holds no finished stage (stage1/result.json).")
     return stages

@@ -13,6 +13,7 @@ import os
 from stacnas_tf import config as config_lib
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import search_space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,16 +78,66 @@ def search_config(search_dir: str, flag: str = "--search_dir") -> config_lib.Sea
 
 
 def stage_result(search_dir: str, stage: int, flag: str = "--search_dir") -> dict:
-    """What a finished search stage recorded (result.json): its candidates,
-    logits, softmax weights and winners."""
+    """What a finished search stage recorded (result.json): its candidates
+    (`space`, also as `stage_space` a `StageSpace`), depth, logits, softmax
+    weights and winners, checked: a damaged or hand-edited file is an error
+    naming it and the key."""
     path = os.path.join(search_dir, f"stage{stage}", "result.json")
     if not os.path.exists(path):
         raise ValueError(f"{flag}: {search_dir} holds no finished stage {stage} ({path} is "
                          "missing).")
-    return files.read_json(path)
+    result = files.read_json(path)
+    expected = {"space": dict, "num_cells": int, "logits": dict, "winners": dict}
+    wrong = ([] if not isinstance(result, dict) else
+             [key for key, kind in expected.items() if not isinstance(result.get(key), kind)
+              or isinstance(result.get(key), bool)])
+    if not isinstance(result, dict) or wrong:
+        detail = "a JSON object" if not isinstance(result, dict) else (
+            ", ".join(f'"{key}" ({expected[key].__name__})' for key in wrong))
+        raise ValueError(f"{flag}: {path} is not a stage result: expected {detail}.")
+    try:
+        space = search_space.StageSpace.from_dict(result["space"])
+        weights = [[edge["weights"] for edge in edges] for edges in result["logits"].values()]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{flag}: {path} is not a stage result: its \"space\" or \"logits\" is "
+                         f"damaged ({type(e).__name__}: {e}).") from e
+    if len(weights) != len(space.cells) or any(
+            len(cell) != len(candidates) or any(len(w) != len(c) for w, c in zip(cell, candidates))
+            for cell, candidates in zip(weights, space.cells)):
+        raise ValueError(f"{flag}: {path} is not a stage result: its \"logits\" do not match "
+                         "its \"space\" (cells, edges or candidates).")
+    return {**result, "stage_space": space, "weights": weights}
+
+
+def stage_history(search_dir: str, stage: int, flag: str = "--search_dir") -> list | None:
+    """A search stage's history (stage*/history.json: one entry per epoch with
+    its loss, accuracy and weights), checked; None where the stage has none."""
+    path = os.path.join(search_dir, f"stage{stage}", "history.json")
+    if not os.path.exists(path):
+        return None
+    history = files.read_json(path)
+    if not isinstance(history, list) or not history or not all(
+            isinstance(entry, dict) and isinstance(entry.get("weights"), dict)
+            and entry["weights"] and isinstance(entry.get("epoch"), int)
+            and all(isinstance(entry.get(key), (int, float)) for key in ("loss", "accuracy"))
+            for entry in history):
+        raise ValueError(f"{flag}: {path} is not a search history (a non-empty list of epochs, "
+                         "each with its epoch, loss, accuracy and weights).")
+    return history
 
 
 IMAGES_RECORD = "images.json"
+
+
+def _images_record(output_dir: str, flag: str) -> dict | None:
+    path = os.path.join(output_dir, IMAGES_RECORD)
+    if not os.path.exists(path):
+        return None
+    recorded = files.read_json(path)
+    if not (isinstance(recorded, dict) and isinstance(recorded.get("fingerprints"), dict)):
+        raise ValueError(f"{flag}: {path} is not a record of images (expected a JSON object with "
+                         "their fingerprints).")
+    return recorded
 
 
 def check_same_images(output_dir: str, fingerprints: dict, what: str,
@@ -95,14 +146,11 @@ def check_same_images(output_dir: str, fingerprints: dict, what: str,
     Python other than those it ran on (`fingerprints`: split -> content hash, as
     `images.json` records them). A finished run would otherwise answer with
     the metrics or genotype of the first images."""
-    path = os.path.join(output_dir, IMAGES_RECORD)
-    if not fingerprints or not os.path.exists(path):
+    recorded = _images_record(output_dir, flag)
+    if not fingerprints or recorded is None:
         return
-    recorded = files.read_json(path)
-    if not isinstance(recorded, dict):
-        raise ValueError(f"{flag}: {path} is not a record of images (expected a JSON object).")
     changed = sorted(split for split, value in fingerprints.items()
-                     if recorded.get(split) not in (None, value))
+                     if recorded["fingerprints"].get(split) not in (None, value))
     if changed:
         raise ValueError(
             f"{flag}={output_dir} holds {what} on other images (the {' and '.join(changed)} "
@@ -110,13 +158,33 @@ def check_same_images(output_dir: str, fingerprints: dict, what: str,
             "another output folder.")
 
 
-def record_images(output_dir: str, fingerprints: dict) -> None:
-    """Writes `images.json` (split -> content hash) for images given in Python."""
+def record_images(output_dir: str, fingerprints: dict, image_shape) -> None:
+    """Writes `images.json` for images given in Python: split -> content hash, and
+    the shape of one image (what the network was built for)."""
     if fingerprints:
-        files.write_json(os.path.join(output_dir, IMAGES_RECORD), fingerprints)
+        files.write_json(os.path.join(output_dir, IMAGES_RECORD),
+                         {"fingerprints": fingerprints, "image_shape": list(image_shape)})
 
 
 def image_fingerprints(**sources) -> dict:
     """{split: content hash} of the sources given in Python (others have none)."""
     return {split: source.fingerprint for split, source in sources.items()
             if source is not None and source.fingerprint}
+
+
+def check_image_shape(train_dir: str, config, image_shape, flag: str = "data") -> None:
+    """Refuses images given in Python of another shape than the network of
+    `train_dir` was trained on, where nothing resizes them (no `image_size`):
+    a network of convolutions and global pooling would run on them, and answer
+    for images of another scale than it learned."""
+    recorded = _images_record(train_dir, "--train_dir")
+    if config.image_size is not None or recorded is None or not recorded.get("image_shape"):
+        return
+    trained = tuple(recorded["image_shape"])
+    if tuple(image_shape) != trained:
+        raise ValueError(f"{flag}: the images are {_shape(image_shape)}; the network was trained "
+                         f"on {_shape(trained)} images: resize them to that size first.")
+
+
+def _shape(shape) -> str:
+    return f"{shape[0]}x{shape[1]}x{shape[2]}"

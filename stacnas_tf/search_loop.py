@@ -292,7 +292,7 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
     if chief:
         check_config_matches(output_dir, config)
-        run_folder.record_images(output_dir, images)
+        run_folder.record_images(output_dir, images, source.image_shape)
     space = config.space
 
     if config.grouping == "flat":
@@ -360,9 +360,8 @@ def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_d
                  verbose, jit_compile, callbacks, extra) -> StageResult:
     path = os.path.join(output_dir, f"stage{stage}", "result.json")
     if os.path.exists(path):
-        result = files.read_json(path)
-        space = search_space.StageSpace.from_dict(result["space"])
-        weights = [[e["weights"] for e in edges] for edges in result["logits"].values()]
+        result = run_folder.stage_result(output_dir, stage, flag="--output_dir")
+        space, weights = result.pop("stage_space"), result.pop("weights")
         return StageResult(stage, num_cells, space, weights, result)
     outcome = run_stage(stage, stage_space, num_cells, epochs, config, source, output_dir,
                         strategy, verbose, jit_compile, callbacks)
@@ -384,8 +383,7 @@ def load_stage_network(search_dir: str, stage: int, num_classes: int, image_shap
         config = run_folder.search_config(search_dir)
     if stage_space is None or num_cells is None:
         result = run_folder.stage_result(search_dir, stage)
-        stage_space = search_space.StageSpace.from_dict(result["space"])
-        num_cells = result["num_cells"]
+        stage_space, num_cells = result["stage_space"], result["num_cells"]
     model = build_supernet(config, stage, stage_space, num_cells, num_classes, image_shape)
     path = checkpoints.restore_latest(
         checkpoints.make(model), os.path.join(search_dir, f"stage{stage}", "checkpoints"),

@@ -186,7 +186,7 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
         # start leaves no settings behind to refuse its corrected rerun.
         files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
         files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
-        run_folder.record_images(output_dir, images)
+        run_folder.record_images(output_dir, images, train_source.image_shape)
     eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
                                    config.num_eval_examples)
     resumable.fit(
@@ -240,6 +240,8 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
     if source is None:
         source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
                            image_size=config.image_size)
+    else:
+        run_folder.check_image_shape(train_dir, config, source.image_shape)
     if num_examples is not None and num_examples > source.num_examples:
         raise ValueError(f"--num_examples={num_examples}: the {split} split has "
                          f"{source.num_examples} examples; pass at most that many, or none for all.")

@@ -9,6 +9,7 @@ import numpy as np
 
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import run_folder
 from stacnas_tf import search_space
 
 FORMATS = ("png", "svg")
@@ -43,17 +44,8 @@ def cell_diagrams(genotype: genotype_lib.Genotype, output_dir: str) -> list[str]
 
 def read_history(search_dir: str) -> dict:
     """{stage: history entries} of the stages a search folder holds."""
-    stages = {}
-    for stage in (1, 2):
-        path = os.path.join(search_dir, f"stage{stage}", "history.json")
-        if os.path.exists(path):
-            history = files.read_json(path)
-            if not isinstance(history, list) or not all(
-                    isinstance(e, dict) and isinstance(e.get("weights"), dict)
-                    and isinstance(e.get("epoch"), int) for e in history):
-                raise ValueError(f"--search_dir: {path} is not a search history (a list of "
-                                 "epochs with their weights).")
-            stages[stage] = history
+    stages = {stage: history for stage in (1, 2)
+              if (history := run_folder.stage_history(search_dir, stage)) is not None}
     if not stages:
         raise ValueError(f"--search_dir: {search_dir} holds no stage*/history.json (not a search folder).")
     return stages
@@ -72,7 +64,7 @@ def weights_history_png(search_dir: str, output_dir: str) -> list[str]:
         if not history:
             continue
         result_path = os.path.join(search_dir, f"stage{stage}", "result.json")
-        space = (search_space.StageSpace.from_dict(files.read_json(result_path)["space"])
+        space = (run_folder.stage_result(search_dir, stage)["stage_space"]
                  if os.path.exists(result_path) else None)
         epochs = [entry["epoch"] for entry in history]
         for set_index, name in enumerate(history[0]["weights"]):

@@ -172,6 +172,22 @@ def test_a_finished_run_is_not_answered_again_for_other_images(pipeline):
                           output_dir=str(root / "search"), **SMALL)
 
 
+def test_images_of_another_size_than_the_network_learned_are_refused(pipeline, tmp_path):
+    root, found, trained, _, _ = pipeline
+    larger = _images(count=32, size=12)
+    with pytest.raises(ValueError, match="^data: the images are 12x12x1; the network was trained "
+                                         "on 8x8x1 images: resize them"):
+        stacnas_tf.evaluate(trained, data=larger)
+    with pytest.raises(ValueError, match="^data: the images are 12x12x1; the network was trained"):
+        stacnas_tf.export(trained, str(tmp_path / "export"), data=larger, formats=["saved_model"])
+    with pytest.raises(ValueError, match="^validation_data: the images are 12x12x1; the training "
+                                         "images are 8x8x1"):
+        stacnas_tf.train(found, _images(), validation_data=larger,
+                         output_dir=str(tmp_path / "train"), **SMALL)
+    assert not os.listdir(tmp_path)
+    assert stacnas_tf.evaluate(trained, data=_images(count=32))["examples"] == 32
+
+
 def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipeline):
     root, _, trained, _, _ = pipeline
     with pytest.raises(ValueError, match="data: this network was trained on images given in Python"):

@@ -267,6 +267,29 @@ def test_a_finished_search_missing_a_stage_is_refused(searched, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("stage,name,content,message", [
+    (2, "result.json", lambda r: {k: v for k, v in r.items() if k != "space"},
+     'stage2/result.json is not a stage result: expected "space" \\(dict\\)'),
+    (1, "result.json", lambda r: {**r, "num_cells": "5"},
+     'stage1/result.json is not a stage result: expected "num_cells" \\(int\\)'),
+    (1, "result.json", lambda r: {**r, "logits": {name: edges[:3] for name, edges in r["logits"].items()}},
+     'stage1/result.json is not a stage result: its "logits" do not match its "space"'),
+    (1, "history.json", lambda h: {}, "stage1/history.json is not a search history"),
+    (2, "history.json", lambda h: [], "stage2/history.json is not a search history"),
+    (1, "history.json", lambda h: [{**h[0], "loss": None}], "stage1/history.json is not a search history"),
+])
+def test_a_hand_edited_stage_file_is_named_with_what_was_expected(searched, tmp_path, stage, name,
+                                                                 content, message):
+    out, _ = searched
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged, ignore=shutil.ignore_patterns("checkpoints", "report"))
+    path = damaged / f"stage{stage}" / name
+    path.write_text(json.dumps(content(json.loads(path.read_text()))))
+    with pytest.raises(ValueError, match=f"^--search_dir: .*{message}"):
+        report.write(str(damaged), str(tmp_path / "r"), size_presets=())
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
                     reason="headless Chromium is not installed (apt-get install chromium)")
 def test_a_real_browser_shows_the_pictures(searched, tmp_path):

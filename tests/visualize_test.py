@@ -47,11 +47,13 @@ def test_weights_history_plot(tmp_path):
     stage = tmp_path / "search" / "stage1"
     stage.mkdir(parents=True)
     candidates = search_space.SearchSpace().stage1_candidates()
+    weights = {"normal": [[0.2] * 5] * 14, "reduce": [[0.1, 0.2, 0.3, 0.2, 0.2]] * 14}
     files.write_json(str(stage / "history.json"), [
-        {"epoch": e, "weights": {"normal": [[0.2] * 5] * 14, "reduce": [[0.1, 0.2, 0.3, 0.2, 0.2]] * 14}}
-        for e in (1, 2, 3)])
+        {"epoch": e, "loss": 1.0, "accuracy": 0.5, "weights": weights} for e in (1, 2, 3)])
     files.write_json(str(stage / "result.json"), {
-        "space": search_space.StageSpace.shared(candidates, candidates).to_dict()})
+        "space": search_space.StageSpace.shared(candidates, candidates).to_dict(), "num_cells": 5,
+        "logits": {name: [{"weights": edge} for edge in edges] for name, edges in weights.items()},
+        "winners": {}})
     written = visualize.weights_history_png(str(tmp_path / "search"), str(tmp_path))
     assert [os.path.basename(p) for p in written] == ["stage1_normal_weights.png",
                                                       "stage1_reduce_weights.png"]
