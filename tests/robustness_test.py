@@ -357,6 +357,29 @@ def test_visualize_writes_only_a_pictures_folder_and_never_half_a_set(tmp_path):
     assert {name: (pictures / name).read_bytes() for name in os.listdir(pictures)} == before
 
 
+def test_running_out_of_an_address_space_limit_is_the_out_of_memory_line(tmp_path):
+    import resource
+
+    # 6 GB of address space: TensorFlow loads, a batch of 512x512 activations does
+    # not fit. With oneDNN's kernels this was an abort or a segfault (status 134/139).
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (6_000_000_000, resource.RLIM_INFINITY))
+
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset=smoke",
+         "--genotype=DARTS_V2", "--image_size=512", f"--output_dir={tmp_path / 't'}"],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300,
+        preexec_fn=limited)
+    # TensorFlow's allocator reports it (the usual case with oneDNN off), or an
+    # allocation elsewhere kills the process and the supervising parent says so.
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: out of memory") and "ulimit -v: 5.6 GiB" in last
+    assert "oneDNN kernels, which crash rather than report" in result.stderr
+
+
 def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):
     import stacnas_tf
 

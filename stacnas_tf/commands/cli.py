@@ -15,11 +15,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (AVX2-only ones, for instance) they make the search step ~1.9x and the
 # final training ~1.4x faster (docs/performance_peers.md), and give grouped
 # convolutions their gradient. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import logging  # noqa: E402
+import resource  # noqa: E402
 import signal  # noqa: E402
 import tempfile  # noqa: E402
+
+
+def _address_space_limited() -> bool:
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return soft != resource.RLIM_INFINITY
+
+
+# Under an address-space limit (ulimit -v, prlimit --as) the oneDNN kernels
+# crash the process (abort or segfault) when an allocation fails; TensorFlow's
+# own kernels report it as out-of-memory, which these programs turn into one line.
+_ONEDNN_OFF_FOR_LIMIT = "TF_ENABLE_ONEDNN_OPTS" not in os.environ and _address_space_limited()
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0" if _ONEDNN_OFF_FOR_LIMIT else "1")
 
 _INTERRUPTED = ("interrupted; rerun the same command to go on (a search or a training resumes "
                 "after its last completed epoch).")
@@ -82,9 +94,41 @@ def _asks_for_help(argv) -> bool:
     return False
 
 
+_SUPERVISED = "STACNAS_TF_SUPERVISED"
+_CRASHES = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
+
+
+def _run_supervised() -> None:
+    """Runs this program again as a child and exits with its status. Under an
+    address-space limit an allocation that fails outside TensorFlow's allocator
+    (std::bad_alloc in C++, a oneDNN kernel) kills the process; the parent turns
+    that crash into the out-of-memory line. The child has its own process group:
+    the terminal's Ctrl-C reaches the parent, which passes it on once."""
+    import subprocess  # noqa: PLC0415
+
+    program = os.path.basename(sys.argv[0])
+    env = {**os.environ, _SUPERVISED: "1"}
+    if _ONEDNN_OFF_FOR_LIMIT:
+        del env["TF_ENABLE_ONEDNN_OPTS"]  # the child decides (and says) it again
+    child = subprocess.Popen([sys.executable, *sys.argv], env=env, process_group=0)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda received, frame: child.send_signal(received))
+    status = child.wait()
+    if -status in _CRASHES or status - 128 in _CRASHES:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        os.write(_STDERR, (
+            f"{program}: error: out of memory: the program crashed when an allocation failed "
+            f"under the address-space limit (ulimit -v: {soft / 2**30:.1f} GiB); raise the limit, "
+            "or use a smaller --batch_size, --channels or --image_size.\n").encode())
+        os._exit(1)
+    os._exit(status if status >= 0 else 128 - status)
+
+
 # Help needs the flags, not TensorFlow (seconds to load): the programs' modules
 # define their flags without it, and `run` loads it after the flags are parsed.
 if not _asks_for_help(sys.argv):
+    if _address_space_limited() and os.environ.get(_SUPERVISED) != "1":
+        _run_supervised()
     _import_tensorflow_quietly()
 
 from absl import app  # noqa: E402
@@ -194,6 +238,11 @@ def run(main) -> None:
             from stacnas_tf import precision  # noqa: PLC0415 (after the flags, as main)
 
             precision.check_keras_environment()
+            if _ONEDNN_OFF_FOR_LIMIT:
+                logging.getLogger("absl").warning(
+                    "an address-space limit (ulimit -v) is set: TensorFlow's oneDNN kernels, which "
+                    "crash rather than report running out of memory under one, are off (slower "
+                    "convolutions; TF_ENABLE_ONEDNN_OPTS=1 keeps them).")
             result = main(argv)
         except KeyboardInterrupt:
             stop_interrupted()
@@ -209,7 +258,12 @@ def run(main) -> None:
                          if name in flags.FLAGS]
                 named = " or ".join([", ".join(sizes[:-1]), sizes[-1]] if len(sizes) > 1 else sizes)
                 advice = f": use a smaller {named}" if sizes else ""
-                fail(f"out of memory{advice} ({str(e).splitlines()[0][:200]}).", status=1)
+                if _address_space_limited():
+                    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+                    advice += f" (or raise the address-space limit, ulimit -v: {soft / 2**30:.1f} GiB)"
+                lines = str(e).strip().splitlines() or [type(e).__name__]
+                detail = next((line.strip() for line in lines if "OOM" in line), lines[0].strip())
+                fail(f"out of memory{advice} ({detail[:200]}).", status=1)
             if isinstance(e, tf.errors.PermissionDeniedError):
                 fail(str(e).splitlines()[0][:300])
             fail(e)
