@@ -80,6 +80,11 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
 
     `partial`: the checkpoint may hold more (optimizers) than `checkpoint` tracks.
     """
+    # Shapes are compared first: a restore that fails on one leaves TensorFlow
+    # warning of every value it did not restore when the process exits.
+    mismatch = _shape_mismatch(checkpoint, path)
+    if mismatch:
+        raise ValueError(f"checkpoint {path} does not fit this network: {mismatch}")
     status = None
     try:
         status = checkpoint.restore(path)
@@ -100,6 +105,38 @@ def restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool = False) -
             f"stacnas_tf 0.1 search checkpoint, whose supernet had one layer per edge?): "
             f"{str(e).splitlines()[0][:300]}"
         ) from e
+
+
+def _checkpoint_key(key: str) -> str:
+    # tf.train.Checkpoint's escaping of a dict key inside a checkpoint's names.
+    return f"model_variables/{key.replace('.', '..').replace('/', '.S')}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _shape_mismatch(checkpoint: tf.train.Checkpoint, path: str) -> str | None:
+    """What differs between the network and the one checkpoint `path` holds,
+    in the user's terms (classes, image channels), or None when every variable
+    both hold has one shape."""
+    wanted = getattr(checkpoint, "model_variables", None)
+    try:
+        held = dict(tf.train.list_variables(path))
+    except (tf.errors.OpError, ValueError):
+        return None
+    if not wanted:
+        return None
+    for key, variable in wanted.items():
+        there = held.get(_checkpoint_key(key))
+        here = tuple(variable.shape)
+        if there is None or tuple(there) == here:
+            continue
+        if key.endswith("/classifier/kernel"):
+            return (f"its network tells {there[-1]} classes apart, this one {here[-1]} (data with "
+                    "other classes than it was trained on?).")
+        if "/pixel_normalization/" in key:
+            return (f"its network takes images with {there[0]} channel(s), these have {here[0]} "
+                    "(grey images for a network of colour ones, or the reverse?).")
+        return (f"{key} has shape {list(there)} there and {list(here)} here (another genotype, "
+                "channel count or depth).")
+    return None
 
 
 def _predates_pixel_normalization(checkpoint: tf.train.Checkpoint, path: str) -> bool:

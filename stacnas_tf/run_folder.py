@@ -65,6 +65,16 @@ def training(train_dir: str, flag: str = "--train_dir") -> TrainingFolder:
     return TrainingFolder(train_dir, config, genotype)
 
 
+def check_loadable_from_the_command_line(train_dir: str, call: str) -> None:
+    """Refuses, for a program, a training on images given in Python: nothing
+    but the caller holds them. `call`: the API call that does it instead."""
+    from stacnas_tf.dataset_names import IN_MEMORY  # noqa: PLC0415
+
+    if training(train_dir).config.dataset == IN_MEMORY:
+        raise ValueError(f"--train_dir: {train_dir} was trained on images given in Python, which "
+                         f"the command line cannot load; from Python: {call}.")
+
+
 def search_config(search_dir: str, flag: str = "--search_dir") -> config_lib.SearchConfig:
     """The settings of a search folder."""
     config_path = os.path.join(search_dir, "config.json")

@@ -77,6 +77,29 @@ def test_checkpoint_of_another_network_is_a_clear_error(tmp_path):
         checkpoints.restore(checkpoints.make(_net("DARTS_V1")), path)
 
 
+@pytest.mark.parametrize("classes,channels,message", [
+    (5, 3, "its network tells 10 classes apart, this one 5 \\(data with other classes"),
+    (10, 1, "its network takes images with 3 channel\\(s\\), these have 1 \\(grey images"),
+])
+def test_a_checkpoint_for_other_data_names_what_differs_and_leaves_no_warnings(
+        tmp_path, caplog, classes, channels, message):
+    import gc
+
+    path = checkpoints.make(_net()).save(str(tmp_path / "ckpt"))
+    other = network.FinalNetwork(genotype_lib.PUBLISHED["DARTS_V2"], classes, 4, 3,
+                                 auxiliary=False, name="net")
+    other(tf.zeros([2, 8, 8, channels]))
+    checkpoint = checkpoints.make(other)
+    with pytest.raises(ValueError, match=f"does not fit this network: {message}"):
+        checkpoints.restore(checkpoint, path)
+    # A half-done restore makes TensorFlow list every value it left, when the
+    # checkpoint object goes (at exit, after the one line a user should read).
+    del checkpoint, other
+    gc.collect()
+    assert not [r for r in caplog.records if "unrestored values" in r.getMessage()
+                or "could not be found in the restored object" in r.getMessage()]
+
+
 def _saved_twice(tmp_path):
     """Two epochs' checkpoints of one network, as the training loop keeps them."""
     net = _net()

@@ -380,6 +380,26 @@ def test_running_out_of_an_address_space_limit_is_the_out_of_memory_line(tmp_pat
     assert "oneDNN kernels, which crash rather than report" in result.stderr
 
 
+def test_the_programs_send_a_training_on_python_images_back_to_python(tmp_path):
+    import stacnas_tf
+
+    rng = np.random.RandomState(0)
+    images, labels = rng.randint(0, 256, (40, 8, 8, 1)).astype(np.uint8), np.arange(40) % 2
+    train_dir = str(tmp_path / "t")
+    stacnas_tf.train("DARTS_V2", (images, labels), preset="smoke", output_dir=train_dir, verbose=0)
+    result = _program("evaluate", f"--train_dir={train_dir}", cwd=str(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"evaluate.py: error: --train_dir: {train_dir} was trained on images given in Python, which "
+        f"the command line cannot load; from Python: stacnas_tf.evaluate({train_dir!r}, "
+        "data=(images, labels))."]
+    export_dir = str(tmp_path / "e")
+    result = _program("export", f"--train_dir={train_dir}", f"--output_dir={export_dir}",
+                      cwd=str(tmp_path))
+    assert result.returncode == 2 and "data=" not in result.stderr.split("from Python:")[0]
+    assert f"stacnas_tf.export({train_dir!r}, {export_dir!r}, data=(training images" in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["t"]
+
+
 def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):
     import stacnas_tf
 

@@ -30,6 +30,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     train_dir = files.user_path(_TRAIN_DIR.value)
+    from stacnas_tf import run_folder  # noqa: PLC0415
+
+    run_folder.check_loadable_from_the_command_line(
+        train_dir, f"stacnas_tf.evaluate({train_dir!r}, data=(images, labels))")
     genotype = None if _GENOTYPE.value is None else files.user_file_or_value(_GENOTYPE.value)
     result = evaluate_call(
         train_dir, split=_SPLIT.value, data_dir=files.user_path(_DATA_DIR.value),

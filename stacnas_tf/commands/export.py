@@ -73,6 +73,12 @@ def main(argv):
             report = export_call(genotype, output_dir, random_init=_PRESET.value,
                                  deformable=_DEFORMABLE.value, **options)
         else:
+            from stacnas_tf import run_folder  # noqa: PLC0415
+
+            train_dir = files.user_path(_TRAIN_DIR.value)
+            run_folder.check_loadable_from_the_command_line(
+                train_dir, f"stacnas_tf.export({train_dir!r}, {output_dir!r}, "
+                "data=(training images, labels))")
             report = export_call(files.user_path(_TRAIN_DIR.value), output_dir,
                                  genotype=genotype, **options)
     except RuntimeError as e:  # exporting.ExportError: verification failed
