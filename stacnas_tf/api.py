@@ -76,7 +76,18 @@ def _source(value: Data, what: str, num_classes, class_names) -> data_lib.Source
 def _output_dir(output_dir: str | None, kind: str) -> str:
     if output_dir is None:  # a new folder, so a notebook call never mixes into an old run
         return tempfile.mkdtemp(prefix=f"stacnas-{kind}-")
-    return os.path.abspath(files.require_path(output_dir))
+    if not isinstance(output_dir, (str, os.PathLike)) or isinstance(os.fspath(output_dir), bytes):
+        raise ValueError(f"output_dir: expected a folder path (a str or pathlib.Path), got "
+                         f"{type(output_dir).__name__}.")
+    return os.path.abspath(files.require_path(os.fspath(output_dir)))
+
+
+def _check_strategy(strategy) -> None:
+    # Opened by the caller (its scope decides where variables live), never by name here.
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise ValueError(f"strategy: expected a tf.distribute.Strategy opened by the caller (such "
+                         f"as tf.distribute.MirroredStrategy()), got {type(strategy).__name__} "
+                         f"{strategy!r}."[:300])
 
 
 # A preset's sizes belong to its own dataset. For images given in Python they
@@ -160,9 +171,10 @@ def search(data: Data, *, num_classes: int | None = None,
     (progress bar by default). The search's report goes to
     `output_dir`/report/report.html. Images
     given in Python are all searched on (one-level search has no validation
-    split); float images must lie in [0, 1]. Without `output_dir` the run goes
+    split); images are pixels in [0, 255]. Without `output_dir` the run goes
     to a new temporary folder (`result.output_dir`).
     """
+    _check_strategy(strategy)
     if isinstance(data, str):
         config = _config(config_lib.PRESETS, preset, config, {"dataset": data, **overrides},
                          "search")
@@ -217,6 +229,7 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     given in Python are evaluated on `validation_data`, or else on a seeded 10%
     of every class held out of the training images.
     """
+    _check_strategy(strategy)
     spec = _genotype_spec(genotype)
     if class_names is None and isinstance(genotype, SearchResult):
         class_names = genotype.config.class_names  # the same data's names, as recorded

@@ -50,7 +50,7 @@ class SearchConfig:
     weight_lr_min: float = 0.001
     weight_momentum: float = 0.9
     weight_decay: float = 3e-4
-    grad_clip_norm: float = 5.0
+    grad_clip_norm: float = 5.0  # global norm; 0 turns clipping off
     # Architecture logits: Adam, L2 decay.
     arch_lr: float = 3e-4
     arch_beta_1: float = 0.5
@@ -113,9 +113,15 @@ class SearchConfig:
         if warmup and warmup >= min(stage_epochs):
             raise ValueError(f"--arch_warmup_epochs={warmup} leaves no epoch in which alpha moves "
                              f"(stages of {'/'.join(map(str, stage_epochs))} epochs); expected fewer.")
-        for name in ("weight_lr", "arch_lr", "grad_clip_norm"):
+        for name in ("weight_lr", "arch_lr", "arch_epsilon"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name}: expected a positive number, got {getattr(self, name)}.")
+        _check_ranges(self, {"weight_decay": _NON_NEGATIVE, "arch_weight_decay": _NON_NEGATIVE,
+                             "grad_clip_norm": _NON_NEGATIVE, "weight_momentum": _FRACTION,
+                             "arch_beta_1": _FRACTION, "arch_beta_2": _FRACTION})
+        if not 0 <= self.weight_lr_min <= self.weight_lr:
+            raise ValueError(f"--weight_lr_min: expected a rate in [0, --weight_lr={self.weight_lr}] "
+                             f"(a negative rate climbs the loss), got {self.weight_lr_min}.")
         if self.optimization not in OPTIMIZATIONS:
             raise ValueError(f"--optimization: expected one of {list(OPTIMIZATIONS)}, got {self.optimization!r}.")
         if self.grouping not in GROUPINGS:
@@ -201,6 +207,19 @@ def _from_file(cls, value: dict, source: str):
             if colon and name in {field.name for field in dataclasses.fields(cls)}:
                 message = f'"{name}":{rest}'
         raise ValueError(f"{source}: {message}") from e
+
+
+# (lowest, highest, whether the highest is excluded, what the range means)
+_NON_NEGATIVE = (0, None, False, "a number >= 0")
+_FRACTION = (0, 1, True, "a number in [0, 1)")
+
+
+def _check_ranges(config, ranges: dict) -> None:
+    for name, (lowest, highest, open_top, expected) in ranges.items():
+        value = getattr(config, name)
+        if value < lowest or (highest is not None and (value >= highest if open_top
+                                                       else value > highest)):
+            raise ValueError(f"--{name}: expected {expected}, got {value}.")
 
 
 def _check_numbers(config) -> None:
@@ -298,7 +317,7 @@ class TrainConfig:
     lr_decay_rate: float = 0.97
     momentum: float = 0.9
     weight_decay: float = 3e-4
-    grad_clip_norm: float = 5.0
+    grad_clip_norm: float = 5.0  # global norm; 0 turns clipping off
     cutout: int = 16
     autoaugment: bool = False  # AutoAugment's CIFAR-10 policy (the paper's `fancy` recipe)
     drop_path: float = 0.2
@@ -344,10 +363,19 @@ class TrainConfig:
             raise ValueError(f"--lr_schedule: expected 'cosine' or 'exponential', got {self.lr_schedule!r}.")
         if not 0 <= self.drop_path < 1:
             raise ValueError(f"--drop_path: expected a rate in [0, 1), got {self.drop_path}.")
-        if self.aux_weight < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError("--aux_weight must be >= 0 and --label_smoothing in [0, 1).")
-        if self.lr <= 0:
-            raise ValueError(f"--lr: expected a positive number, got {self.lr}.")
+        for name in ("lr", "arch_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name}: expected a positive number, got {getattr(self, name)}.")
+        _check_ranges(self, {"aux_weight": _NON_NEGATIVE, "label_smoothing": _FRACTION,
+                             "weight_decay": _NON_NEGATIVE, "arch_weight_decay": _NON_NEGATIVE,
+                             "grad_clip_norm": _NON_NEGATIVE, "momentum": _FRACTION,
+                             "cutout": _NON_NEGATIVE})
+        if not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"--lr_min: expected a rate in [0, --lr={self.lr}] (a negative rate "
+                             f"climbs the loss), got {self.lr_min}.")
+        if not 0 < self.lr_decay_rate <= 1:
+            raise ValueError(f"--lr_decay_rate: expected a factor in (0, 1] (the rate is multiplied "
+                             f"by it every epoch), got {self.lr_decay_rate}.")
         precision_lib.check(self.precision)
 
     def to_dict(self) -> dict:

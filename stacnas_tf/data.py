@@ -105,6 +105,12 @@ def from_arrays(images, labels, *, num_classes: int | None = None,
     rescaled: a network trained on them would see other values than the user
     gives it later."""
     images, labels = np.asarray(images), np.asarray(labels)
+    if images.size == 0:
+        raise ValueError(f"{what}: no images (an empty array of shape {images.shape}).")
+    if num_classes is not None and (not isinstance(num_classes, (int, np.integer))
+                                    or isinstance(num_classes, bool) or num_classes < 2):
+        raise ValueError(f"num_classes: expected a count of classes >= 2 (or none to count the "
+                         f"labels), got {num_classes!r}.")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:

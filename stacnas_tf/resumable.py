@@ -9,6 +9,7 @@ sees the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -41,6 +42,14 @@ class _EpochEnd(keras.callbacks.Callback):
         self.record = record
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            # Weights that are NaN or infinite are never saved, nor trained further.
+            raise ValueError(
+                f"the loss became {float(loss)} in epoch {epoch + 1}: training diverged (a "
+                "learning rate too large for these settings?). This epoch was not saved; the "
+                "folder holds the epochs before it. Start again with a smaller rate in another "
+                "output folder.")
         if self.chief:
             self.history.append(self.record(self.model, epoch, logs or {}))
             files.write_json(self.history_path, self.history)

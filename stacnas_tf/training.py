@@ -49,6 +49,22 @@ def train_augment(config: config_lib.TrainConfig) -> data.Augment:
                                autoaugment=config.autoaugment, cutout=config.cutout)
 
 
+def check_recipe_fits_images(config: config_lib.TrainConfig, image_shape) -> None:
+    """Refuses settings that cannot work on images of `image_shape`: the ImageNet
+    stem's three halvings before the two reduction cells, a cutout square that
+    blanks the whole image."""
+    height, width = image_shape[:2]
+    if config.network == "imagenet" and (height % 32 or width % 32):
+        raise ValueError(f"--network=imagenet: its stem halves the images three times and two "
+                         f"reduction cells halve them again, so their sides must be multiples "
+                         f"of 32; these are {height}x{width}: pass --image_size (224 as "
+                         "ImageNet), or --network=cifar.")
+    if config.cutout >= min(height, width):
+        raise ValueError(f"--cutout={config.cutout}: a square that large blanks the whole "
+                         f"{height}x{width} image; expected a side below {min(height, width)} "
+                         "(DARTS: 16 on 32x32), or 0 for none.")
+
+
 def compile_network(net, config: config_lib.TrainConfig, steps_per_epoch: int,
                     jit_compile: bool = False):
     """Compiles `net` with the recipe's optimizers; returns (schedule, weight and
@@ -170,6 +186,7 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
     data.check_example_count(train_source, config.num_train_examples, config.batch_size)
     _check_folder(output_dir, config, genotype)
     image_shape = data.model_input_shape(train_source, config.image_size)
+    check_recipe_fits_images(config, image_shape)
     steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():

@@ -180,7 +180,16 @@ T = config_lib.TrainConfig
     (lambda: S(grouping="flat", stage1_epochs=3, arch_warmup_epochs=3), "stages of 3 epochs"),
     (lambda: S(weight_lr=0.0), "--weight_lr: expected a positive number, got 0.0"),
     (lambda: S(arch_lr=-1e-3), "--arch_lr: expected a positive number"),
-    (lambda: S(grad_clip_norm=0.0), "--grad_clip_norm: expected a positive number"),
+    (lambda: S(grad_clip_norm=-1.0), "--grad_clip_norm: expected a number >= 0, got -1.0"),
+    (lambda: S(weight_momentum=1.5), "--weight_momentum: expected a number in \\[0, 1\\), got 1.5"),
+    (lambda: S(weight_momentum=-0.5), "--weight_momentum: expected a number in \\[0, 1\\)"),
+    (lambda: S(arch_beta_1=1.0), "--arch_beta_1: expected a number in \\[0, 1\\), got 1.0"),
+    (lambda: S(arch_beta_2=1.0), "--arch_beta_2: expected a number in \\[0, 1\\)"),
+    (lambda: S(arch_epsilon=0.0), "--arch_epsilon: expected a positive number"),
+    (lambda: S(weight_decay=-1.0), "--weight_decay: expected a number >= 0, got -1.0"),
+    (lambda: S(arch_weight_decay=-1e-3), "--arch_weight_decay: expected a number >= 0"),
+    (lambda: S(weight_lr_min=-1.0), "--weight_lr_min: expected a rate in \\[0, --weight_lr=0.025\\]"),
+    (lambda: S(weight_lr_min=0.1), "--weight_lr_min: expected a rate in \\[0, --weight_lr=0.025\\]"),
     (lambda: S(optimization="bi_level", num_train_examples=127, batch_size=64),
      "--num_train_examples: bi_level splits the data in two halves of at least one batch "
      "\\(64\\) each, got 127"),
@@ -197,9 +206,21 @@ T = config_lib.TrainConfig
     (lambda: T(num_train_examples=95), "--batch_size=96 is larger than --num_train_examples=95"),
     (lambda: T(drop_path=1.0), "--drop_path: expected a rate in \\[0, 1\\), got 1.0"),
     (lambda: T(drop_path=-0.1), "--drop_path: expected a rate"),
-    (lambda: T(aux_weight=-0.1), "--aux_weight must be >= 0"),
-    (lambda: T(label_smoothing=1.0), "--label_smoothing in \\[0, 1\\)"),
-    (lambda: T(label_smoothing=-0.1), "--label_smoothing in \\[0, 1\\)"),
+    (lambda: T(aux_weight=-0.1), "--aux_weight: expected a number >= 0, got -0.1"),
+    (lambda: T(label_smoothing=1.0), "--label_smoothing: expected a number in \\[0, 1\\), got 1.0"),
+    (lambda: T(label_smoothing=1.5), "^--label_smoothing: expected a number in \\[0, 1\\), got 1.5"),
+    (lambda: T(label_smoothing=-0.1), "--label_smoothing: expected a number in \\[0, 1\\)"),
+    (lambda: T(cutout=-1), "--cutout: expected a number >= 0, got -1"),
+    (lambda: T(momentum=1.0), "--momentum: expected a number in \\[0, 1\\)"),
+    (lambda: T(weight_decay=-3e-4), "--weight_decay: expected a number >= 0"),
+    (lambda: T(arch_weight_decay=-1.0), "--arch_weight_decay: expected a number >= 0"),
+    (lambda: T(arch_lr=0.0), "--arch_lr: expected a positive number"),
+    (lambda: T(grad_clip_norm=-5.0), "--grad_clip_norm: expected a number >= 0"),
+    (lambda: T(lr_min=-1.0), "--lr_min: expected a rate in \\[0, --lr=0.025\\] \\(a negative rate"),
+    (lambda: T(lr_min=0.5), "--lr_min: expected a rate in \\[0, --lr=0.025\\]"),
+    (lambda: T(lr_decay_rate=-1.0), "--lr_decay_rate: expected a factor in \\(0, 1\\]"),
+    (lambda: T(lr_decay_rate=0.0), "--lr_decay_rate: expected a factor in \\(0, 1\\]"),
+    (lambda: T(lr_decay_rate=1.5), "--lr_decay_rate: expected a factor in \\(0, 1\\]"),
     (lambda: T(lr=0.0), "--lr: expected a positive number, got 0.0"),
     (lambda: T(seed=-1), "--seed"),
     (lambda: T(class_names=("a",)), "class_names: expected a list of at least 2 names"),
@@ -220,6 +241,11 @@ def test_settings_at_their_bounds_are_accepted():
     T(num_cells=100, channels=1024, image_size=1024, drop_path=0.0, label_smoothing=0.0,
       aux_weight=0.0, num_train_examples=96, seed=0)
     T(image_size=4, channels=2)
+    # 0 turns clipping, cutout and decay off; a constant rate is a factor of 1.
+    S(grad_clip_norm=0.0, weight_decay=0.0, arch_weight_decay=0.0, weight_momentum=0.0,
+      weight_lr_min=0.025)
+    T(grad_clip_norm=0.0, cutout=0, weight_decay=0.0, momentum=0.0, lr_min=0.025,
+      lr_decay_rate=1.0)
 
 
 def test_recorded_class_names_must_agree():
@@ -259,7 +285,7 @@ def test_values_inside_the_bounds_are_accepted_everywhere():
     (lambda: S(arch_lr=float("inf")), "--arch_lr: expected a finite number, got inf"),
     (lambda: T(seed=2**31 + 5), "--seed: expected an integer in \\[0, 2\\^31\\)"),
     (lambda: T(drop_path=1.5), "--drop_path: expected a rate in \\[0, 1\\)"),
-    (lambda: T(label_smoothing=1.5), "--label_smoothing in \\[0, 1\\)"),
+    (lambda: T(label_smoothing=1.5), "--label_smoothing: expected a number in \\[0, 1\\)"),
     (lambda: T(lr=-0.5), "--lr: expected a positive number, got -0.5"),
     (lambda: S(stage1_epochs=3, stage2_epochs=5, arch_warmup_epochs=4), "--arch_warmup_epochs=4"),
 ])

@@ -400,6 +400,17 @@ def test_the_programs_send_a_training_on_python_images_back_to_python(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["t"]
 
 
+def test_a_training_that_diverges_stops_with_a_line_and_saves_nothing_of_it(tmp_path):
+    import stacnas_tf
+
+    with pytest.raises(ValueError, match="^the loss became (nan|inf) in epoch 1: training diverged"):
+        stacnas_tf.train("DARTS_V2", "digits", preset="smoke", lr=1e30, grad_clip_norm=0.0,
+                         output_dir=str(tmp_path / "t"), verbose=0)
+    assert not (tmp_path / "t" / "metrics.json").exists()
+    assert not os.path.exists(tmp_path / "t" / "checkpoints") or not any(
+        name.endswith(".index") for name in os.listdir(tmp_path / "t" / "checkpoints"))
+
+
 def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):
     import stacnas_tf
 

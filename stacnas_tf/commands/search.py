@@ -60,7 +60,7 @@ _HELP = {
     "weight_lr_min": "Final learning rate of the weights' SGD.",
     "weight_momentum": "Momentum of the weights' SGD.",
     "weight_decay": "L2 decay of the weights.",
-    "grad_clip_norm": "Global-norm clipping of the weights' gradients.",
+    "grad_clip_norm": "Global-norm clipping of the weights' gradients (0: none).",
     "arch_lr": "Learning rate of the architecture logits' Adam.",
     "arch_beta_1": "Adam beta_1 of the architecture logits.",
     "arch_beta_2": "Adam beta_2 of the architecture logits.",

@@ -49,7 +49,7 @@ _HELP = {
     "lr_decay_rate": "Per-epoch factor of the exponential schedule.",
     "momentum": "SGD momentum.",
     "weight_decay": "L2 decay of the weights.",
-    "grad_clip_norm": "Global-norm clipping of the gradients.",
+    "grad_clip_norm": "Global-norm clipping of the gradients (0: none).",
     "cutout": "Cutout square side (0: none).",
     "autoaugment": "AutoAugment's CIFAR-10 policy (fancy recipe).",
     "drop_path": "Final drop-path rate (ramped linearly).",
