@@ -42,6 +42,14 @@ from stacnas_tf.dataset_names import check_dataset_name  # noqa: E402
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
+# Label -> name, as the datasets publish them (Fashion-MNIST: Zalando's README;
+# digits: scikit-learn's `target_names`), so that exports name their classes.
+_CLASS_NAMES = {
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "digits": tuple(str(digit) for digit in range(10)),
+}
+
 # DARTS's CIFAR statistics and the usual ImageNet ones.
 _STATS = {
     "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
@@ -221,8 +229,8 @@ def _in_memory(name, split, images: np.ndarray, labels: np.ndarray) -> Source:
     return Source(
         name=name, split=split,
         dataset=tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))),
-        num_examples=len(images), num_classes=int(labels.max()) + 1,
-        image_shape=tuple(images.shape[1:]), mean=mean, std=std,
+        num_examples=len(images), num_classes=len(_CLASS_NAMES[name]),
+        image_shape=tuple(images.shape[1:]), mean=mean, std=std, class_names=_CLASS_NAMES[name],
     )
 
 

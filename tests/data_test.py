@@ -19,6 +19,22 @@ def test_fashion_mnist_from_debian_files():
     assert data.load("fashion_mnist", "test").num_examples == 10000
 
 
+def test_packaged_datasets_name_their_classes_as_their_publishers_do():
+    # Fashion-MNIST: the label table of the README Debian ships with the data.
+    import gzip
+    import re
+
+    readme = "/usr/share/doc/dataset-fashion-mnist/README.md.gz"
+    if os.path.exists(readme):
+        with gzip.open(readme, "rt") as f:
+            table = dict(re.findall(r"^\| (\d) \| ([^|]+?) \|$", f.read(), re.MULTILINE))
+        assert data.load("fashion_mnist").class_names == tuple(table[str(k)] for k in range(10))
+    from sklearn import datasets
+
+    assert data.load("digits", "test").class_names == tuple(
+        str(name) for name in datasets.load_digits().target_names)
+
+
 def test_missing_fashion_mnist_files_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*dataset-fashion-mnist"):
         data.load("fashion_mnist", data_dir=str(tmp_path))
