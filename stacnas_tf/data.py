@@ -229,8 +229,10 @@ def _in_memory(name, split, images: np.ndarray, labels: np.ndarray) -> Source:
     return Source(
         name=name, split=split,
         dataset=tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64))),
-        num_examples=len(images), num_classes=len(_CLASS_NAMES[name]),
-        image_shape=tuple(images.shape[1:]), mean=mean, std=std, class_names=_CLASS_NAMES[name],
+        num_examples=len(images), num_classes=(len(_CLASS_NAMES[name]) if name in _CLASS_NAMES
+                                               else int(labels.max()) + 1),
+        image_shape=tuple(images.shape[1:]), mean=mean, std=std,
+        class_names=_CLASS_NAMES.get(name),
     )
 
 

@@ -35,6 +35,61 @@ def test_packaged_datasets_name_their_classes_as_their_publishers_do():
         str(name) for name in datasets.load_digits().target_names)
 
 
+def _hashes(source):
+    import hashlib
+
+    return [hashlib.sha256(image.tobytes()).hexdigest()
+            for image, _ in source.dataset.as_numpy_iterator()]
+
+
+def _write_images(root, seed, per_class=4, classes=("cat", "dog")):
+    rng = np.random.RandomState(seed)
+    for cls in classes:
+        os.makedirs(os.path.join(root, cls))
+        for i in range(per_class):
+            png = tf.io.encode_png(rng.randint(0, 256, (8, 8, 3)).astype(np.uint8))
+            tf.io.write_file(os.path.join(root, cls, f"{i}.png"), png)
+
+
+def test_no_source_tests_on_an_image_it_trains_on(tmp_path):
+    # By content: a test split that overlapped the training split (a wrong file,
+    # a split computed twice with other seeds) would pass every count.
+    _write_images(str(tmp_path / "split" / "train"), seed=1)
+    _write_images(str(tmp_path / "split" / "test"), seed=2)
+    _write_images(str(tmp_path / "held_out"), seed=3, per_class=10)
+    rng = np.random.RandomState(4)
+    in_memory = data.from_arrays(rng.randint(0, 256, (50, 8, 8, 1)), np.arange(50) % 5)
+    pairs = {
+        "fashion_mnist": (data.load("fashion_mnist"), data.load("fashion_mnist", "test")),
+        "digits": (data.load("digits"), data.load("digits", "test")),
+        "folder with test/": tuple(data.load(f"folder:{tmp_path / 'split'}", split)
+                                   for split in ("train", "test")),
+        "folder without test/": tuple(data.load(f"folder:{tmp_path / 'held_out'}", split)
+                                      for split in ("train", "test")),
+        "images given in Python": data.held_out_splits(in_memory),
+    }
+    sizes = {}
+    for name, (train, test) in pairs.items():
+        train_hashes, test_hashes = _hashes(train), _hashes(test)
+        assert len(set(train_hashes)) == len(train_hashes) == train.num_examples, name
+        assert test_hashes and not set(train_hashes) & set(test_hashes), name
+        sizes[name] = [len(train_hashes), len(test_hashes)]
+    # Fashion-MNIST's published split sizes; digits' 1,797 images, 20% held out.
+    assert sizes["fashion_mnist"] == [60000, 10000] and sizes["digits"] == [1437, 360]
+
+
+def test_bi_level_halves_share_no_image():
+    import hashlib
+
+    source = data.load("digits")
+    weights, architecture = set(), set()
+    for weight_batch, architecture_batch in data.bi_level_pipeline(source, 64, seed=0, epochs=1):
+        weights.update(hashlib.sha256(x.tobytes()).hexdigest() for x in weight_batch[0].numpy())
+        architecture.update(hashlib.sha256(x.tobytes()).hexdigest()
+                            for x in architecture_batch[0].numpy())
+    assert len(weights) > 600 and len(architecture) > 600 and not weights & architecture
+
+
 def test_missing_fashion_mnist_files_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*dataset-fashion-mnist"):
         data.load("fashion_mnist", data_dir=str(tmp_path))

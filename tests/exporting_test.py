@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from stacnas_tf import config as config_lib  # noqa: E402
+from stacnas_tf import data  # noqa: E402
 from stacnas_tf import exporting as export  # noqa: E402
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
@@ -100,10 +101,34 @@ def test_metadata_travels_with_every_format(exported):
     assert json.loads(props["stacnas_metadata"]) == metadata and props["input_layout"] == "NHWC"
     for variant in export.TFLITE_VARIANTS:
         assert export.read_tflite_metadata(str(out / f"model_{variant}.tflite")) == metadata
-    assert metadata["class_names"] is None  # digits has no names; named classes: api_test
+    # In label order, as the dataset names them (digits: "0" .. "9").
+    assert metadata["class_names"] == [str(label) for label in range(10)]
     # What was exported: the folder, the checkpoint of its last epoch, a finished training.
     assert metadata["trained_from"] == {"train_dir": str(root / "train"), "checkpoint": "ckpt-1",
                                         "epoch": 1, "epochs": 1, "finished": True}
+
+
+def test_a_deployment_following_the_metadata_names_what_the_keras_model_predicts(exported):
+    # Everything a deployment needs comes from metadata.json: the input range and
+    # where normalisation happens, the shape, the class names by label.
+    import onnxruntime
+
+    root, exportable, _ = exported
+    metadata = json.loads((root / "out" / "metadata.json").read_text())
+    test = data.load("digits", "test")
+    images, labels = (np.stack(a) for a in zip(*test.dataset.take(64).as_numpy_iterator()))
+    low, high = metadata["input"]["range"]
+    assert (low, high) == (0, 255) and metadata["preprocessing"]["inside_model"]
+    pixels = images.astype(np.float32)  # raw pixels in that range: the model normalises
+    assert list(pixels.shape[1:]) == metadata["input_shape"][1:]
+    session = onnxruntime.InferenceSession(str(root / "out" / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    deployed = [metadata["class_names"][k]
+                for k in session.run(["logits"], {"images": pixels})[0].argmax(-1)]
+    keras_names = [test.class_names[k]
+                   for k in exportable.network(pixels, training=False).numpy().argmax(-1)]
+    assert deployed == keras_names
+    assert [metadata["class_names"][label] for label in labels] == [str(label) for label in labels]
 
 
 def test_int8_model_with_int8_inputs_and_outputs(exported, tmp_path):
