@@ -24,6 +24,8 @@ import re
 import tempfile
 from typing import Any, Iterable, Sequence
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from stacnas_tf import config as config_lib
@@ -62,15 +64,21 @@ class TrainResult:
     history: list
 
 
-def _source(value: Data, what: str, num_classes, class_names) -> data_lib.Source:
+def _source(value: Data, what: str, num_classes, class_names,
+            named: bool = False) -> data_lib.Source:
+    """`value` as a source; `named`: the caller also takes dataset names (handled before)."""
+    if isinstance(value, str):
+        raise ValueError(f"{what}: takes images given in Python, (images, labels) arrays or a "
+                         f"tf.data.Dataset of (image, label), not a dataset name ({value!r}); a "
+                         "named dataset's own splits are used without it.")
     if isinstance(value, tf.data.Dataset):
         return data_lib.from_dataset(value, num_classes=num_classes, class_names=class_names,
                                      what=what)
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return data_lib.from_arrays(value[0], value[1], num_classes=num_classes,
                                     class_names=class_names, what=what)
-    raise ValueError(f"{what}: expected a dataset name, (images, labels) arrays or a "
-                     f"tf.data.Dataset of (image, label), got {type(value).__name__}.")
+    raise ValueError(f"{what}: expected {'a dataset name, ' if named else ''}(images, labels) "
+                     f"arrays or a tf.data.Dataset of (image, label), got {type(value).__name__}.")
 
 
 def _output_dir(output_dir: str | None, kind: str) -> str:
@@ -80,6 +88,29 @@ def _output_dir(output_dir: str | None, kind: str) -> str:
         raise ValueError(f"output_dir: expected a folder path (a str or pathlib.Path), got "
                          f"{type(output_dir).__name__}.")
     return os.path.abspath(files.require_path(os.fspath(output_dir)))
+
+
+def _callback_list(callbacks) -> list:
+    if isinstance(callbacks, keras.callbacks.Callback):
+        return [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise ValueError(f"callbacks: expected Keras callbacks (a list), got "
+                         f"{type(callbacks).__name__}.") from None
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ValueError(f"callbacks: expected keras.callbacks.Callback objects, got "
+                             f"{type(callback).__name__}.")
+    return callbacks
+
+
+def _refuse_dataset_override(overrides: dict) -> None:
+    # The images given are the data: a dataset name beside them would be recorded
+    # as what the run trained on, and send later readers to another dataset.
+    if "dataset" in overrides:
+        raise ValueError(f"dataset={overrides['dataset']!r}: the images given in Python are this "
+                         "run's data; pass either them or a dataset name as data.")
 
 
 def _check_strategy(strategy) -> None:
@@ -175,14 +206,16 @@ def search(data: Data, *, num_classes: int | None = None,
     to a new temporary folder (`result.output_dir`).
     """
     _check_strategy(strategy)
+    callbacks = _callback_list(callbacks)
     if isinstance(data, str):
         config = _config(config_lib.PRESETS, preset, config, {"dataset": data, **overrides},
                          "search")
         source = None
     else:
+        _refuse_dataset_override(overrides)
         config = _config(config_lib.PRESETS, preset, config,
-                         {"dataset": data_lib.IN_MEMORY, **overrides}, "search", data_sized=True)
-        source = _source(data, "data", num_classes, class_names)
+                         {**overrides, "dataset": data_lib.IN_MEMORY}, "search", data_sized=True)
+        source = _source(data, "data", num_classes, class_names, named=True)
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "search")
     genotype = search_lib.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
@@ -230,6 +263,7 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     of every class held out of the training images.
     """
     _check_strategy(strategy)
+    callbacks = _callback_list(callbacks)
     spec = _genotype_spec(genotype)
     if class_names is None and isinstance(genotype, SearchResult):
         class_names = genotype.config.class_names  # the same data's names, as recorded
@@ -239,20 +273,22 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
         sources = tuple(data_lib.load(data, split, data_dir=data_dir, manual_dir=manual_dir,
                                       image_size=config.image_size) for split in ("train", "test"))
     else:
+        _refuse_dataset_override(overrides)
         config = _config(config_lib.TRAIN_PRESETS, preset, config,
-                         {"dataset": data_lib.IN_MEMORY, "genotype": spec, **overrides}, "train",
+                         {"genotype": spec, **overrides, "dataset": data_lib.IN_MEMORY}, "train",
                          data_sized=True)
-        source = _source(data, "data", num_classes, class_names)
+        source = _source(data, "data", num_classes, class_names, named=True)
         if validation_data is None:
             sources = data_lib.held_out_splits(source)
         else:
             sources = (source, _source(validation_data, "validation_data", source.num_classes,
                                        source.class_names))
-            if config.image_size is None and sources[1].image_shape != source.image_shape:
+            if sources[1].image_shape[-1] != source.image_shape[-1] or (
+                    config.image_size is None and sources[1].image_shape != source.image_shape):
                 raise ValueError(
                     f"validation_data: the images are {'x'.join(map(str, sources[1].image_shape))}; "
                     f"the training images are {'x'.join(map(str, source.image_shape))}: give "
-                    "both at one size (or set image_size to resize both).")
+                    "both at one size and as grey or colour alike (image_size resizes both).")
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "train")
     metrics = train_lib.run_training(config, output_dir, strategy=strategy, verbose=verbose,
@@ -293,6 +329,11 @@ def evaluate(trained, data: Data | None = None, *, split: str = "test",
     if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
         raise ValueError("data: this network was trained on images given in Python; pass the "
                          "images to evaluate on as data=(images, labels).")
+    if data is not None and num_classes is None:
+        # A test subset may hold fewer classes than the network tells apart.
+        from stacnas_tf import checkpoints  # noqa: PLC0415
+
+        num_classes = checkpoints.class_count(os.path.join(train_dir, "checkpoints"))
     source = None if data is None else _source(data, "data", num_classes, None)
     return train_lib.evaluate(train_dir, split, data_dir=data_dir, manual_dir=manual_dir,
                               checkpoint_path=checkpoint, batch_size=batch_size,
@@ -319,8 +360,12 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
     `output_dir` is replaced only with `overwrite`, and only if it holds an
     earlier export.
     """
+    output_dir = _output_dir(files.require_path(output_dir, "output_dir"), "export")
     if formats is not None:
-        options["formats"] = tuple(formats)
+        options["formats"] = (formats,) if isinstance(formats, str) else tuple(formats)
+    # numpy scalars (np.int64(13)) are the numbers they hold.
+    options = {key: value.item() if isinstance(value, np.generic) else value
+               for key, value in options.items()}
     export_options = export_lib.ExportOptions(overwrite=overwrite, **options)
     export_lib.check_output_dir(os.path.abspath(output_dir), overwrite)
     if random_init is not None:

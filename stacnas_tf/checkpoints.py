@@ -139,6 +139,20 @@ def _shape_mismatch(checkpoint: tf.train.Checkpoint, path: str) -> str | None:
     return None
 
 
+def class_count(directory: str) -> int | None:
+    """How many classes the network of the newest checkpoint in `directory` tells
+    apart (its classifier's width); None without a readable checkpoint."""
+    for path in candidates(directory):
+        try:
+            shapes = dict(tf.train.list_variables(path))
+        except (tf.errors.OpError, ValueError):
+            continue
+        widths = [shape[-1] for name, shape in shapes.items()
+                  if name.endswith(".Sclassifier.Sbias/.ATTRIBUTES/VARIABLE_VALUE")]
+        return int(widths[0]) if widths else None
+    return None
+
+
 def _predates_pixel_normalization(checkpoint: tf.train.Checkpoint, path: str) -> bool:
     wanted = any("/pixel_normalization/" in key
                  for key in getattr(checkpoint, "model_variables", {}))

@@ -67,6 +67,7 @@ class SearchConfig:
 
     def __post_init__(self):
         _check_types(self)
+        search_space.check_groups_shape(self.groups)
         object.__setattr__(self, "groups", tuple(tuple(g) for g in self.groups))
         object.__setattr__(self, "dataset", dataset_names.canonical_name(self.dataset))
         _freeze_class_names(self)

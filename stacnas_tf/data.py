@@ -184,6 +184,12 @@ def from_dataset(dataset: tf.data.Dataset, *, num_classes: int | None = None, cl
                          "it without .repeat(): it is read into memory once, and epochs are "
                          "set by the preset.")
     image_spec, label_spec = spec
+    if label_spec.shape.rank is not None and label_spec.shape.rank >= 2 or (
+            label_spec.shape.rank == 1 and image_spec.shape.rank == 3
+            and image_spec.shape[-1] in (1, 3)):
+        raise ValueError(f"{what}: expected one integer class label per image, got labels of "
+                         f"shape {label_spec.shape} (one-hot labels: map them with "
+                         "tf.argmax first).")
     if image_spec.shape.rank == 4 or (image_spec.shape.rank == 3 and label_spec.shape.rank == 1
                                       and image_spec.shape[-1] not in (1, 3)):
         dataset = dataset.unbatch()

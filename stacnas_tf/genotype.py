@@ -175,6 +175,9 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str, source: str = "genotype") -> "Genotype":
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise ValueError(f"{source}: from_json takes JSON text, got {type(text).__name__}"
+                             f"{' (use Genotype.from_dict for a dict)' if isinstance(text, dict) else ''}.")
         return cls.from_dict(load_json_text(text, source), source)
 
     # --- DARTS text --------------------------------------------------------------

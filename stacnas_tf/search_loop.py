@@ -223,6 +223,12 @@ def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, 
                 f"cells, {epochs} epochs of {steps} steps ({model.count_params():,} parameters, "
                 f"{strategy.num_replicas_in_sync} replica(s), "
                 f"{config.precision}{', XLA' if jit_compile else ''})"))
+    if chief and len(history) < epochs:  # only the chief keeps the history
+        # A callback set model.stop_training: a stage result must come from every
+        # epoch, or a rerun would take the shortened stage as finished.
+        raise ValueError(f"stage {stage} stopped after {len(history)} of {epochs} epochs (a "
+                         "callback set model.stop_training); it is not recorded as finished: "
+                         "rerun without that callback to complete it.")
     logits = _logits_json(model)
     weights = [[e["weights"] for e in edges] for edges in logits.values()]
     result = {

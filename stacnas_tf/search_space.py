@@ -178,6 +178,7 @@ class SearchSpace:
     num_nodes: int = 4
 
     def __post_init__(self):
+        check_groups_shape(self.groups)
         groups = tuple(tuple(group) for group in self.groups)
         object.__setattr__(self, "groups", groups)
         if not groups or any(not group for group in groups):
@@ -227,6 +228,16 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, value: dict) -> "SearchSpace":
         return cls(groups=tuple(tuple(g) for g in value["groups"]), num_nodes=value.get("num_nodes", 4))
+
+
+def check_groups_shape(groups) -> None:
+    """Refuses groups that are not a list of lists of names: a bare string would
+    otherwise be read as groups of its letters."""
+    if isinstance(groups, str) or not all(
+            isinstance(group, (list, tuple)) and all(isinstance(op, str) for op in group)
+            for group in groups):
+        raise ValueError(f"groups: expected a list of groups, each a list of op names (such as "
+                         f"[['skip_connect'], ['max_pool_3x3', 'avg_pool_3x3']]), got {groups!r}."[:400])
 
 
 def load_groups(path: str) -> tuple[tuple[str, ...], ...]:

@@ -201,8 +201,16 @@ def scale_for_replicas(config, rule: str, replicas: int, lr_fields: tuple[str, .
     if batch_size % replicas:
         raise ValueError(f"--batch_size={config.batch_size} does not split evenly over "
                          f"{replicas} replicas; use a multiple of {replicas}.")
-    return config.replace(batch_size=batch_size,
-                          **{name: getattr(config, name) * lr_factor for name in lr_fields})
+    try:
+        return config.replace(batch_size=batch_size,
+                              **{name: getattr(config, name) * lr_factor for name in lr_fields})
+    except ValueError as e:
+        if batch_size == config.batch_size:
+            raise
+        # The user gave the per-replica batch: say where the larger one came from.
+        raise ValueError(f"{e} (--batch_size={config.batch_size} x {replicas} replicas by "
+                         f"--scaling_rule={rule}; use a smaller --batch_size or fewer replicas)"
+                         ) from None
 
 
 def distribute(strategy: tf.distribute.Strategy, make_dataset):

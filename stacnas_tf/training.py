@@ -182,6 +182,12 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
         sources = tuple(data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
                                   image_size=config.image_size) for split in ("train", "test"))
     train_source, eval_source = sources
+    if eval_source.image_shape[-1] != train_source.image_shape[-1]:
+        # Found now, not by Keras after a whole epoch of training.
+        raise ValueError(
+            f"{eval_source.name}: the {eval_source.split} images have "
+            f"{eval_source.image_shape[-1]} channel(s), the {train_source.split} images "
+            f"{train_source.image_shape[-1]}: give both splits as grey or as colour images.")
     config = config_lib.with_class_names(config, train_source.class_names)
     data.check_example_count(train_source, config.num_train_examples, config.batch_size)
     _check_folder(output_dir, config, genotype)
@@ -206,7 +212,7 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
         run_folder.record_images(output_dir, images, train_source.image_shape)
     eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
                                    config.num_eval_examples)
-    resumable.fit(
+    history = resumable.fit(
         net, strategy, epochs=config.epochs, steps_per_epoch=steps, run_dir=output_dir,
         trackables=trackables,
         make_dataset=lambda initial_epoch, input_context: data.train_pipeline(
@@ -225,6 +231,8 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
     metrics = {
         "loss": float(results["loss"]), "top1": float(results["accuracy"]),
         "top5": float(results["top5"]), "epochs": config.epochs,
+        # Fewer when a callback (early stopping) ended the training: said, not hidden.
+        "epochs_trained": len(history),
         "parameters": net.parameter_count(),
         "parameters_with_auxiliary": net.parameter_count(include_auxiliary=True),
         "eval_examples": int(min(config.num_eval_examples or eval_source.num_examples,

@@ -188,6 +188,26 @@ def test_images_of_another_size_than_the_network_learned_are_refused(pipeline, t
     assert stacnas_tf.evaluate(trained, data=_images(count=32))["examples"] == 32
 
 
+def test_a_test_subset_of_some_classes_is_evaluated_and_a_single_callback_taken(pipeline,
+                                                                                 tmp_path):
+    _, _, trained, _, _ = pipeline
+    images, labels = _images(count=48)
+    subset = labels < 2  # a subset holding 2 of the network's 3 classes
+    assert stacnas_tf.evaluate(trained, data=(images[subset], labels[subset]))["examples"] == (
+        int(subset.sum()))
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    # A callback that ends a stage early: the stage is not taken as finished.
+    with pytest.raises(ValueError, match="^stage 1 stopped after 1 of 2 epochs \\(a callback set "
+                                         "model.stop_training\\)"):
+        stacnas_tf.search((images, labels), callbacks=Stop(), stage1_epochs=2,
+                          output_dir=str(tmp_path / "s"), **SMALL)
+    assert not (tmp_path / "s" / "stage1" / "result.json").exists()
+
+
 def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipeline):
     root, _, trained, _, _ = pipeline
     with pytest.raises(ValueError, match="data: this network was trained on images given in Python"):
@@ -211,6 +231,26 @@ def test_in_memory_data_needs_giving_again_where_a_folder_cannot_hold_it(pipelin
                                class_names=["a", "b", "a"]), "class_names: every class needs its "
      "own name; 'a' names more than one class"),
     (lambda: stacnas_tf.search(tf.data.Dataset.range(4)), "expected a tf.data.Dataset of"),
+    (lambda: stacnas_tf.search(tf.data.Dataset.from_tensor_slices(
+        (np.zeros((8, 8, 8, 1), np.uint8), np.eye(8)[:, :2])).batch(4)),
+     "^data: expected one integer class label per image, got labels of shape \\(None, 2\\)"),
+    (lambda: stacnas_tf.train("DARTS_V2", (np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2),
+                              validation_data="digits"),
+     "^validation_data: takes images given in Python.*not a dataset name \\('digits'\\)"),
+    (lambda: stacnas_tf.train("DARTS_V2", (np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2),
+                              validation_data=(np.zeros((4, 8, 8, 3), np.uint8), np.arange(4) % 2)),
+     "^validation_data: the images are 8x8x3; the training images are 8x8x1"),
+    (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2),
+                               dataset="cifar10"),
+     "^dataset='cifar10': the images given in Python are this run's data"),
+    (lambda: stacnas_tf.search("digits", callbacks=[object()]),
+     "^callbacks: expected keras.callbacks.Callback objects, got object"),
+    (lambda: stacnas_tf.search("digits", groups="skip_connect"),
+     "^groups: expected a list of groups, each a list of op names"),
+    (lambda: stacnas_tf.export("DARTS_V2", "", random_init="cifar10"),
+     "^output_dir: expected a folder path, got an empty value"),
+    (lambda: stacnas_tf.Genotype.from_json({"normal": []}),
+     "from_json takes JSON text, got dict \\(use Genotype.from_dict for a dict\\)"),
     (lambda: stacnas_tf.search((np.zeros((0, 8, 8, 1), np.uint8), np.zeros(0, int))),
      "^data: no images \\(an empty array of shape \\(0, 8, 8, 1\\)\\)"),
     (lambda: stacnas_tf.search((np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2), num_classes=-3),

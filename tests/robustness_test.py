@@ -411,6 +411,24 @@ def test_a_training_that_diverges_stops_with_a_line_and_saves_nothing_of_it(tmp_
         name.endswith(".index") for name in os.listdir(tmp_path / "t" / "checkpoints"))
 
 
+def test_a_test_split_of_colour_images_for_grey_training_images_is_refused_before_training(
+        tmp_path):
+    import stacnas_tf
+
+    rng = np.random.RandomState(0)
+    for split, channels in (("train", 1), ("test", 3)):
+        for cls in ("a", "b"):
+            os.makedirs(tmp_path / "images" / split / cls)
+            for i in range(4):
+                png = tf.io.encode_png(rng.randint(0, 256, (8, 8, channels)).astype(np.uint8))
+                tf.io.write_file(str(tmp_path / "images" / split / cls / f"{i}.png"), png)
+    with pytest.raises(ValueError, match="the test images have 3 channel\\(s\\), the train images 1"):
+        stacnas_tf.train("DARTS_V2", f"folder:{tmp_path / 'images'}", preset="smoke",
+                         num_train_examples=None, num_eval_examples=None, batch_size=4,
+                         output_dir=str(tmp_path / "t"), verbose=0)
+    assert not (tmp_path / "t").exists()
+
+
 def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_path):
     import stacnas_tf
 

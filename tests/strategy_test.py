@@ -51,6 +51,13 @@ def test_the_chief_is_task_chief_or_worker_zero():
     assert not strategy_lib.is_chief(_Cluster(with_chief, "worker", 0))
 
 
+def test_a_scaled_batch_too_large_for_the_data_says_it_was_scaled():
+    base = config_lib.TRAIN_PRESETS["smoke"]  # batch 32, 128 training examples
+    with pytest.raises(ValueError, match="--batch_size=256 is larger than --num_train_examples=128.*"
+                                         "\\(--batch_size=32 x 8 replicas by --scaling_rule=linear"):
+        strategy_lib.scale_for_replicas(base, "linear", 8, ("lr",))
+
+
 def test_batch_and_learning_rate_scale_by_the_rule():
     base = config_lib.PRESETS["default"]
     assert strategy_lib.scale_for_replicas(base, "none", 4, ("weight_lr",)) == base
