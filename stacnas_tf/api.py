@@ -140,14 +140,14 @@ def _keyword_messages(function):
         try:
             precision_lib.check_keras_environment()
             return function(*args, **kwargs)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:
             message = str(e)
             for flag, keyword in _KEYWORDS.items():
                 message = re.sub(re.escape(flag) + r"\b", keyword, message)
             converted = re.sub(r"(?<![\w-])--(\w+)", r"\1", message)
             if converted == str(e):
                 raise
-            raise ValueError(converted) from e
+            raise type(e)(converted) from e
 
     return wrapper
 

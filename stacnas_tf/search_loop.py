@@ -104,9 +104,16 @@ def architecture_lr(config: config_lib.SearchConfig, steps_per_epoch: int):
 def stage_steps(config: config_lib.SearchConfig, source: data.Source) -> int:
     """Steps of one search epoch: `steps_per_epoch`, else one pass over the examples
     (over one half of them for bi_level)."""
+    bi_level = config.optimization == "bi_level"
     examples = (data.bi_level_split(source, config.num_train_examples)[0]
-                if config.optimization == "bi_level" else config.num_train_examples)
-    passes = data.steps_per_epoch(source, config.batch_size, examples)
+                if bi_level else config.num_train_examples)
+    try:
+        passes = data.steps_per_epoch(source, config.batch_size, examples)
+    except ValueError as e:
+        if not bi_level:
+            raise
+        raise ValueError(f"{e} (bi_level trains the weights and alpha on two halves of the "
+                         "training examples)") from None
     return config.steps_per_epoch or passes
 
 
@@ -295,6 +302,7 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
     data.model_input_shape(source, config.image_size)
     config = config_lib.with_class_names(config, source.class_names)
     data.check_example_count(source, config.num_train_examples, config.batch_size)
+    stage_steps(config, source)  # bi_level's halves hold a batch each
     # Written once the inputs are known to be good, so a failed start leaves no config behind.
     if chief:
         check_config_matches(output_dir, config)

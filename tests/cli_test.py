@@ -132,6 +132,28 @@ def test_a_full_disk_is_told_apart_from_running_out_of_memory(tmp_path):
         "/runs/s/stage1/checkpoints/ckpt-3.data-00000-of-00001.tempstate1: free space (or choose "
         "an --output_dir on another disk) and rerun the same command; what was written before "
         "is kept.")
+    # TensorFlow's messages name devices as paths too (/job:localhost/...).
+    device = _run_program(tmp_path, """\
+        import tensorflow as tf
+        def main(argv):
+            raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__SaveV2_"
+                "device_/job:localhost/replica:0/task:0/device:CPU:0}} /runs/t/checkpoints/"
+                "ckpt-2_temp/part-00000-of-00001.data-00000-of-00001.tempstate7; No space left on "
+                "device [Op:SaveV2]")
+        """)
+    assert device.returncode == 1 and device.stderr.strip().splitlines()[-1].startswith(
+        "prog.py: error: the disk is full writing /runs/t/checkpoints/ckpt-2_temp/part-00000-of-")
+    # A file-size limit (ulimit -f, EFBIG): TensorFlow says OutOfRangeError.
+    too_large = _run_program(tmp_path, """\
+        import tensorflow as tf
+        def main(argv):
+            raise tf.errors.OutOfRangeError(None, None, "/runs/s/stage1/checkpoints/ckpt-1_temp/"
+                "part-00000-of-00001.data-00000-of-00001.tempstate3; File too large [Op:SaveV2]")
+        """)
+    assert too_large.returncode == 1 and too_large.stderr.strip().splitlines()[-1] == (
+        "prog.py: error: a file-size limit (ulimit -f) stopped writing /runs/s/stage1/checkpoints/"
+        "ckpt-1_temp/part-00000-of-00001.data-00000-of-00001.tempstate3: raise it and rerun the "
+        "same command; what was written before is kept.")
     os_error = _run_program(tmp_path, """\
         import errno
         def main(argv):

@@ -171,15 +171,23 @@ def _full_disk(error) -> str | None:
     import errno  # noqa: PLC0415
 
     text = str(error)
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    too_large = ((isinstance(error, OSError) and error.errno == errno.EFBIG)
+                 or "File too large" in text)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         where = error.filename or ""
-    elif "No space left on device" in text or "Disk quota exceeded" in text:
+    elif "No space left on device" in text or "Disk quota exceeded" in text or too_large:
         import re  # noqa: PLC0415
 
-        found = re.search(r"(/[^\s:;,'\"]+)", text)
-        where = found.group(1) if found else ""
+        # TensorFlow's messages also hold device names (/job:localhost/...): the
+        # file is the longest path in them.
+        paths = [path for path in re.findall(r"(/[^\s:;,'\"{}\[\]]+)", text)
+                 if not path.startswith("/job")]
+        where = max(paths, key=len) if paths else ""
     else:
         return None
+    if too_large:
+        return (f"a file-size limit (ulimit -f) stopped writing{f' {where}' if where else ''}: "
+                "raise it and rerun the same command; what was written before is kept.")
     return (f"the disk is full{f' writing {where}' if where else ''}: free space (or choose "
             "an --output_dir on another disk) and rerun the same command; what was written "
             "before is kept.")
@@ -247,7 +255,7 @@ def run(main) -> None:
         except KeyboardInterrupt:
             stop_interrupted()
         except (app.UsageError, ValueError, OSError, tf.errors.ResourceExhaustedError,
-                tf.errors.PermissionDeniedError) as e:
+                tf.errors.PermissionDeniedError, tf.errors.OutOfRangeError) as e:
             if interrupted:
                 stop_interrupted()
             full_disk = _full_disk(e)
