@@ -355,6 +355,11 @@ def test_ties_go_to_the_earlier_edge_and_the_earlier_op_as_in_darts():
     # picked by a strict `>` over candidates in order.
     assert g.strongest_ops([("none", "max_pool_3x3", "avg_pool_3x3")], [[0.2, 0.4, 0.4]]) == [
         "max_pool_3x3"]
+    # The order of the candidates decides, not the names' (a tie broken by name
+    # would pick sep_conv_5x5 and max_pool_3x3 here).
+    assert g.strongest_ops([("none", "sep_conv_3x3", "sep_conv_5x5"),
+                            ("none", "avg_pool_3x3", "max_pool_3x3")],
+                           [[0.2, 0.4, 0.4], [0.2, 0.4, 0.4]]) == ["sep_conv_3x3", "avg_pool_3x3"]
     candidates = (("none", "sep_conv_3x3", "sep_conv_5x5"),) * 14
     cell = g.derive_cell(candidates, [[1 / 3] * 3] * 14)
     assert cell.edges == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1)) * 4
