@@ -461,3 +461,15 @@ def test_the_largest_cells_and_inputs_are_accepted():
     assert per_cell.cell(2, True) == cell
     with pytest.raises(ValueError, match="genotype has 3 per-cell genotypes; cell 3 requested"):
         per_cell.cell(3, False)
+
+
+def test_a_genotype_file_of_exactly_the_size_bound_is_read_and_one_more_character_refused(
+        tmp_path):
+    text = g.PUBLISHED["DARTS_V2"].to_darts()
+    path = tmp_path / "genotype.txt"
+    path.write_text(text + " " * (g.MAX_TEXT - len(text)))
+    assert g.resolve(str(path)) == g.PUBLISHED["DARTS_V2"]
+    path.write_text(text + " " * (g.MAX_TEXT + 1 - len(text)))
+    with pytest.raises(ValueError, match=f"a DARTS genotype text of {g.MAX_TEXT + 1} characters; "
+                                         f"expected at most {g.MAX_TEXT}"):
+        g.resolve(str(path))
