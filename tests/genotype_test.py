@@ -473,3 +473,15 @@ def test_a_genotype_file_of_exactly_the_size_bound_is_read_and_one_more_characte
     with pytest.raises(ValueError, match=f"a DARTS genotype text of {g.MAX_TEXT + 1} characters; "
                                          f"expected at most {g.MAX_TEXT}"):
         g.resolve(str(path))
+
+
+def test_cell_genotype_bounds_on_inputs_and_concat():
+    edges = g.PUBLISHED["DARTS_V2"].normal.edges  # 4 nodes: states 0..5
+    with pytest.raises(ValueError, match="must name distinct intermediate nodes 2..5"):
+        g.CellGenotype(edges, (2, 3, 4, 5, 6))
+    with pytest.raises(ValueError, match="must name distinct intermediate nodes 2..5"):
+        g.CellGenotype(edges, (2, 3, 4, 9))
+    # Node 0 reads states 0 and 1 only: 2 (itself) and 3 (a later node) are refused.
+    for index in (2, 3):
+        with pytest.raises(ValueError, match=f"node 0 has input index {index}; expected 0..1"):
+            g.CellGenotype((("sep_conv_3x3", index),) + edges[1:], (2, 3, 4, 5))
