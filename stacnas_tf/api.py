@@ -177,8 +177,13 @@ def _config(presets: dict, preset: str, config, overrides: dict, what: str,
     fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
+        import difflib  # noqa: PLC0415
+
+        close = {name: difflib.get_close_matches(name, fields, n=1) for name in unknown}
+        hints = "".join(f" Did you mean {match[0]}= for {name}=?" for name, match in close.items()
+                        if match)
         raise TypeError(f"{what}: unknown settings {unknown}; the settings are the fields of "
-                        f"{type(config).__name__}: {sorted(fields)}.")
+                        f"{type(config).__name__}: {sorted(fields)}.{hints}")
     return config.replace(**overrides)
 
 

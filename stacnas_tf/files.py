@@ -109,7 +109,7 @@ def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> 
     if differences:
         raise ValueError(
             f"--output_dir={output_dir} holds {what} with other settings ({'; '.join(differences)}). "
-            "Rerun with the same flags to resume it, or choose another --output_dir."
+            "Rerun with the same settings to resume it, or choose another --output_dir."
         )
 
 

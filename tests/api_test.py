@@ -185,7 +185,8 @@ def test_images_of_another_size_than_the_network_learned_are_refused(pipeline, t
         stacnas_tf.train(found, _images(), validation_data=larger,
                          output_dir=str(tmp_path / "train"), **SMALL)
     assert not os.listdir(tmp_path)
-    assert stacnas_tf.evaluate(trained, data=_images(count=32))["examples"] == 32
+    own = stacnas_tf.evaluate(trained, data=_images(count=32))
+    assert own["examples"] == 32 and own["split"] == "data"  # not a split of a named dataset
 
 
 def test_a_test_subset_of_some_classes_is_evaluated_and_a_single_callback_taken(pipeline,
@@ -309,7 +310,8 @@ def test_a_presets_sizes_give_way_to_the_datas_and_messages_name_keywords(tmp_pa
 
 
 def test_an_unknown_setting_names_the_settings():
-    with pytest.raises(TypeError, match="unknown settings \\['stage_1_cells'\\]"):
+    with pytest.raises(TypeError, match="unknown settings \\['stage_1_cells'\\].*Did you mean "
+                                        "stage1_cells= for stage_1_cells=\\?"):
         stacnas_tf.search("digits", stage_1_cells=3)
 
 

@@ -91,8 +91,9 @@ def main(argv):
                         output_dir=output_dir, data_dir=data_dir, manual_dir=manual_dir,
                         strategy=strategy, jit_compile=scale_flags.JIT_COMPILE.value)
     metrics = result.metrics
-    print(f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
-          f"({metrics['parameters']:,} parameters); metrics in "
+    print(f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} on "
+          f"{metrics['eval_examples']:,} test images ({metrics['parameters']:,} parameters); "
+          f"metrics in "
           f"{os.path.join(result.output_dir, 'metrics.json')}")
 
 
