@@ -291,8 +291,8 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
             if sources[1].image_shape[-1] != source.image_shape[-1] or (
                     config.image_size is None and sources[1].image_shape != source.image_shape):
                 raise ValueError(
-                    f"validation_data: the images are {'x'.join(map(str, sources[1].image_shape))}; "
-                    f"the training images are {'x'.join(map(str, source.image_shape))}: give "
+                    f"validation_data: the images are {run_folder.shape_text(sources[1].image_shape)}; "
+                    f"the training images are {run_folder.shape_text(source.image_shape)}: give "
                     "both at one size and as grey or colour alike (image_size resizes both).")
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "train")

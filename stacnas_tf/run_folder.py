@@ -14,6 +14,7 @@ from stacnas_tf import config as config_lib
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import search_space
+from stacnas_tf.dataset_names import IN_MEMORY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +69,6 @@ def training(train_dir: str, flag: str = "--train_dir") -> TrainingFolder:
 def check_loadable_from_the_command_line(train_dir: str, call: str) -> None:
     """Refuses, for a program, a training on images given in Python: nothing
     but the caller holds them. `call`: the API call that does it instead."""
-    from stacnas_tf.dataset_names import IN_MEMORY  # noqa: PLC0415
-
     if training(train_dir).config.dataset == IN_MEMORY:
         raise ValueError(f"--train_dir: {train_dir} was trained on images given in Python, which "
                          f"the command line cannot load; from Python: {call}.")
@@ -192,9 +191,10 @@ def check_image_shape(train_dir: str, config, image_shape, flag: str = "data") -
         return
     trained = tuple(recorded["image_shape"])
     if tuple(image_shape) != trained:
-        raise ValueError(f"{flag}: the images are {_shape(image_shape)}; the network was trained "
-                         f"on {_shape(trained)} images: resize them to that size first.")
+        raise ValueError(f"{flag}: the images are {shape_text(image_shape)}; the network was trained "
+                         f"on {shape_text(trained)} images: resize them to that size first.")
 
 
-def _shape(shape) -> str:
+def shape_text(shape) -> str:
+    """An image shape as messages write it: 8x8x1."""
     return f"{shape[0]}x{shape[1]}x{shape[2]}"

@@ -257,7 +257,8 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
                              f"got {value!r}.")
     folder = run_folder.training(train_dir)
     config, genotype = folder.config, folder.genotype
-    given = source
+    # What was scored: the dataset's split, or images given in Python ("data").
+    scored = split if source is None else "data"
     if genotype_spec is not None and genotype_lib.resolve(genotype_spec) != genotype:
         raise ValueError(
             f"--genotype: {genotype_spec!r} is not the genotype the checkpoints in {train_dir} "
@@ -280,8 +281,7 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
     results = net.evaluate(
         data.eval_pipeline(source, batch_size or config.batch_size, config.image_size, num_examples),
         verbose=0, return_dict=True)
-    # `split` names the dataset's split; images given in Python are "data".
-    return {"checkpoint": path, "split": split if given is None else "data",
+    return {"checkpoint": path, "split": scored,
             "loss": float(results["loss"]),
             "top1": float(results["accuracy"]), "top5": float(results["top5"]),
             "examples": int(min(num_examples or source.num_examples, source.num_examples))}

@@ -79,7 +79,7 @@ def main(argv):
             run_folder.check_loadable_from_the_command_line(
                 train_dir, f"stacnas_tf.export({train_dir!r}, {output_dir!r}, "
                 "data=(training images, labels))")
-            report = export_call(files.user_path(_TRAIN_DIR.value), output_dir,
+            report = export_call(train_dir, output_dir,
                                  genotype=genotype, **options)
     except RuntimeError as e:  # exporting.ExportError: verification failed
         raise SystemExit(f"error: {e}") from None
