@@ -4,7 +4,7 @@
       --output=benchmarks/results/input_pipeline_cpu.json
   ... --dataset=cifar10 --data_dir=~/tensorflow_datasets   # the real CIFAR-10 reader
 
-Measures images per second of `data.train_pipeline` (decode, DARTS
+Measures images per second of `pipelines.train_pipeline` (decode, DARTS
 augmentation: random crop, flip, cutout; optionally AutoAugment) in several
 modes: sequential augmentation, parallel (tf.data AUTOTUNE), parallel and
 non-deterministic, parallel with the decoded examples cached. It then sets the
@@ -73,20 +73,23 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from stacnas_tf import data
+    from stacnas_tf import augmentation
     from stacnas_tf import files
+    from stacnas_tf import pipelines
+    from stacnas_tf import sources
 
-    source = data.load(_DATASET.value, "train", data_dir=files.user_path(_DATA_DIR.value),
-                       image_size=_IMAGE_SIZE.value)
-    base = data.default_augment(source.name)
-    augment = data.Augment(crop_padding=base.crop_padding or 4, flip=True, cutout=16,
-                           autoaugment=_AUTOAUGMENT.value)
+    source = sources.load(_DATASET.value, "train", data_dir=files.user_path(_DATA_DIR.value),
+                          image_size=_IMAGE_SIZE.value)
+    base = augmentation.default_augment(source.name)
+    augment = augmentation.Augment(crop_padding=base.crop_padding or 4, flip=True, cutout=16,
+                                   autoaugment=_AUTOAUGMENT.value)
     needed = (_BATCHES.value + 10) * _BATCH_SIZE.value
     epochs = -(-needed // (source.num_examples // _BATCH_SIZE.value * _BATCH_SIZE.value)) + 1
     modes = {}
     for name, options in _MODES.items():
-        dataset = data.train_pipeline(source, _BATCH_SIZE.value, seed=0, epochs=epochs,
-                                      augment=augment, image_size=_IMAGE_SIZE.value, **options)
+        dataset = pipelines.train_pipeline(source, _BATCH_SIZE.value, seed=0, epochs=epochs,
+                                           augment=augment, image_size=_IMAGE_SIZE.value,
+                                           **options)
         modes[name] = round(_images_per_second(dataset, _BATCHES.value, _BATCH_SIZE.value), 1)
         print(f"{name}: {modes[name]} images/s", flush=True)
     steps = _fastest_steps(_RESULTS.value)

@@ -55,7 +55,11 @@ MODULES = {
     "one_level": ["tests/supernet_test.py"],
     "cells": ["tests/cells_test.py"],
     "network": ["tests/network_test.py", "tests/network_reference_test.py"],
-    "data": ["tests/data_test.py"],
+    "sizes": ["tests/sizes_test.py", "tests/network_reference_test.py"],
+    "sources": ["tests/sources_test.py"],
+    "folder_datasets": ["tests/folder_datasets_test.py"],
+    "augmentation": ["tests/augmentation_test.py"],
+    "pipelines": ["tests/pipelines_test.py"],
     "checkpoints": ["tests/checkpoints_test.py"],
 }
 

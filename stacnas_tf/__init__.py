@@ -30,7 +30,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING
 
-__version__ = "0.3.0"
+from stacnas_tf.version import __version__
 
 # name -> (module, attribute)
 _EXPORTS = {

@@ -29,13 +29,15 @@ import numpy as np
 import tensorflow as tf
 
 from stacnas_tf import config as config_lib
-from stacnas_tf import data as data_lib
+from stacnas_tf import dataset_names
 from stacnas_tf import exporting as export_lib
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import precision as precision_lib
 from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search_lib
+from stacnas_tf import sizes
+from stacnas_tf import sources as sources_lib
 from stacnas_tf import training as train_lib
 
 Data = Any  # a dataset name, (images, labels) arrays, or a tf.data.Dataset of (image, label)
@@ -63,20 +65,25 @@ class TrainResult:
     output_dir: str
     history: list
 
+    @property
+    def metrics_path(self) -> str:
+        """Where the folder holds the final metrics."""
+        return run_folder.TrainingFolder(self.output_dir).metrics_path
+
 
 def _source(value: Data, what: str, num_classes, class_names,
-            named: bool = False) -> data_lib.Source:
+            named: bool = False) -> sources_lib.Source:
     """`value` as a source; `named`: the caller also takes dataset names (handled before)."""
     if isinstance(value, str):
         raise ValueError(f"{what}: takes images given in Python, (images, labels) arrays or a "
                          f"tf.data.Dataset of (image, label), not a dataset name ({value!r}); a "
                          "named dataset's own splits are used without it.")
     if isinstance(value, tf.data.Dataset):
-        return data_lib.from_dataset(value, num_classes=num_classes, class_names=class_names,
-                                     what=what)
+        return sources_lib.from_dataset(value, num_classes=num_classes, class_names=class_names,
+                                        what=what)
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return data_lib.from_arrays(value[0], value[1], num_classes=num_classes,
-                                    class_names=class_names, what=what)
+        return sources_lib.from_arrays(value[0], value[1], num_classes=num_classes,
+                                       class_names=class_names, what=what)
     raise ValueError(f"{what}: expected {'a dataset name, ' if named else ''}(images, labels) "
                      f"arrays or a tf.data.Dataset of (image, label), got {type(value).__name__}.")
 
@@ -219,33 +226,29 @@ def search(data: Data, *, num_classes: int | None = None,
     else:
         _refuse_dataset_override(overrides)
         config = _config(config_lib.PRESETS, preset, config,
-                         {**overrides, "dataset": data_lib.IN_MEMORY}, "search", data_sized=True)
+                         {**overrides, "dataset": dataset_names.IN_MEMORY}, "search", data_sized=True)
         source = _source(data, "data", num_classes, class_names, named=True)
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "search")
     genotype = search_lib.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
                                      strategy=strategy, verbose=verbose, jit_compile=jit_compile,
                                      source=source, callbacks=callbacks)
-    saved = run_folder.search_config(output_dir, flag="output_dir")
-    history = {}
-    for stage in ("stage1", "stage2"):
-        path = os.path.join(output_dir, stage, "history.json")
-        if os.path.exists(path):
-            history[stage] = files.read_json(path)
-    return SearchResult(genotype, saved, output_dir, history)
+    folder = run_folder.SearchFolder(output_dir, "output_dir")
+    return SearchResult(genotype, folder.read_config(), output_dir, folder.histories())
 
 
-def _genotype_spec(genotype) -> str:
-    if isinstance(genotype, SearchResult):
-        genotype = genotype.genotype
-    if isinstance(genotype, genotype_lib.Genotype):
-        return next((name for name, published in genotype_lib.PUBLISHED.items()
-                     if published == genotype), None) or json.dumps(genotype.to_dict())
-    if isinstance(genotype, str):
-        genotype_lib.resolve(genotype, flag="--genotype")  # refuse a bad one before any work
-        return os.path.abspath(genotype) if os.path.isfile(genotype) else genotype
+def _genotype(value) -> tuple[genotype_lib.Genotype, str]:
+    """(the genotype `value` gives, how a run's settings record it): parsed here,
+    once, before any work; the library is handed the `Genotype`."""
+    if isinstance(value, SearchResult):
+        value = value.genotype
+    if isinstance(value, genotype_lib.Genotype):
+        return value, genotype_lib.published_name(value) or json.dumps(value.to_dict())
+    if isinstance(value, str):
+        genotype = genotype_lib.resolve(value, flag="--genotype")
+        return genotype, os.path.abspath(value) if os.path.isfile(value) else value
     raise ValueError(f"genotype: expected a Genotype, a SearchResult, a published name, a file "
-                     f"or DARTS text, got {type(genotype).__name__}.")
+                     f"or DARTS text, got {type(value).__name__}.")
 
 
 @_keyword_messages
@@ -269,22 +272,23 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
     """
     _check_strategy(strategy)
     callbacks = _callback_list(callbacks)
-    spec = _genotype_spec(genotype)
     if class_names is None and isinstance(genotype, SearchResult):
         class_names = genotype.config.class_names  # the same data's names, as recorded
+    genotype, spec = _genotype(genotype)
     if isinstance(data, str):
         config = _config(config_lib.TRAIN_PRESETS, preset, config,
                          {"dataset": data, "genotype": spec, **overrides}, "train")
-        sources = tuple(data_lib.load(data, split, data_dir=data_dir, manual_dir=manual_dir,
-                                      image_size=config.image_size) for split in ("train", "test"))
+        sources = tuple(sources_lib.load(data, split, data_dir=data_dir, manual_dir=manual_dir,
+                                         image_size=config.image_size)
+                        for split in ("train", "test"))
     else:
         _refuse_dataset_override(overrides)
         config = _config(config_lib.TRAIN_PRESETS, preset, config,
-                         {"genotype": spec, **overrides, "dataset": data_lib.IN_MEMORY}, "train",
+                         {"genotype": spec, **overrides, "dataset": dataset_names.IN_MEMORY}, "train",
                          data_sized=True)
         source = _source(data, "data", num_classes, class_names, named=True)
         if validation_data is None:
-            sources = data_lib.held_out_splits(source)
+            sources = sources_lib.held_out_splits(source)
         else:
             sources = (source, _source(validation_data, "validation_data", source.num_classes,
                                        source.class_names))
@@ -296,16 +300,14 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
                     "both at one size and as grey or colour alike (image_size resizes both).")
         config = config_lib.with_class_names(config, source.class_names, "class_names")
     output_dir = _output_dir(output_dir, "train")
-    metrics = train_lib.run_training(config, output_dir, strategy=strategy, verbose=verbose,
-                                     jit_compile=jit_compile, sources=sources,
+    metrics = train_lib.run_training(config, output_dir, genotype=genotype, strategy=strategy,
+                                     verbose=verbose, jit_compile=jit_compile, sources=sources,
                                      callbacks=callbacks)
-    saved = run_folder.training(output_dir, flag="output_dir").config
-    model, _ = train_lib.load_network(output_dir, sources[0].num_classes,
-                                      data_lib.model_input_shape(sources[0], saved.image_size),
-                                      auxiliary=False)
-    history_path = os.path.join(output_dir, "history.json")
-    history = files.read_json(history_path) if os.path.exists(history_path) else []
-    return TrainResult(model, metrics, saved, output_dir, history)
+    folder = run_folder.TrainingFolder.existing(output_dir, "output_dir")
+    model, _ = train_lib.load_network(
+        folder, sources[0].num_classes,
+        sources_lib.model_input_shape(sources[0], folder.config.image_size), auxiliary=False)
+    return TrainResult(model, metrics, folder.config, output_dir, folder.read_history())
 
 
 def _train_dir(trained) -> str:
@@ -318,7 +320,7 @@ def _train_dir(trained) -> str:
 
 
 def _trained_config(train_dir: str) -> config_lib.TrainConfig:
-    return run_folder.training(train_dir, flag="--train_dir").config
+    return run_folder.TrainingFolder.existing(train_dir).config
 
 
 @_keyword_messages
@@ -331,19 +333,19 @@ def evaluate(trained, data: Data | None = None, *, split: str = "test",
     dataset it was trained on. `checkpoint`: a checkpoint prefix (default: the
     latest); `genotype`: the genotype expected in the folder (checked)."""
     train_dir = _train_dir(trained)
-    if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
+    if data is None and _trained_config(train_dir).dataset == dataset_names.IN_MEMORY:
         raise ValueError("data: this network was trained on images given in Python; pass the "
                          "images to evaluate on as data=(images, labels).")
     if data is not None and num_classes is None:
         # A test subset may hold fewer classes than the network tells apart.
         from stacnas_tf import checkpoints  # noqa: PLC0415
 
-        num_classes = checkpoints.class_count(os.path.join(train_dir, "checkpoints"))
+        num_classes = checkpoints.class_count(run_folder.TrainingFolder(train_dir).checkpoint_dir)
     source = None if data is None else _source(data, "data", num_classes, None)
     return train_lib.evaluate(train_dir, split, data_dir=data_dir, manual_dir=manual_dir,
                               checkpoint_path=checkpoint, batch_size=batch_size,
                               num_examples=num_examples, source=source,
-                              genotype_spec=None if genotype is None else _genotype_spec(genotype))
+                              genotype=None if genotype is None else _genotype(genotype)[0])
 
 
 @_keyword_messages
@@ -374,18 +376,16 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
     export_options = export_lib.ExportOptions(overwrite=overwrite, **options)
     export_lib.check_output_dir(os.path.abspath(output_dir), overwrite)
     if random_init is not None:
-        spec = _genotype_spec(trained)
-        exportable = export_lib.random_network(genotype_lib.resolve(spec, flag="--genotype"),
-                                               random_init, deformable=deformable)
+        exportable = export_lib.random_network(_genotype(trained)[0], random_init,
+                                               deformable=deformable)
     else:
         train_dir = _train_dir(trained)
-        if data is None and _trained_config(train_dir).dataset == data_lib.IN_MEMORY:
+        if data is None and _trained_config(train_dir).dataset == dataset_names.IN_MEMORY:
             raise ValueError("data: this network was trained on images given in Python; pass "
                              "them again as data= (they verify the export and calibrate the int8 "
                              "model).")
         source = None if data is None else _source(data, "data", None, None)
-        expected = (None if genotype is None
-                    else genotype_lib.resolve(_genotype_spec(genotype), flag="--genotype"))
+        expected = None if genotype is None else _genotype(genotype)[0]
         exportable = export_lib.from_training_folder(train_dir, data_dir, manual_dir,
                                                      expected_genotype=expected, source=source)
     return export_lib.export(exportable, output_dir, export_options)
@@ -395,5 +395,4 @@ def export(trained, output_dir: str, *, formats: Sequence[str] | None = None,
 def describe(genotype, preset: str = "cifar10") -> dict:
     """Parameters and multiply-adds of the paper's final network (`cifar10`,
     `cifar100` or `imagenet_mobile`) for `genotype`."""
-    return train_lib.describe(genotype_lib.resolve(_genotype_spec(genotype), flag="--genotype"),
-                              preset)
+    return sizes.describe(_genotype(genotype)[0], preset)

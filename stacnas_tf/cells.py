@@ -1,4 +1,6 @@
-"""Cells: DAGs of 4 intermediate nodes over the outputs of the two previous cells."""
+"""Cells: DAGs of `num_nodes` intermediate nodes (4 in DARTS and StacNAS) over the
+outputs of the two previous cells: `SearchCell` mixes every candidate op on
+every edge (the supernet's), `DerivedCell` runs a genotype's chosen ops."""
 
 from __future__ import annotations
 

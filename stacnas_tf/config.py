@@ -1,4 +1,7 @@
-"""Search configurations: one frozen dataclass and named presets."""
+"""Run settings: `SearchConfig` (a search) and `TrainConfig` (a final network
+and its recipe), frozen dataclasses with named presets (`PRESETS`,
+`TRAIN_PRESETS`, `NETWORK_PRESETS`), their range checks, and their JSON form
+(what a run folder's config.json holds)."""
 
 from __future__ import annotations
 

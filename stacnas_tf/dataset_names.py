@@ -1,6 +1,6 @@
 """The datasets `--dataset` may name, and checking a name, without TensorFlow:
 configs (and so every program's `--help`) need the names, not the loaders
-(`data.py`)."""
+(`sources.py`)."""
 
 from __future__ import annotations
 

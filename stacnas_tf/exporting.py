@@ -28,14 +28,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-import stacnas_tf
 from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
-from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import network as network_lib
+from stacnas_tf import pipelines
 from stacnas_tf import run_folder
+from stacnas_tf import sources
+from stacnas_tf import version
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
 FORMATS = ("saved_model", "onnx") + tuple(f"tflite_{variant}" for variant in TFLITE_VARIANTS)
@@ -89,7 +90,7 @@ class Exportable:
     num_classes: int
     mean: tuple
     std: tuple
-    source: data.Source | None  # for verification and calibration images
+    source: sources.Source | None  # for verification and calibration images
     class_names: tuple[str, ...] | None = None  # label -> name, where the data has names
     # What was exported: the training folder, the checkpoint restored, the epochs it
     # holds of how many, and whether the training had finished (None: untrained).
@@ -97,7 +98,7 @@ class Exportable:
 
     def metadata(self) -> dict:
         return {
-            "producer": f"stacnas_tf {stacnas_tf.__version__}",
+            "producer": f"stacnas_tf {version.__version__}",
             "genotype": self.genotype.to_dict(),
             "num_classes": self.num_classes,
             "class_names": None if self.class_names is None else list(self.class_names),
@@ -115,31 +116,32 @@ class Exportable:
         }
 
 
-def from_training_folder(train_dir: str, data_dir=None, manual_dir=None,
+def from_training_folder(trained: run_folder.TrainingFolder | str, data_dir=None, manual_dir=None,
                          expected_genotype: genotype_lib.Genotype | None = None,
-                         source: data.Source | None = None) -> Exportable:
-    """The trained network of a training folder (latest checkpoint).
+                         source: sources.Source | None = None) -> Exportable:
+    """The trained network of a training (its folder, or the folder's path; the
+    latest checkpoint).
 
     `expected_genotype`, when given, must be the genotype the folder was trained
     with. `source` (its training images) replaces loading the folder's dataset.
     """
-    folder = run_folder.training(train_dir)
-    config, genotype = folder.config, folder.genotype
+    folder = run_folder.training_folder(trained)
+    config, genotype, train_dir = folder.config, folder.genotype, folder.path
     if expected_genotype is not None and expected_genotype != genotype:
         raise ValueError(
             f"--genotype: the checkpoints in {train_dir} were trained with another genotype "
             f"({genotype.to_darts()})."
         )
-    checkpoint_dir = os.path.join(train_dir, "checkpoints")
+    checkpoint_dir = folder.checkpoint_dir
     if not checkpoints.candidates(checkpoint_dir):
         raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
     if source is None:
-        source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
-                           image_size=config.image_size)
+        source = sources.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                              image_size=config.image_size)
     else:
-        run_folder.check_image_shape(train_dir, config, source.image_shape)
+        folder.check_image_shape(source.image_shape)
     config_lib.with_class_names(config, source.class_names, "--train_dir")
-    image_shape = data.model_input_shape(source, config.image_size)
+    image_shape = sources.model_input_shape(source, config.image_size)
     net = network_lib.build(config, genotype, source.num_classes, image_shape)
     restored = checkpoints.restore_latest(checkpoints.make(net), checkpoint_dir, partial=True,
                                           what="--train_dir")
@@ -196,7 +198,7 @@ def _sample_images(exportable: Exportable, count: int, seed: int = 0) -> np.ndar
     if count > exportable.source.num_examples:
         logging.warning("asked for %d images, the dataset has %d: using them all.", count,
                         exportable.source.num_examples)
-    pipeline = data.eval_pipeline(exportable.source, count, exportable.image_shape[0], count)
+    pipeline = pipelines.eval_pipeline(exportable.source, count, exportable.image_shape[0], count)
     images, _ = next(iter(pipeline))
     return images.numpy().astype(np.float32)
 
@@ -221,7 +223,7 @@ def _write_onnx(serving: _Serving, path: str, metadata: dict, options: ExportOpt
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "stacnas_tf"
-    model.producer_version = stacnas_tf.__version__
+    model.producer_version = version.__version__
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
 

@@ -113,28 +113,6 @@ def check_same_config(output_dir: str, what: str, saved: dict, wanted: dict) -> 
         )
 
 
-def has_progress(output_dir: str) -> bool:
-    """Whether a run folder holds any finished work: a checkpoint, a stage
-    result or final metrics. A folder without any only holds the settings of a
-    start that failed, which a corrected command may replace."""
-    for _, _, names in os.walk(output_dir):
-        if any(n.endswith(".index") or n in ("result.json", "metrics.json") for n in names):
-            return True
-    return False
-
-
-def check_run_folder(output_dir: str, what: str) -> None:
-    """Refuses an `--output_dir` that holds files but no run (no config.json):
-    a run never mixes its files into a folder it did not make."""
-    if os.path.exists(os.path.join(output_dir, "config.json")):
-        return
-    foreign = sorted(set(os.listdir(output_dir)) - {LOCK_NAME})
-    if foreign:
-        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ValueError(f"--output_dir={output_dir} is not empty ({listed}) and holds no {what}; "
-                         "choose a new or empty folder.")
-
-
 def check_only_holds(output_dir: str, pattern: str, what: str, flag: str = "--output_dir") -> None:
     """Refuses an existing `output_dir` holding a file whose name does not match
     `pattern` (a regular expression for the names a program writes): a program
@@ -238,34 +216,6 @@ def removed_if_left_empty(path: str):
             with contextlib.suppress(OSError):
                 os.rmdir(path)  # only an empty folder is removed
         raise
-
-
-@contextlib.contextmanager
-def claimed_output_dir(path: str):
-    """A run's hold on its output folder: creates it, checks it is writable, locks
-    it for the block (`output_lock`), and removes it again when the block fails
-    before anything was written in it. Yields the absolute path."""
-    path = os.path.abspath(require_path(path))
-    with removed_if_left_empty(path):
-        prepare_output_dir(path)
-        check_writable_tree(path)
-        with output_lock(path):
-            yield path
-
-
-def check_writable_tree(path: str, flag: str = "--output_dir") -> None:
-    """Refuses a run folder with a sub-folder this process cannot write in (a
-    resumed run writes checkpoints and logs there), before any work. Only a run's
-    folder (one with its config.json) is walked: any other folder with files in it
-    is refused as not a run's, and walking it could mean walking the file system."""
-    if not os.path.exists(os.path.join(path, "config.json")):
-        return
-    for directory, subdirectories, _ in os.walk(path):
-        for name in subdirectories:
-            sub = os.path.join(directory, name)
-            if not os.access(sub, os.W_OK | os.X_OK):
-                raise ValueError(f"{flag}: cannot write in {sub}; fix its permissions or use "
-                                 "another folder.")
 
 
 LOCK_NAME = ".stacnas.lock"

@@ -500,6 +500,11 @@ PUBLISHED = {
 }
 
 
+def published_name(genotype: Genotype) -> str | None:
+    """The name `genotype` is published under (`PUBLISHED`), or None."""
+    return next((name for name, published in PUBLISHED.items() if published == genotype), None)
+
+
 def resolve(spec: str, flag: str = "--genotype") -> Genotype:
     """A genotype from a published name, a JSON or DARTS-text file, or DARTS or JSON text."""
     spec = spec.strip()

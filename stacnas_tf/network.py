@@ -101,7 +101,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
     `drop_path_rate` is a variable that the training loop ramps.
     """
 
-    def __init__(self, genotype, num_classes, channels=36, num_cells=20, stem="cifar",
+    def __init__(self, genotype, num_classes, channels=36, num_cells=20, *, stem="cifar",
                  auxiliary=True, deformable=False, mean=None, std=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(genotype, dict):
@@ -216,7 +216,7 @@ class FinalNetwork(one_level.TrainingHooks, keras.Model):
 
     # --- training --------------------------------------------------------------
 
-    def compile(self, optimizer, architecture_optimizer=None, aux_weight=0.4,
+    def compile(self, optimizer, architecture_optimizer=None, *, aux_weight=0.4,
                 label_smoothing=0.0, grad_clip_norm=5.0, weight_decay=3e-4,
                 architecture_weight_decay=1e-3, **kwargs):
         """Compiles for DARTS-style training: cross-entropy (optionally label-smoothed)
@@ -315,78 +315,6 @@ class SparseCrossentropy(keras.losses.Loss):
         config = super().get_config()
         config.update({"label_smoothing": self.label_smoothing})
         return config
-
-
-def multiply_adds(model: keras.layers.Layer, image_shape) -> int:
-    """Multiply-adds of one image through `model` at inference.
-
-    The sum over the convolutions and dense layers that run at inference (the
-    auxiliary head does not) of: output pixels x kernel area x input channels
-    per group x output channels (convolutions), output pixels x kernel area x
-    channels x depth multiplier (depthwise), inputs x units (dense). Each term
-    comes from the layer's configuration and the shape of its input, not from
-    the ops TensorFlow runs: TF computes a stride-1 dilated depthwise conv on a
-    space-to-batch rearranged input, whose shapes would hide 3/4 of its work.
-    """
-    counts = []
-    with _recorded_inputs(counts):
-        tf.function(lambda x: model(x, training=False)).get_concrete_function(
-            tf.TensorSpec((1,) + tuple(image_shape), tf.float32))
-    return int(sum(_layer_multiply_adds(layer, shape) for layer, shape in counts))
-
-
-class _recorded_inputs:
-    """Within the block, appends (layer, input shape) to `counts` for every call
-    of a Keras convolution or dense layer."""
-
-    _CLASSES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-
-    def __init__(self, counts):
-        self.counts = counts
-        self.originals = {}
-
-    def __enter__(self):
-        # Keras 3 has no forward hooks; wrapping the classes' public `call` for
-        # the duration of one trace is the least intrusive way to see every
-        # instance's input, however deeply nested (tested by the counts).
-        for cls in self._CLASSES:
-            original = cls.__dict__.get("call")
-            self.originals[cls] = original
-            inherited = cls.call
-
-            def call(layer, inputs, *args, _inherited=inherited, **kwargs):
-                self.counts.append((layer, tuple(inputs.shape)))
-                return _inherited(layer, inputs, *args, **kwargs)
-
-            cls.call = call
-        return self
-
-    def __exit__(self, *exc):
-        for cls, original in self.originals.items():
-            if original is None:
-                del cls.call
-            else:
-                cls.call = original
-
-
-def _conv_output_side(side, kernel, stride, dilation, padding):
-    if padding == "same":
-        return -(-side // stride)
-    return (side - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _layer_multiply_adds(layer, input_shape) -> int:
-    if isinstance(layer, keras.layers.Dense):
-        return int(np.prod(input_shape[1:-1], dtype=np.int64)) * input_shape[-1] * layer.units
-    kernel_h, kernel_w = layer.kernel_size
-    out_h, out_w = (
-        _conv_output_side(side, kernel, stride, dilation, layer.padding)
-        for side, kernel, stride, dilation in zip(input_shape[1:3], layer.kernel_size,
-                                                  layer.strides, layer.dilation_rate))
-    channels = input_shape[-1]
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return out_h * out_w * kernel_h * kernel_w * channels * layer.depth_multiplier
-    return out_h * out_w * kernel_h * kernel_w * (channels // layer.groups) * layer.filters
 
 
 def build(config, genotype, num_classes: int, image_shape, auxiliary: bool | None = None,

@@ -48,7 +48,7 @@ def architecture_update(grads, arch_vars, arch_weight_decay):
     return [g + decay * v for g, v in zip(grads, arch_vars)]
 
 
-def processed_gradients(tape, loss, weight_vars, arch_vars, grad_clip_norm, weight_decay,
+def processed_gradients(tape, loss, weight_vars, arch_vars, *, grad_clip_norm, weight_decay,
                         arch_weight_decay, loss_scale=None):
     """Returns (weight grads, arch grads, raw weight-gradient global norm).
 
@@ -119,8 +119,8 @@ class TrainingHooks:
             scaled_loss = loss if scale is None else loss * scale
         weight_grads, arch_grads, raw_norm = processed_gradients(
             tape, scaled_loss, self.weight_variables, self.architecture_variables,
-            self.grad_clip_norm, self.weight_decay, self.architecture_weight_decay,
-            loss_scale=scale)
+            grad_clip_norm=self.grad_clip_norm, weight_decay=self.weight_decay,
+            arch_weight_decay=self.architecture_weight_decay, loss_scale=scale)
         arch_grads = rescaled(arch_grads, scale, self.architecture_optimizer)
         return loss, outputs, weight_grads, arch_grads, raw_norm
 

@@ -94,19 +94,21 @@ def undecided_warning(weights_by_set) -> str | None:
             "trusting it.")
 
 
-def _stages(search_dir: str) -> dict:
+def _stages(folder: run_folder.SearchFolder) -> dict:
     """{stage: (space, num_cells, history)} of the stages that have a result."""
     stages = {}
     for stage in (1, 2):
-        if not os.path.exists(os.path.join(search_dir, f"stage{stage}", "result.json")):
+        stage_folder = folder.stage(stage)
+        if not stage_folder.has_result():
             continue
-        history = run_folder.stage_history(search_dir, stage)
+        history = stage_folder.read_history()
         if history is None:
             continue
-        result = run_folder.stage_result(search_dir, stage)
+        result = stage_folder.read_result()
         stages[stage] = (result["stage_space"], result["num_cells"], history, result)
     if not stages:
-        raise ValueError(f"--search_dir: {search_dir} holds no finished stage (stage1/result.json).")
+        raise ValueError(f"{folder.flag}: {folder.path} holds no finished stage "
+                         "(stage1/result.json).")
     return stages
 
 
@@ -276,21 +278,23 @@ def check_output_dir(output_dir: str) -> None:
                          "folder.")
 
 
-def write(search_dir: str, output_dir: str | None = None,
+def write(search: run_folder.SearchFolder | str, output_dir: str | None = None,
           size_presets: tuple[str, ...] = SIZE_PRESETS) -> str:
-    """Writes report.html, report.json and the pictures into `output_dir`
-    (default: `search_dir`/report), replacing an earlier report there; returns
-    the HTML page's path. The report is written beside it first and renamed
-    into place, so an interrupted report leaves the earlier one whole."""
-    config = run_folder.search_config(search_dir)
-    stages = _stages(search_dir)
+    """Writes report.html, report.json and the pictures of a search (its folder
+    or the folder's path) into `output_dir` (default: the search folder's
+    report/), replacing an earlier report there; returns the HTML page's path.
+    The report is written beside it first and renamed into place, so an
+    interrupted report leaves the earlier one whole."""
+    folder = run_folder.search_folder(search)
+    config = folder.read_config()
+    stages = _stages(folder)
     expected = (1,) if config.grouping == "flat" else (1, 2)
     missing = [stage for stage in expected if stage not in stages]
-    if missing and os.path.exists(os.path.join(search_dir, "genotype.json")):
+    if missing and folder.has_genotype():
         # A finished search lacking a stage's files is damaged, not partial.
-        raise ValueError(f"--search_dir: {search_dir} holds a genotype but no result of stage "
+        raise ValueError(f"{folder.flag}: {folder.path} holds a genotype but no result of stage "
                          f"{missing[0]} (stage{missing[0]}/result.json, history.json).")
-    final_dir = os.path.abspath(output_dir or os.path.join(search_dir, "report"))
+    final_dir = os.path.abspath(output_dir or folder.report_dir)
     check_output_dir(final_dir)
     parent = files.prepare_output_dir(os.path.dirname(final_dir), "--output_dir's parent")
     prefix = f".{os.path.basename(final_dir)}.partial-"
@@ -299,7 +303,7 @@ def write(search_dir: str, output_dir: str | None = None,
     # staging folder (its writer killed) from one still being written.
     staging = files.make_temp_dir(parent, f"{prefix}{os.getpid()}-")
     try:
-        _write_into(search_dir, staging, config, stages, size_presets)
+        _write_into(folder, staging, config, stages, size_presets)
         files.replace_folder(staging, final_dir)
     finally:
         if os.path.exists(staging):
@@ -325,13 +329,13 @@ def _remove_abandoned(parent: str, prefix: str) -> None:
             pass
 
 
-def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
+def _write_into(folder, output_dir, config, stages, size_presets) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    pictures, numbers = {}, {"search_dir": os.path.abspath(search_dir), "stages": {}}
+    pictures, numbers = {}, {"search_dir": os.path.abspath(folder.path), "stages": {}}
     counts_by_stage = {}
     for stage, (space, num_cells, history, result) in stages.items():
         genotypes = epoch_genotypes(space, num_cells, history, config.num_nodes)
@@ -360,18 +364,14 @@ def _write_into(search_dir, output_dir, config, stages, size_presets) -> None:
             # The heatmaps' axis labels as drawn (stage 2: each row its edge's own ops).
             "heatmap_labels": heatmap_labels_by_set,
         }
-    pictures["trajectories"] = visualize.weights_history_png(search_dir, output_dir)
+    pictures["trajectories"] = visualize.weights_history_png(folder, output_dir)
     pictures["op_counts"] = [_counts_png(counts_by_stage, output_dir, plt)]
     pictures["curves"] = [_curves_png(stages, output_dir, plt)]
-    genotype_path = os.path.join(search_dir, "genotype.json")
-    genotype = None
-    if os.path.exists(genotype_path):
-        with open(genotype_path) as f:
-            genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
+    genotype = folder.read_genotype() if folder.has_genotype() else None
     if genotype is not None and size_presets:
-        from stacnas_tf import training  # imported here: it loads the networks
+        from stacnas_tf import sizes  # imported here: it loads the networks
 
-        numbers["sizes"] = {preset: training.describe(genotype, preset) for preset in size_presets}
+        numbers["sizes"] = {preset: sizes.describe(genotype, preset) for preset in size_presets}
     files.write_json(os.path.join(output_dir, "report.json"), numbers)
     page = _html(config, stages, numbers, pictures, genotype, output_dir)
     files.write_text(os.path.join(output_dir, "report.html"), page)

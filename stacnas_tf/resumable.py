@@ -57,13 +57,12 @@ class _EpochEnd(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
-def _resumed_history(path: str, completed: int, what: str) -> list:
+def _resumed_history(path: str, checkpoint_dir: str, completed: int, what: str) -> list:
     """The history of the `completed` epochs a checkpoint holds. history.json is
     written before each checkpoint, so it records at least those epochs, in
     order; one that records fewer, or something else, was changed by hand or
     damaged, and resuming would leave gaps (or junk) in the record."""
-    fix = (f"restore it, or move {os.path.dirname(path)}/checkpoints away to start {what} "
-           "again")
+    fix = f"restore it, or move {checkpoint_dir} away to start {what} again"
     if not os.path.exists(path):
         if completed:
             raise ValueError(f"{what}: {path} is missing, but the checkpoint holds {completed} "
@@ -82,29 +81,37 @@ def _resumed_history(path: str, completed: int, what: str) -> list:
 
 
 def fit(model: keras.Model, strategy: tf.distribute.Strategy, *, epochs: int,
-        steps_per_epoch: int, run_dir: str, trackables: dict, make_dataset: Callable,
-        record: Callable, what: str, tensorboard_dir: str, validation_data=None, callbacks=(),
+        steps_per_epoch: int, folder, trackables: dict, make_dataset: Callable,
+        record: Callable, what: str, validation_data=None, callbacks=(),
         verbose="auto", header: str | None = None) -> list:
     """Fits `model` (built and compiled under `strategy`) for the epochs not
-    yet done, resuming from `run_dir`/checkpoints; returns the history.
+    yet done, resuming from `folder`'s checkpoints; returns the history.
+
+    `folder` (a `run_folder.StageFolder` or `TrainingFolder`) names where the
+    checkpoints, history.json and Keras's TensorBoard logs go.
 
     `trackables` (optimizers, ...) are checkpointed beside the model's
     variables. `make_dataset(initial_epoch, input_context)` gives the training
     pipeline from an epoch on. `record(model, epoch, logs)` gives an epoch's
-    history entry (chief only). Keras's TensorBoard logs go to `tensorboard_dir`.
-    Only the chief writes into `run_dir`; every worker resumes from its
+    history entry (chief only).
+    Only the chief writes into `folder`; every worker resumes from its
     checkpoints there (a shared folder in a multi-host run).
+
+    `callbacks` (Keras callbacks, on every worker) run after this function's
+    own: each epoch is recorded in history.json and checkpointed before their
+    `on_epoch_end`. A callback that stops the process there (a Ctrl-C, an
+    exception, a kill) leaves a folder that resumes after that epoch.
     """
     chief = strategy_lib.is_chief(strategy)
     with strategy.scope():
         epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="completed_epochs")
         checkpoint = checkpoints.make(model, completed_epochs=epoch_variable, **trackables)
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    history_path = os.path.join(run_dir, "history.json")
+    checkpoint_dir, history_path = folder.checkpoint_dir, folder.history_path
     history = []
     if checkpoints.restore_latest(checkpoint, checkpoint_dir, what=what):
         if chief:
-            history = _resumed_history(history_path, int(epoch_variable.numpy()), what)
+            history = _resumed_history(history_path, checkpoint_dir,
+                                       int(epoch_variable.numpy()), what)
         logging.info("%s: resuming after epoch %d", what, int(epoch_variable.numpy()))
     initial_epoch = int(epoch_variable.numpy())
     if initial_epoch >= epochs:
@@ -116,7 +123,7 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy, *, epochs: int,
     if chief:
         all_callbacks = [
             _EpochEnd(manager, epoch_variable, True, history, history_path, record),
-            keras.callbacks.TensorBoard(log_dir=tensorboard_dir, write_graph=False),
+            keras.callbacks.TensorBoard(log_dir=folder.tensorboard_dir, write_graph=False),
         ]
     else:
         all_callbacks, verbose = [_EpochEnd(manager, epoch_variable, False)], 0

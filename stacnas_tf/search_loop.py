@@ -6,18 +6,9 @@ The paper's ablations are settings of the same search (`SearchConfig`):
 `optimization="bi_level"` DARTS's first-order alternation on two halves of
 the training data.
 
-Output folder:
-  config.json                     the run's SearchConfig
-  stage{1,2}/history.json         per epoch: loss, accuracy, lr, logits, softmax
-  stage{1,2}/result.json          final logits and softmax per edge, winners,
-                                  activated groups (stage 1)
-  stage{1,2}/checkpoints/         weights, logits, both optimizers, epoch
-  tensorboard/stage{1,2}/         Keras and architecture summaries
-  genotype.json                   the final genotype (versioned JSON)
-  genotype_graph.json, .dot, .txt picture-ready graph, Graphviz, DARTS text
-
-Rerunning on the same folder resumes from the last completed epoch; a folder
-made with another configuration is refused.
+A search writes into a `run_folder.SearchFolder` (its layout is described
+there). Rerunning on the same folder resumes from the last completed epoch; a
+folder made with another configuration is refused.
 """
 
 from __future__ import annotations
@@ -25,25 +16,57 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from stacnas_tf import augmentation
 from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
-from stacnas_tf import data
-from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import optimizers
+from stacnas_tf import pipelines
 from stacnas_tf import precision
 from stacnas_tf import report
 from stacnas_tf import resumable
 from stacnas_tf import run_folder
 from stacnas_tf import search_space
+from stacnas_tf import sources
 from stacnas_tf import strategy as strategy_lib
 from stacnas_tf import supernet
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRun:
+    """One search, as its stages need it: the settings, the folder it writes
+    into, the images (None until loaded), and how it runs. The caller opens
+    the strategy."""
+    config: config_lib.SearchConfig
+    folder: run_folder.SearchFolder
+    strategy: tf.distribute.Strategy
+    source: sources.Source | None = None
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    verbose: Any = "auto"
+    jit_compile: bool = False
+    callbacks: tuple = ()
+    write_report: bool = True
+
+    @property
+    def chief(self) -> bool:
+        return strategy_lib.is_chief(self.strategy)
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+    """What one stage searches: its candidates, depth and length."""
+    stage: int
+    space: search_space.StageSpace
+    num_cells: int
+    epochs: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,24 +76,6 @@ class StageResult:
     space: search_space.StageSpace
     weights: list  # per logit set: [edges][candidates] softmax weights
     result: dict  # what result.json holds
-
-
-def check_config_matches(output_dir: str, config: config_lib.SearchConfig) -> None:
-    """Writes config.json, or checks that the folder's config equals `config`."""
-    path = os.path.join(output_dir, "config.json")
-    wanted = config.to_dict()
-    if not os.path.exists(path):
-        files.write_json(path, wanted)
-        return
-    try:
-        saved = config_lib.SearchConfig.from_dict(files.read_json(path), source=path).to_dict()
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"--output_dir: {path} is unreadable ({e}); use another folder.") from e
-    if not files.has_progress(output_dir):
-        # A search that failed before its first epoch holds nothing to keep.
-        files.write_json(path, wanted)
-        return
-    files.check_same_config(output_dir, "a search", saved, wanted)
 
 
 def make_optimizers(config: config_lib.SearchConfig, steps_per_epoch: int, epochs: int):
@@ -101,14 +106,14 @@ def architecture_lr(config: config_lib.SearchConfig, steps_per_epoch: int):
         [config.arch_warmup_epochs * steps_per_epoch - 1], [0.0, config.arch_lr])
 
 
-def stage_steps(config: config_lib.SearchConfig, source: data.Source) -> int:
+def stage_steps(config: config_lib.SearchConfig, source: sources.Source) -> int:
     """Steps of one search epoch: `steps_per_epoch`, else one pass over the examples
     (over one half of them for bi_level)."""
     bi_level = config.optimization == "bi_level"
-    examples = (data.bi_level_split(source, config.num_train_examples)[0]
+    examples = (pipelines.bi_level_split(source, config.num_train_examples)[0]
                 if bi_level else config.num_train_examples)
     try:
-        passes = data.steps_per_epoch(source, config.batch_size, examples)
+        passes = sources.steps_per_epoch(source, config.batch_size, examples)
     except ValueError as e:
         if not bi_level:
             raise
@@ -158,7 +163,7 @@ def _recorder(schedule, writer):
 
 def build_supernet(config: config_lib.SearchConfig, stage: int,
                    stage_space: search_space.StageSpace, num_cells: int, num_classes: int,
-                   image_shape, statistics=None) -> supernet.SearchNetwork:
+                   image_shape, *, statistics=None) -> supernet.SearchNetwork:
     """The supernet of `stage`, built for images of `image_shape`. Training and
     loading both use it, so the variable paths the checkpoints are keyed by
     always agree. `statistics` (mean, std) of the training pixels normalise its
@@ -189,64 +194,62 @@ def _stage_callbacks(callbacks, stage: int) -> list:
     return list(callbacks)
 
 
-def run_stage(stage: int, stage_space: search_space.StageSpace, num_cells: int, epochs: int,
-              config: config_lib.SearchConfig, source: data.Source, output_dir: str,
-              strategy: tf.distribute.Strategy, verbose, jit_compile: bool = False,
-              callbacks=()) -> StageResult:
+def run_stage(run: SearchRun, plan: StagePlan) -> StageResult:
     """Trains one supernet to the end of its epochs (resuming if checkpointed).
 
-    Only the chief writes into `output_dir`; every worker resumes from the
+    Only the chief writes into the run's folder; every worker resumes from the
     chief's checkpoints there (a shared folder in a multi-host run).
     """
-    stage_dir = os.path.join(output_dir, f"stage{stage}")
-    chief = strategy_lib.is_chief(strategy)
-    if chief:
-        os.makedirs(stage_dir, exist_ok=True)
+    config, source, strategy, stage = run.config, run.source, run.strategy, plan.stage
+    folder = run.folder.stage(stage)
+    if run.chief:
+        folder.make()
     bi_level = config.optimization == "bi_level"
     steps = stage_steps(config, source)
-    image_shape = data.model_input_shape(source, config.image_size)
+    image_shape = sources.model_input_shape(source, config.image_size)
     keras.utils.set_random_seed(config.seed * 10 + stage)
     with strategy.scope():
-        model = build_supernet(config, stage, stage_space, num_cells, source.num_classes,
+        model = build_supernet(config, stage, plan.space, plan.num_cells, source.num_classes,
                                image_shape, statistics=(source.mean, source.std))
-        schedule, weight_optimizer, architecture_optimizer = make_optimizers(config, steps, epochs)
-        model.compile(weight_optimizer, architecture_optimizer, jit_compile=jit_compile)
-    pipeline = data.bi_level_pipeline if bi_level else data.train_pipeline
-    log_dir = os.path.join(output_dir, "tensorboard", f"stage{stage}")
-    writer = (tf.summary.create_file_writer(os.path.join(log_dir, "architecture")) if chief
-              else None)
+        schedule, weight_optimizer, architecture_optimizer = make_optimizers(
+            config, steps, plan.epochs)
+        model.compile(weight_optimizer, architecture_optimizer, jit_compile=run.jit_compile)
+    pipeline = pipelines.bi_level_pipeline if bi_level else pipelines.train_pipeline
+    writer = (tf.summary.create_file_writer(os.path.join(folder.tensorboard_dir, "architecture"))
+              if run.chief else None)
     history = resumable.fit(
-        model, strategy, epochs=epochs, steps_per_epoch=steps, run_dir=stage_dir,
+        model, strategy, epochs=plan.epochs, steps_per_epoch=steps, folder=folder,
         trackables={"weight_optimizer": weight_optimizer,
                     "architecture_optimizer": architecture_optimizer},
         make_dataset=lambda initial_epoch, input_context: pipeline(
-            source, config.batch_size, config.seed, epochs, initial_epoch,
-            augment=data.default_augment(source.name), image_size=config.image_size,
+            source, config.batch_size, seed=config.seed, epochs=plan.epochs,
+            initial_epoch=initial_epoch,
+            augment=augmentation.default_augment(source.name), image_size=config.image_size,
             num_examples=config.num_train_examples, input_context=input_context,
             epoch_steps=steps),
-        record=_recorder(schedule, writer), what=f"stage {stage}", tensorboard_dir=log_dir,
-        callbacks=_stage_callbacks(callbacks, stage), verbose=verbose,
-        header=(f"{config.optimization} {config.grouping} search, stage {stage}: {num_cells} "
-                f"cells, {epochs} epochs of {steps} steps ({model.count_params():,} parameters, "
-                f"{strategy.num_replicas_in_sync} replica(s), "
-                f"{config.precision}{', XLA' if jit_compile else ''})"))
-    if chief and len(history) < epochs:  # only the chief keeps the history
+        record=_recorder(schedule, writer), what=f"stage {stage}",
+        callbacks=_stage_callbacks(run.callbacks, stage), verbose=run.verbose,
+        header=(f"{config.optimization} {config.grouping} search, stage {stage}: "
+                f"{plan.num_cells} cells, {plan.epochs} epochs of {steps} steps "
+                f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} "
+                f"replica(s), {config.precision}{', XLA' if run.jit_compile else ''})"))
+    if run.chief and len(history) < plan.epochs:  # only the chief keeps the history
         # A callback set model.stop_training: a stage result must come from every
         # epoch, or a rerun would take the shortened stage as finished.
-        raise ValueError(f"stage {stage} stopped after {len(history)} of {epochs} epochs (a "
+        raise ValueError(f"stage {stage} stopped after {len(history)} of {plan.epochs} epochs (a "
                          "callback set model.stop_training); it is not recorded as finished: "
                          "rerun without that callback to complete it.")
     logits = _logits_json(model)
     weights = [[e["weights"] for e in edges] for edges in logits.values()]
     result = {
-        "stage": stage, "num_cells": num_cells, "epochs": epochs,
-        "space": stage_space.to_dict(), "logits": logits,
+        "stage": stage, "num_cells": plan.num_cells, "epochs": plan.epochs,
+        "space": plan.space.to_dict(), "logits": logits,
         "final_loss": history[-1]["loss"] if history else None,
         "final_accuracy": history[-1]["accuracy"] if history else None,
     }
     del model
     gc.collect()
-    return StageResult(stage, num_cells, stage_space, weights, result)
+    return StageResult(stage, plan.num_cells, plan.space, weights, result)
 
 
 def _winners(stage: StageResult) -> list[list[str]]:
@@ -254,9 +257,9 @@ def _winners(stage: StageResult) -> list[list[str]]:
             for cell, weights in zip(stage.space.cells, stage.weights)]
 
 
-def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str | None = None,
+def run_search(config: config_lib.SearchConfig, output_dir: str, *, data_dir: str | None = None,
                manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
-               verbose="auto", jit_compile: bool = False, source: data.Source | None = None,
+               verbose="auto", jit_compile: bool = False, source: sources.Source | None = None,
                callbacks=(), report: bool = True) -> genotype_lib.Genotype:
     """Runs (or resumes) a two-stage StacNAS search and returns its genotype.
 
@@ -265,48 +268,45 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, data_dir: str |
     same arguments; only the chief writes into `output_dir`. `jit_compile`
     compiles the training step with XLA. `source` replaces loading
     `config.dataset` (images given in Python); `callbacks` (Keras callbacks)
-    are passed to each stage's `fit`. `report`: write the search's report
-    (report/report.html) and its TensorBoard summary at the end.
+    are passed to each stage's `fit`, after its own (see `resumable.fit`).
+    `report`: write the search's report (report/report.html) and its
+    TensorBoard summary at the end.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    chief = strategy_lib.is_chief(strategy)
-    args = (config, data_dir, manual_dir, strategy, chief, verbose, jit_compile, source,
-            tuple(callbacks), report)
-    if not chief:  # the other workers only read the chief's checkpoints
-        return _run_search(os.path.abspath(output_dir), *args)
-    with files.claimed_output_dir(output_dir) as output_dir:
-        return _run_search(output_dir, *args)
+    run = SearchRun(config=config, folder=run_folder.SearchFolder(output_dir),
+                    strategy=strategy or tf.distribute.get_strategy(), source=source,
+                    data_dir=data_dir, manual_dir=manual_dir, verbose=verbose,
+                    jit_compile=jit_compile, callbacks=tuple(callbacks), write_report=report)
+    if not run.chief:  # the other workers only read the chief's checkpoints
+        return _search(dataclasses.replace(
+            run, folder=run_folder.SearchFolder(os.path.abspath(output_dir))))
+    with run.folder.claimed() as folder:
+        return _search(dataclasses.replace(run, folder=folder))
 
 
-def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbose, jit_compile,
-                source, callbacks, write_report) -> genotype_lib.Genotype:
-    genotype_path = os.path.join(output_dir, "genotype.json")
-    if chief:
-        files.check_run_folder(output_dir, "search")
-    if os.path.exists(os.path.join(output_dir, "config.json")):
-        check_config_matches(output_dir, config)
-    images = run_folder.image_fingerprints(train=source)
-    if files.has_progress(output_dir):
-        run_folder.check_same_images(output_dir, images, "a search")
-    if os.path.exists(genotype_path):
-        with open(genotype_path) as f:
-            genotype = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
-        if chief and write_report and not os.path.exists(
-                os.path.join(output_dir, "report", "report.html")):
+def _search(run: SearchRun) -> genotype_lib.Genotype:
+    folder, config = run.folder, run.config
+    if run.chief or folder.has_config():
+        folder.check_run(config)
+    images = run_folder.image_fingerprints(train=run.source)
+    if folder.has_progress():
+        folder.check_same_images(images)
+    if folder.has_genotype():
+        genotype = folder.read_genotype()
+        if run.chief and run.write_report and not folder.has_report():
             # The search finished but was stopped before its report (killed).
-            _write_report(output_dir, config, genotype, verbose)
+            _write_report(run, genotype)
         return genotype
-    if source is None:
-        source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
-                           image_size=config.image_size)
-    data.model_input_shape(source, config.image_size)
+    source = run.source or sources.load(config.dataset, "train", data_dir=run.data_dir,
+                                        manual_dir=run.manual_dir, image_size=config.image_size)
+    sources.model_input_shape(source, config.image_size)
     config = config_lib.with_class_names(config, source.class_names)
-    data.check_example_count(source, config.num_train_examples, config.batch_size)
+    sources.check_example_count(source, config.num_train_examples, config.batch_size)
     stage_steps(config, source)  # bi_level's halves hold a batch each
-    # Written once the inputs are known to be good, so a failed start leaves no config behind.
-    if chief:
-        check_config_matches(output_dir, config)
-        run_folder.record_images(output_dir, images, source.image_shape)
+    # Recorded once the inputs are known to be good, so a failed start leaves no config behind.
+    if run.chief:
+        folder.check_run(config, record=True)
+        folder.record_images(images, source.image_shape)
+    run = dataclasses.replace(run, config=config, source=source)
     space = config.space
 
     if config.grouping == "flat":
@@ -314,48 +314,42 @@ def _run_search(output_dir, config, data_dir, manual_dir, strategy, chief, verbo
         flat = search_space.StageSpace(
             cells=(space.full_candidates(),) * (config.stage1_cells if config.per_cell_logits else 2),
             per_cell=config.per_cell_logits)
-        final = _load_or_run(1, flat, config.stage1_cells, config.stage1_epochs, config, source,
-                             output_dir, strategy, verbose, jit_compile, callbacks,
+        final = _load_or_run(run, StagePlan(1, flat, config.stage1_cells, config.stage1_epochs),
                              extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))})
     else:
         stage1 = _load_or_run(
-            1, search_space.stage1_space(space, config.stage1_cells, config.per_cell_logits),
-            config.stage1_cells, config.stage1_epochs, config, source, output_dir, strategy,
-            verbose, jit_compile, callbacks, extra=lambda s: _activation(space, s),
-        )
+            run, StagePlan(1, search_space.stage1_space(space, config.stage1_cells,
+                                                        config.per_cell_logits),
+                           config.stage1_cells, config.stage1_epochs),
+            extra=lambda s: _activation(space, s))
         stage2_space = search_space.stage2_space(
             space, _winners(stage1), config.stage2_cells, config.stage1_cells,
             config.per_cell_logits)
         final = _load_or_run(
-            2, stage2_space, config.stage2_cells, config.stage2_epochs, config, source, output_dir,
-            strategy, verbose, jit_compile, callbacks,
-            extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))},
-        )
+            run, StagePlan(2, stage2_space, config.stage2_cells, config.stage2_epochs),
+            extra=lambda s: {"winners": dict(zip(s.result["logits"], _winners(s)))})
     genotype = genotype_lib.derive_genotype(final.space, final.weights, final.num_cells,
                                             space.num_nodes)
-    if not chief:
+    if not run.chief:
         return genotype
     warning = report.undecided_warning(final.weights)
     if warning:
         logging.warning("%s", warning)
-    files.write_json(os.path.join(output_dir, "genotype_graph.json"), genotype.to_graph())
-    files.write_text(os.path.join(output_dir, "genotype.dot"), genotype.to_dot())
-    files.write_text(os.path.join(output_dir, "genotype.txt"), genotype.to_darts() + "\n")
-    files.write_text(genotype_path, genotype.to_json() + "\n")  # last: marks the search done
-    if write_report:
-        _write_report(output_dir, config, genotype, verbose)
+    folder.write_genotype(genotype)
+    if run.write_report:
+        _write_report(run, genotype)
     return genotype
 
 
-def _write_report(output_dir, config, genotype, verbose) -> None:
-    report.summarize_search(os.path.join(output_dir, "tensorboard", "search"), config, genotype)
+def _write_report(run: SearchRun, genotype: genotype_lib.Genotype) -> None:
+    report.summarize_search(run.folder.summary_dir, run.config, genotype)
     try:
-        path = report.write(output_dir)
+        path = report.write(run_folder.SearchFolder(run.folder.path, "--search_dir"))
     except (OSError, ValueError) as e:  # the search itself is done and kept
         logging.warning("the search is done, but its report failed (%s); write it with "
-                        "stacnas-report --search_dir=%s", e, output_dir)
+                        "stacnas-report --search_dir=%s", e, run.folder.path)
     else:
-        if verbose:
+        if run.verbose:
             print(f"report: {path}", flush=True)
 
 
@@ -370,38 +364,36 @@ def _activation(space: search_space.SearchSpace, stage: StageResult) -> dict:
     }
 
 
-def _load_or_run(stage, stage_space, num_cells, epochs, config, source, output_dir, strategy,
-                 verbose, jit_compile, callbacks, extra) -> StageResult:
-    path = os.path.join(output_dir, f"stage{stage}", "result.json")
-    if os.path.exists(path):
-        result = run_folder.stage_result(output_dir, stage, flag="--output_dir")
+def _load_or_run(run: SearchRun, plan: StagePlan, extra) -> StageResult:
+    folder = run.folder.stage(plan.stage)
+    if folder.has_result():
+        result = folder.read_result()
         space, weights = result.pop("stage_space"), result.pop("weights")
-        return StageResult(stage, num_cells, space, weights, result)
-    outcome = run_stage(stage, stage_space, num_cells, epochs, config, source, output_dir,
-                        strategy, verbose, jit_compile, callbacks)
+        return StageResult(plan.stage, plan.num_cells, space, weights, result)
+    outcome = run_stage(run, plan)
     outcome.result.update(extra(outcome))
-    if strategy_lib.is_chief(strategy):
-        files.write_json(path, outcome.result)
+    if run.chief:
+        folder.write_result(outcome.result)
     return outcome
 
 
-def load_stage_network(search_dir: str, stage: int, num_classes: int, image_shape,
-                       config: config_lib.SearchConfig | None = None,
+def load_stage_network(folder: run_folder.SearchFolder, stage: int, num_classes: int,
+                       image_shape, *, config: config_lib.SearchConfig | None = None,
                        stage_space: search_space.StageSpace | None = None,
                        num_cells: int | None = None) -> supernet.SearchNetwork:
-    """The trained supernet of `stage` in `search_dir` (its latest checkpoint).
+    """The trained supernet of `stage` in a search folder (its latest checkpoint).
 
     The config, candidates and depth are read from the folder unless given.
     """
     if config is None:
-        config = run_folder.search_config(search_dir)
+        config = folder.read_config()
     if stage_space is None or num_cells is None:
-        result = run_folder.stage_result(search_dir, stage)
+        result = folder.stage(stage).read_result()
         stage_space, num_cells = result["stage_space"], result["num_cells"]
     model = build_supernet(config, stage, stage_space, num_cells, num_classes, image_shape)
     path = checkpoints.restore_latest(
-        checkpoints.make(model), os.path.join(search_dir, f"stage{stage}", "checkpoints"),
-        partial=True, what=f"--search_dir stage {stage}")
+        checkpoints.make(model), folder.stage(stage).checkpoint_dir,
+        partial=True, what=f"{folder.flag} stage {stage}")
     if not path:
-        raise ValueError(f"--search_dir: {search_dir}/stage{stage} has no checkpoint.")
+        raise ValueError(f"{folder.flag}: {folder.path}/stage{stage} has no checkpoint.")
     return model

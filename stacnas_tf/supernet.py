@@ -87,6 +87,7 @@ class SearchNetwork(one_level.TrainingHooks, keras.Model):
         num_classes,
         channels=16,
         num_cells=8,
+        *,
         stem_multiplier=3,
         weight_decay=3e-4,
         architecture_weight_decay=1e-3,

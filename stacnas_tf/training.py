@@ -1,16 +1,9 @@
 """Training a final network from a genotype (StacNAS section 3, appendix C).
 
-Output folder:
-  config.json, genotype.json    the run's TrainConfig and the genotype it trains
-  checkpoints/                  weights, optimizers (schedule position), epoch
-  history.json                  per epoch: loss, accuracy, top-5, lr, drop-path rate,
-                                validation metrics
-  metrics.json                  final evaluation: loss, top-1, top-5, parameters
-  tensorboard/                  Keras summaries
-
-Rerunning on the same folder resumes after the last completed epoch with the
-learning-rate schedule where it stopped; other settings or another genotype
-are refused.
+A training writes into a `run_folder.TrainingFolder` (its layout is described
+there). Rerunning on the same folder resumes after the last completed epoch
+with the learning-rate schedule where it stopped; other settings or another
+genotype are refused.
 """
 
 from __future__ import annotations
@@ -18,19 +11,21 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+from typing import Any
 
 import keras
 import tensorflow as tf
 
+from stacnas_tf import augmentation
 from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
-from stacnas_tf import data
-from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import network as network_lib
 from stacnas_tf import optimizers
+from stacnas_tf import pipelines
 from stacnas_tf import resumable
 from stacnas_tf import run_folder
+from stacnas_tf import sources as sources_lib
 from stacnas_tf import strategy as strategy_lib
 
 
@@ -43,9 +38,9 @@ def lr_schedule(config: config_lib.TrainConfig, steps_per_epoch: int):
         config.lr, decay_steps=steps_per_epoch, decay_rate=config.lr_decay_rate, staircase=True)
 
 
-def train_augment(config: config_lib.TrainConfig) -> data.Augment:
+def train_augment(config: config_lib.TrainConfig) -> augmentation.Augment:
     """The dataset's standard augmentation plus the recipe's AutoAugment and cutout."""
-    return dataclasses.replace(data.default_augment(config.dataset),
+    return dataclasses.replace(augmentation.default_augment(config.dataset),
                                autoaugment=config.autoaugment, cutout=config.cutout)
 
 
@@ -113,74 +108,70 @@ def _recorder(schedule):
     return record
 
 
-def _check_folder(output_dir, config, genotype):
-    """Refuses a folder trained with other settings or another genotype."""
-    config_path = os.path.join(output_dir, "config.json")
-    genotype_path = os.path.join(output_dir, "genotype.json")
-    if os.path.exists(config_path):
-        # Through TrainConfig: fields added since the folder was made take their defaults.
-        # The genotype is compared below by value: a name and a file of the same
-        # genotype are the same run.
-        saved = config_lib.TrainConfig.from_dict(
-            files.read_json(config_path), f"--output_dir: {config_path}").to_dict()
-        if not files.has_progress(output_dir):
-            return  # a training that failed before its first epoch: its settings are replaced
-        saved.pop("genotype")
-        wanted = config.to_dict()
-        wanted.pop("genotype")
-        files.check_same_config(output_dir, "a training run", saved, wanted)
-    if os.path.exists(genotype_path):
-        with open(genotype_path) as f:
-            saved = genotype_lib.Genotype.from_json(f.read(), source=genotype_path)
-        if saved != genotype:
-            there, here = saved.to_darts(), genotype.to_darts()
-            if there == here:  # the shared cells agree: only the per-cell genotypes differ
-                there, here = (f"{g.to_darts()} with {'no' if g.cells is None else len(g.cells)} "
-                               "per-cell genotypes" for g in (saved, genotype))
-            raise ValueError(
-                f"--output_dir={output_dir} holds a network trained with another genotype "
-                f"({there}); this run asks for {here}. Choose another --output_dir."
-            )
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """One training: the recipe, the genotype it trains, the folder it writes
+    into, the images (train, test; None until loaded) and how it runs. The
+    caller opens the strategy."""
+    config: config_lib.TrainConfig
+    genotype: genotype_lib.Genotype
+    folder: run_folder.TrainingFolder
+    strategy: tf.distribute.Strategy
+    sources: tuple | None = None
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    verbose: Any = "auto"
+    jit_compile: bool = False
+    callbacks: tuple = ()
+
+    @property
+    def chief(self) -> bool:
+        return strategy_lib.is_chief(self.strategy)
 
 
-def run_training(config: config_lib.TrainConfig, output_dir: str, data_dir: str | None = None,
+def run_training(config: config_lib.TrainConfig, output_dir: str, *,
+                 genotype: genotype_lib.Genotype | None = None, data_dir: str | None = None,
                  manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
                  verbose="auto", jit_compile: bool = False,
-                 sources: tuple[data.Source, data.Source] | None = None, callbacks=()) -> dict:
+                 sources: tuple[sources_lib.Source, sources_lib.Source] | None = None,
+                 callbacks=()) -> dict:
     """Trains (or resumes) the final network of `config`; returns the final metrics.
 
-    In a multi-worker run every worker calls this with the same arguments; only
-    the chief writes into `output_dir`, and every worker resumes from the
-    chief's checkpoints there. `sources` (train, test) replace loading
-    `config.dataset` (images given in Python); `callbacks` (Keras callbacks)
-    are passed to `fit`.
+    `genotype`: the genotype to train, parsed by the caller (default: the one
+    `config.genotype` names). In a multi-worker run every worker calls this
+    with the same arguments; only the chief writes into `output_dir`, and every
+    worker resumes from the chief's checkpoints there. `sources` (train, test)
+    replace loading `config.dataset` (images given in Python); `callbacks`
+    (Keras callbacks) are passed to `fit`, after its own (see `resumable.fit`).
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    chief = strategy_lib.is_chief(strategy)
-    args = (config, data_dir, manual_dir, strategy, chief, verbose, jit_compile, sources,
-            tuple(callbacks))
-    if not chief:  # the other workers only read the chief's checkpoints
-        return _run_training(os.path.abspath(output_dir), *args)
-    with files.claimed_output_dir(output_dir) as output_dir:
-        return _run_training(output_dir, *args)
+    run = TrainingRun(
+        config=config,
+        genotype=genotype if genotype is not None else genotype_lib.resolve(config.genotype),
+        folder=run_folder.TrainingFolder(output_dir), strategy=strategy or tf.distribute.get_strategy(),
+        sources=sources, data_dir=data_dir, manual_dir=manual_dir, verbose=verbose,
+        jit_compile=jit_compile, callbacks=tuple(callbacks))
+    if not run.chief:  # the other workers only read the chief's checkpoints
+        return _train(dataclasses.replace(
+            run, folder=run_folder.TrainingFolder(os.path.abspath(output_dir))))
+    with run.folder.claimed() as folder:
+        return _train(dataclasses.replace(run, folder=folder))
 
 
-def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, verbose,
-                  jit_compile, sources, user_callbacks) -> dict:
-    genotype = genotype_lib.resolve(config.genotype)
-    if chief:
-        files.check_run_folder(output_dir, "training run")
-    _check_folder(output_dir, config, genotype)
+def _train(run: TrainingRun) -> dict:
+    folder, config, genotype, strategy = run.folder, run.config, run.genotype, run.strategy
+    if run.chief or folder.has_config():
+        folder.check_run(config, genotype)
+    sources = run.sources
     images = (run_folder.image_fingerprints(train=sources[0], test=sources[1])
               if sources is not None else {})
-    if files.has_progress(output_dir):
-        run_folder.check_same_images(output_dir, images, "a training run")
-    metrics_path = os.path.join(output_dir, "metrics.json")
-    if os.path.exists(metrics_path):
-        return files.read_json(metrics_path)
+    if folder.has_progress():
+        folder.check_same_images(images)
+    if folder.finished:
+        return folder.read_metrics()
     if sources is None:
-        sources = tuple(data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
-                                  image_size=config.image_size) for split in ("train", "test"))
+        sources = tuple(sources_lib.load(config.dataset, split, data_dir=run.data_dir,
+                                         manual_dir=run.manual_dir, image_size=config.image_size)
+                        for split in ("train", "test"))
     train_source, eval_source = sources
     if eval_source.image_shape[-1] != train_source.image_shape[-1]:
         # Found now, not by Keras after a whole epoch of training.
@@ -189,44 +180,43 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
             f"{eval_source.image_shape[-1]} channel(s), the {train_source.split} images "
             f"{train_source.image_shape[-1]}: give both splits as grey or as colour images.")
     config = config_lib.with_class_names(config, train_source.class_names)
-    data.check_example_count(train_source, config.num_train_examples, config.batch_size)
-    _check_folder(output_dir, config, genotype)
-    image_shape = data.model_input_shape(train_source, config.image_size)
+    sources_lib.check_example_count(train_source, config.num_train_examples, config.batch_size)
+    if run.chief or folder.has_config():
+        folder.check_run(config, genotype)
+    image_shape = sources_lib.model_input_shape(train_source, config.image_size)
     check_recipe_fits_images(config, image_shape)
-    steps = data.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
+    steps = sources_lib.steps_per_epoch(train_source, config.batch_size, config.num_train_examples)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         net = network_lib.build(config, genotype, train_source.num_classes, image_shape,
                                 statistics=(train_source.mean, train_source.std))
         schedule, weight_optimizer, architecture_optimizer = compile_network(net, config, steps,
-                                                                             jit_compile)
+                                                                             run.jit_compile)
     trackables = {"weight_optimizer": weight_optimizer,
                   "genotype": checkpoints.genotype_record(genotype.to_json())}
     if architecture_optimizer is not None:
         trackables["architecture_optimizer"] = architecture_optimizer
-    if chief:
+    if run.chief:
         # Written once the network is built and compiled: a run that fails to
         # start leaves no settings behind to refuse its corrected rerun.
-        files.write_json(os.path.join(output_dir, "config.json"), config.to_dict())
-        files.write_text(os.path.join(output_dir, "genotype.json"), genotype.to_json() + "\n")
-        run_folder.record_images(output_dir, images, train_source.image_shape)
-    eval_data = data.eval_pipeline(eval_source, config.batch_size, config.image_size,
-                                   config.num_eval_examples)
+        folder.record(config, genotype)
+        folder.record_images(images, train_source.image_shape)
+    eval_data = pipelines.eval_pipeline(eval_source, config.batch_size, config.image_size,
+                                        config.num_eval_examples)
     history = resumable.fit(
-        net, strategy, epochs=config.epochs, steps_per_epoch=steps, run_dir=output_dir,
+        net, strategy, epochs=config.epochs, steps_per_epoch=steps, folder=folder,
         trackables=trackables,
-        make_dataset=lambda initial_epoch, input_context: data.train_pipeline(
-            train_source, config.batch_size, config.seed, config.epochs, initial_epoch,
-            augment=train_augment(config), image_size=config.image_size,
+        make_dataset=lambda initial_epoch, input_context: pipelines.train_pipeline(
+            train_source, config.batch_size, seed=config.seed, epochs=config.epochs,
+            initial_epoch=initial_epoch, augment=train_augment(config), image_size=config.image_size,
             num_examples=config.num_train_examples, input_context=input_context),
-        record=_recorder(schedule), what="training",
-        tensorboard_dir=os.path.join(output_dir, "tensorboard"), validation_data=eval_data,
-        callbacks=[_DropPathRamp(config.drop_path, config.epochs), *user_callbacks],
-        verbose=verbose,
+        record=_recorder(schedule), what="training", validation_data=eval_data,
+        callbacks=[_DropPathRamp(config.drop_path, config.epochs), *run.callbacks],
+        verbose=run.verbose,
         header=(f"Training {config.num_cells} cells, C={config.channels}: "
                 f"{net.parameter_count():,} parameters (without auxiliary head), "
                 f"{config.epochs} epochs of {steps} steps, {strategy.num_replicas_in_sync} "
-                f"replica(s), {config.precision}{', XLA' if jit_compile else ''}"))
+                f"replica(s), {config.precision}{', XLA' if run.jit_compile else ''}"))
     results = net.evaluate(eval_data, verbose=0, return_dict=True)
     metrics = {
         "loss": float(results["loss"]), "top1": float(results["accuracy"]),
@@ -238,48 +228,53 @@ def _run_training(output_dir, config, data_dir, manual_dir, strategy, chief, ver
         "eval_examples": int(min(config.num_eval_examples or eval_source.num_examples,
                                  eval_source.num_examples)),
     }
-    if chief:
-        files.write_json(metrics_path, metrics)
+    if run.chief:
+        folder.write_metrics(metrics)
     del net
     gc.collect()
     return metrics
 
 
-def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
-             manual_dir: str | None = None, checkpoint_path: str | None = None,
-             genotype_spec: str | None = None, batch_size: int | None = None,
-             num_examples: int | None = None, source: data.Source | None = None) -> dict:
-    """Loss, top-1 and top-5 of a training folder's checkpoint on a dataset split
-    (or on `source`, images given in Python)."""
+def evaluate(trained: run_folder.TrainingFolder | str, split: str = "test", *,
+             data_dir: str | None = None, manual_dir: str | None = None,
+             checkpoint_path: str | None = None,
+             genotype: genotype_lib.Genotype | None = None, batch_size: int | None = None,
+             num_examples: int | None = None, source: sources_lib.Source | None = None) -> dict:
+    """Loss, top-1 and top-5 of a training's checkpoint (its folder, or the
+    folder's path) on a dataset split (or on `source`, images given in Python).
+    `genotype`: the genotype expected in the folder (checked)."""
     for flag, value in (("--batch_size", batch_size), ("--num_examples", num_examples)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{flag}: expected a positive integer (or none for the default), "
                              f"got {value!r}.")
-    folder = run_folder.training(train_dir)
-    config, genotype = folder.config, folder.genotype
+    folder = run_folder.training_folder(trained)
+    config = folder.config
     # What was scored: the dataset's split, or images given in Python ("data").
     scored = split if source is None else "data"
-    if genotype_spec is not None and genotype_lib.resolve(genotype_spec) != genotype:
+    if genotype is not None and genotype != folder.genotype:
         raise ValueError(
-            f"--genotype: {genotype_spec!r} is not the genotype the checkpoints in {train_dir} "
-            f"were trained with ({genotype.to_darts()})."
+            f"--genotype: {genotype_lib.published_name(genotype) or genotype.to_darts()!r} is "
+            f"not the genotype the checkpoints in "
+            f"{folder.path} were trained with ({folder.genotype.to_darts()})."
         )
     if source is None:
-        source = data.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
-                           image_size=config.image_size)
+        source = sources_lib.load(config.dataset, split, data_dir=data_dir, manual_dir=manual_dir,
+                                  image_size=config.image_size)
     else:
-        run_folder.check_image_shape(train_dir, config, source.image_shape)
+        folder.check_image_shape(source.image_shape)
     if num_examples is not None and num_examples > source.num_examples:
         raise ValueError(f"--num_examples={num_examples}: the {split} split has "
                          f"{source.num_examples} examples; pass at most that many, or none for all.")
     # Labels are class indices: other classes (a folder renamed, added) would
     # score the network against the wrong names.
     config_lib.with_class_names(config, source.class_names, "--train_dir")
-    image_shape = data.model_input_shape(source, config.image_size)
-    net, path = load_network(train_dir, source.num_classes, image_shape, checkpoint_path)
+    image_shape = sources_lib.model_input_shape(source, config.image_size)
+    net, path = load_network(folder, source.num_classes, image_shape,
+                             checkpoint_path=checkpoint_path)
     compile_network(net, config, steps_per_epoch=1)
     results = net.evaluate(
-        data.eval_pipeline(source, batch_size or config.batch_size, config.image_size, num_examples),
+        pipelines.eval_pipeline(source, batch_size or config.batch_size, config.image_size,
+                                num_examples),
         verbose=0, return_dict=True)
     return {"checkpoint": path, "split": scored,
             "loss": float(results["loss"]),
@@ -287,13 +282,14 @@ def evaluate(train_dir: str, split: str = "test", data_dir: str | None = None,
             "examples": int(min(num_examples or source.num_examples, source.num_examples))}
 
 
-def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path: str | None = None,
-                 auxiliary: bool | None = None):
-    """(network restored from a training folder's checkpoint, checkpoint path).
+def load_network(trained: run_folder.TrainingFolder | str, num_classes: int, image_shape, *,
+                 checkpoint_path: str | None = None, auxiliary: bool | None = None):
+    """(network restored from a training's checkpoint, checkpoint path); `trained`
+    is its folder, or the folder's path.
 
     `auxiliary=False` leaves the auxiliary head out (it is not needed for inference).
     """
-    folder = run_folder.training(train_dir)
+    folder = run_folder.training_folder(trained)
     config, genotype = folder.config, folder.genotype
     net = network_lib.build(config, genotype, num_classes, image_shape, auxiliary=auxiliary)
     if checkpoint_path:
@@ -303,34 +299,15 @@ def load_network(train_dir: str, num_classes: int, image_shape, checkpoint_path:
                              f"as {os.path.join(path, 'ckpt-3')} (the name before .index).")
         problem = checkpoints.readable(path)
         if problem is not None:
-            kept = checkpoints.candidates(os.path.join(train_dir, "checkpoints"))
+            kept = checkpoints.candidates(folder.checkpoint_dir)
             raise FileNotFoundError(
                 f"--checkpoint: {path} is not a readable checkpoint (expected {path}.index and its "
-                f"data files; {problem}). {train_dir} holds: {', '.join(kept) or 'none'}.")
+                f"data files; {problem}). {folder.path} holds: {', '.join(kept) or 'none'}.")
         checkpoints.restore(checkpoints.make(net), path, partial=True)
     else:
-        path = checkpoints.restore_latest(checkpoints.make(net), os.path.join(train_dir, "checkpoints"),
-                                          partial=True, what="--train_dir")
+        path = checkpoints.restore_latest(checkpoints.make(net), folder.checkpoint_dir,
+                                          partial=True, what=folder.flag)
     if not path:
-        raise ValueError(f"--train_dir: {train_dir} has no checkpoint yet.")
+        raise ValueError(f"{folder.flag}: {folder.path} has no checkpoint yet.")
     folder.check_checkpoint_genotype(path)
     return net, path
-
-
-def describe(genotype: genotype_lib.Genotype, preset: str) -> dict:
-    """Parameter counts and multiply-adds of the paper's network for `genotype`."""
-    if preset not in config_lib.NETWORK_PRESETS:
-        raise ValueError(f"--preset: expected one of {sorted(config_lib.NETWORK_PRESETS)}, got {preset!r}.")
-    spec = config_lib.NETWORK_PRESETS[preset]
-    net = network_lib.FinalNetwork(genotype, spec["num_classes"], channels=spec["channels"],
-                                   num_cells=spec["num_cells"], stem=spec["network"], auxiliary=True)
-    net(tf.zeros((1,) + spec["image_shape"]), training=False)
-    macs = network_lib.multiply_adds(net, spec["image_shape"])
-    return {
-        "preset": preset, "genotype": genotype.to_darts(), **{k: v for k, v in spec.items()},
-        "parameters": net.parameter_count(),
-        "parameters_with_auxiliary": net.parameter_count(include_auxiliary=True),
-        # ImageNet's mobile setting: under 600M multiply-adds at 224x224 (None elsewhere).
-        "multiply_adds": macs,
-        "mobile_setting": bool(macs < 600_000_000) if spec["network"] == "imagenet" else None,
-    }

@@ -42,30 +42,33 @@ def cell_diagrams(genotype: genotype_lib.Genotype, output_dir: str) -> list[str]
     return written
 
 
-def read_history(search_dir: str) -> dict:
-    """{stage: history entries} of the stages a search folder holds."""
+def read_history(search: run_folder.SearchFolder | str) -> dict:
+    """{stage: history entries} of the stages a search (its folder or the
+    folder's path) holds."""
+    folder = run_folder.search_folder(search)
     stages = {stage: history for stage in (1, 2)
-              if (history := run_folder.stage_history(search_dir, stage)) is not None}
+              if (history := folder.stage(stage).read_history()) is not None}
     if not stages:
-        raise ValueError(f"--search_dir: {search_dir} holds no stage*/history.json (not a search folder).")
+        raise ValueError(f"{folder.flag}: {folder.path} holds no stage*/history.json (not a "
+                         "search folder).")
     return stages
 
 
-def weights_history_png(search_dir: str, output_dir: str) -> list[str]:
+def weights_history_png(search: run_folder.SearchFolder | str, output_dir: str) -> list[str]:
     """One figure per stage and logit set: the softmax weight of every candidate on
     every edge over the epochs (a panel per edge)."""
+    folder = run_folder.search_folder(search)
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     written = []
-    for stage, history in read_history(search_dir).items():
+    for stage, history in read_history(folder).items():
         if not history:
             continue
-        result_path = os.path.join(search_dir, f"stage{stage}", "result.json")
-        space = (run_folder.stage_result(search_dir, stage)["stage_space"]
-                 if os.path.exists(result_path) else None)
+        stage_folder = folder.stage(stage)
+        space = stage_folder.read_result()["stage_space"] if stage_folder.has_result() else None
         epochs = [entry["epoch"] for entry in history]
         for set_index, name in enumerate(history[0]["weights"]):
             weights = [entry["weights"][name] for entry in history]  # [epoch][edge][candidate]

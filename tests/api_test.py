@@ -6,17 +6,16 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import stacnas_tf
+from stacnas_tf import search_space
 
-import stacnas_tf  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+import helpers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(preset="smoke", verbose=0)
 
 
@@ -328,7 +327,7 @@ def test_keras_files_load_after_a_plain_import_in_a_new_process(tmp_path):
     check = (f"import numpy as np, keras; m = keras.models.load_model({path!r}); "
              f"np.testing.assert_allclose(m.predict(np.load({str(tmp_path / 'x.npy')!r}), "
              f"verbose=0), np.load({str(tmp_path / 'y.npy')!r}), atol=1e-6); print('ok')")
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    env = helpers.program_env()
     # stacnas_tf imported before Keras, after it, and (documented) only its network module.
     for prefix in ("import stacnas_tf; ", "import keras, stacnas_tf; ",
                    "import tensorflow, stacnas_tf; ", "import stacnas_tf.network; "):
@@ -347,7 +346,7 @@ def test_top_level_names_and_lazy_import():
     # `import stacnas_tf` alone loads neither TensorFlow nor Keras.
     code = "import sys, stacnas_tf; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+                            env=helpers.program_env(), timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 

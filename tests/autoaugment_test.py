@@ -1,12 +1,8 @@
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import autoaugment as aa  # noqa: E402
+from stacnas_tf import autoaugment as aa
 
 IMAGE = tf.constant(np.random.RandomState(0).randint(0, 256, (12, 12, 3)), tf.float32)
 

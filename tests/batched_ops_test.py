@@ -1,15 +1,13 @@
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import batched_ops
+from stacnas_tf import ops
+from stacnas_tf import search_space
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import batched_ops  # noqa: E402
-from stacnas_tf import ops  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+import helpers
 
 OPS = [op for op in search_space.OPS if op != "none"]
 EDGES = 3
@@ -173,20 +171,29 @@ def test_stacked_initializer_draws_each_block_with_its_own_fans():
     np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.05)
     pointwise = batched_ops.EdgeStackedGlorotUniform(4)((1, 1, 16, 64)).numpy()
     assert np.abs(pointwise).max() <= np.sqrt(6.0 / 32)
-
-
-@pytest.mark.parametrize("layer", [
-    batched_ops.BatchedSepConv(8, 5, stride=2, num_edges=4, name="a"),
-    batched_ops.BatchedDilConv(8, 3, stride=1, dilation=2, num_edges=2, name="b"),
-    batched_ops.BatchedFactorizedReduce(8, num_edges=3, name="c"),
-    batched_ops.BatchedPool("avg", stride=2, num_edges=4, name="d"),
-    batched_ops.TiledIdentity(num_edges=2, name="e"),
-])
-def test_config_round_trip(layer):
-    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
     initializer = batched_ops.EdgeStackedGlorotUniform(3, axis=-2, seed=5)
     assert batched_ops.EdgeStackedGlorotUniform.from_config(
         initializer.get_config()).get_config() == initializer.get_config()
+
+
+# Every layer of batched_ops.py: (class, arguments, output shape for 2 x 8 x 8 x CHANNELS inputs).
+LAYERS = [
+    (batched_ops.BatchedSepConv, {"filters": 4, "kernel_size": 5, "stride": 2, "num_edges": 3},
+     (2, 4, 4, 12)),
+    (batched_ops.BatchedDilConv,
+     {"filters": 4, "kernel_size": 3, "stride": 1, "dilation": 2, "num_edges": 2}, (2, 8, 8, 8)),
+    (batched_ops.BatchedFactorizedReduce, {"filters": 4, "num_edges": 3}, (2, 4, 4, 12)),
+    (batched_ops.BatchedPool, {"kind": "avg", "stride": 2, "num_edges": 2}, (2, 4, 4, 8)),
+    (batched_ops.TiledIdentity, {"num_edges": 2}, (2, 8, 8, 8)),
+    (batched_ops.EdgeStack, {"op": "conv_7x1_1x7", "filters": 4, "stride": 2, "num_edges": 2},
+     (2, 4, 4, 8)),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,shape", LAYERS, ids=[cls.__name__ for cls, _, _ in LAYERS])
+def test_layer_configs_saving_and_training(cls, kwargs, shape):
+    x = np.random.RandomState(0).randn(2, 8, 8, CHANNELS).astype(np.float32)
+    helpers.run_layer_test(cls, kwargs, x, shape)
 
 
 def test_none_and_unknown_ops_are_refused():

@@ -1,14 +1,12 @@
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import cells
+from stacnas_tf import genotype
+from stacnas_tf import search_space
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import cells  # noqa: E402
-from stacnas_tf import genotype  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+import helpers
 
 CELL = search_space.SearchSpace().stage1_candidates()
 
@@ -63,10 +61,6 @@ def test_each_node_sums_its_incoming_edges(candidates, reduction):
                                            states[source].numpy(), atol=1e-6)
 
 
-def _variable_specs(layer):
-    return [(v.path, tuple(v.shape)) for v in layer.weights]
-
-
 @pytest.mark.parametrize("reduction,reduction_prev", [(False, False), (True, False), (False, True)])
 def test_explicit_build_creates_exactly_the_variables_of_a_call(reduction, reduction_prev):
     side0 = 16 if reduction_prev else 8
@@ -76,16 +70,16 @@ def test_explicit_build_creates_exactly_the_variables_of_a_call(reduction, reduc
     built.build(((None, side0, side0, 10), (None, 8, 8, 12)))
     called = cells.SearchCell(CELL, 6, reduction, reduction_prev, name="cell")
     called(inputs, weights, training=False)
-    assert _variable_specs(built) == _variable_specs(called)
+    assert helpers.variable_specs(built) == helpers.variable_specs(called)
     built(inputs, weights, training=False)
-    assert _variable_specs(built) == _variable_specs(called)
+    assert helpers.variable_specs(built) == helpers.variable_specs(called)
 
     edges = genotype.PUBLISHED["STACNAS_CIFAR10"].cell(0, reduction).edges
     derived = [cells.DerivedCell(edges, [2, 3, 4, 5], 6, reduction, reduction_prev, deformable=True,
                                  name="derived") for _ in range(2)]
     derived[0].build(((None, side0, side0, 10), (None, 8, 8, 12)))
     derived[1](inputs, training=False)
-    assert _variable_specs(derived[0]) == _variable_specs(derived[1])
+    assert helpers.variable_specs(derived[0]) == helpers.variable_specs(derived[1])
 
 
 def test_wrong_edge_count_is_refused():
@@ -93,9 +87,32 @@ def test_wrong_edge_count_is_refused():
         cells.SearchCell(CELL[:10], 6, False, False)
 
 
-def test_config_round_trip():
-    cell = cells.SearchCell(CELL, 6, True, False, name="c")
-    assert cells.SearchCell.from_config(cell.get_config()).get_config() == cell.get_config()
+def _states(side0, side1=8, channels=6):
+    rng = np.random.RandomState(0)
+    return (rng.randn(2, side0, side0, channels).astype(np.float32),
+            rng.randn(2, side1, side1, channels).astype(np.float32))
+
+
+def test_search_cell_config_saving_and_training():
+    weights = tf.nn.softmax(np.random.RandomState(1).randn(14, 5).astype(np.float32))
+    helpers.run_layer_test(
+        cells.SearchCell, {"candidates": CELL, "filters": 4, "reduction": True,
+                           "reduction_prev": False}, _states(8), (2, 4, 4, 16),
+        call=lambda cell, states, training: cell(states, weights, training=training))
+
+
+@pytest.mark.parametrize("reduction,reduction_prev", [(False, True), (True, False)])
+def test_derived_cell_config_saving_and_training(reduction, reduction_prev):
+    helpers.run_layer_test(
+        cells.DerivedCell, {"edges": genotype.PUBLISHED["STACNAS_CIFAR10"].cell(0, reduction).edges,
+                            "concat": [2, 3, 4, 5], "filters": 4, "reduction": reduction,
+                            "reduction_prev": reduction_prev, "deformable": True},
+        _states(16 if reduction_prev else 8), (2, 4 if reduction else 8, 4 if reduction else 8, 16))
+
+
+def test_drop_path_config_saving_and_training():
+    helpers.run_layer_test(cells.DropPath, {"seed": 1}, _states(8)[0], (2, 8, 8, 6),
+                           call=lambda layer, x, training: layer(x, rate=0.5, training=training))
 
 
 @pytest.mark.parametrize("num_nodes", [1, 2, 5])

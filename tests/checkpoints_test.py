@@ -1,14 +1,12 @@
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import checkpoints  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import network  # noqa: E402
+from stacnas_tf import checkpoints
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network
 
 
 def _net(name="DARTS_V2"):

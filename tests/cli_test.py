@@ -1,11 +1,10 @@
 """How every binary fails: tools/cli.run, driven with small mains (no TensorFlow)."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import helpers
 
 
 def _run_program(tmp_path, body, *args):
@@ -16,9 +15,8 @@ def _run_program(tmp_path, body, *args):
         from stacnas_tf.commands import cli
         _COUNT = flags.DEFINE_integer("count", 1, "A number.")
         """) + textwrap.dedent(body) + "\ncli.run(main)\n")
-    env = dict(os.environ, PYTHONPATH=REPO)
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=helpers.program_env(), timeout=120)
 
 
 def test_a_bad_flag_value_is_one_line_with_status_2(tmp_path):
@@ -69,7 +67,7 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path):
             "threading.Thread(target=later, daemon=True).start()\n"
             "from stacnas_tf.commands import cli\ntime.sleep(30)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+                            env=helpers.program_env(), timeout=120)
     assert result.returncode == 130, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(": interrupted; rerun the same "

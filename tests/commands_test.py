@@ -9,23 +9,15 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from stacnas_tf import config as config_lib
 
-
-def _run(program, *flags, cwd=None):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    env.pop("TF_CONFIG", None)
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{program}.py"), *flags],
-                          capture_output=True, text=True, env=env, timeout=900, cwd=cwd)
+import helpers
 
 
 @pytest.mark.parametrize("program,config_class", [("search", "SearchConfig"),
                                                   ("train", "TrainConfig")])
 def test_every_config_field_is_a_flag(program, config_class):
-    sys.path.insert(0, REPO)
-    from stacnas_tf import config as config_lib
-
-    result = _run(program, "--helpfull")
+    result = helpers.run_program(program, "--helpfull")
     flags = set()
     for line in result.stdout.splitlines():
         stripped = line.strip()
@@ -48,10 +40,9 @@ def test_help_prints_each_programs_own_flags_and_exits_0(tmp_path):
     for name in ("tensorflow", "keras"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} loaded for --help')")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]))
+    env = helpers.program_env(PYTHONPATH=os.pathsep.join([str(tmp_path), helpers.REPO]))
     running = {program: subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tools", f"{program}.py"), "--help"],
+        [sys.executable, os.path.join(helpers.REPO, "tools", f"{program}.py"), "--help"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for program in PROGRAMS}
     for program, process in running.items():
@@ -64,31 +55,33 @@ def test_help_prints_each_programs_own_flags_and_exits_0(tmp_path):
 
 
 def test_help_lists_the_search_fields_with_their_help():
-    result = _run("search", "--help")
+    result = helpers.run_program("search", "--help")
     assert result.returncode == 0
     words = " ".join(result.stdout.split())  # help texts wrap at 80 columns
     assert "--arch_warmup_epochs: Epochs at the start of each stage before alpha moves" in words
     assert "--output_dir:" in result.stdout and "--preset:" in result.stdout
-    assert "test_srcdir" not in _run("search", "--helpfull").stdout
+    assert "test_srcdir" not in helpers.run_program("search", "--helpfull").stdout
 
 
 def test_config_file_reproduces_a_search_and_flags_override_it(tmp_path):
-    first = _run("search", "--preset=smoke", f"--output_dir={tmp_path / 'a'}", "--seed=3",
-                 "--arch_lr=0.001")
+    first = helpers.run_program("search", "--preset=smoke", f"--output_dir={tmp_path / 'a'}",
+                                "--seed=3", "--arch_lr=0.001")
     assert first.returncode == 0, first.stderr[-2000:]
     # The resolved settings come first.
     assert "search settings:\n" in first.stdout and "  arch_lr=0.001" in first.stdout
     config = tmp_path / "a" / "config.json"
-    again = _run("search", f"--config={config}", f"--output_dir={tmp_path / 'b'}")
+    again = helpers.run_program("search", f"--config={config}", f"--output_dir={tmp_path / 'b'}")
     assert again.returncode == 0, again.stderr[-2000:]
     saved = json.loads(config.read_text())
     assert json.loads((tmp_path / "b" / "config.json").read_text()) == saved
     assert ((tmp_path / "b" / "genotype.json").read_text()
             == (tmp_path / "a" / "genotype.json").read_text())
     # A flag overrides the file; --preset alongside --config is refused.
-    changed = _run("search", f"--config={config}", f"--output_dir={tmp_path / 'a'}", "--seed=4")
+    changed = helpers.run_program("search", f"--config={config}",
+                                  f"--output_dir={tmp_path / 'a'}", "--seed=4")
     assert changed.returncode == 2 and "seed=3 there, 4 now" in changed.stderr
-    both = _run("search", f"--config={config}", "--preset=smoke", f"--output_dir={tmp_path / 'c'}")
+    both = helpers.run_program("search", f"--config={config}", "--preset=smoke",
+                               f"--output_dir={tmp_path / 'c'}")
     assert both.returncode == 2
     assert both.stderr.strip().splitlines() == [
         "search.py: error: --config and --preset both give the settings to start from; pass one."]
@@ -107,7 +100,7 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, message):
 
     path = tmp_path / "config.json"
     path.write_text(content)
-    result = _run("search", f"--config={path}", f"--output_dir={tmp_path / 'out'}")
+    result = helpers.run_program("search", f"--config={path}", f"--output_dir={tmp_path / 'out'}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), lines

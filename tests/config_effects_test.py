@@ -15,16 +15,14 @@ import dataclasses
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import resumable  # noqa: E402
-from stacnas_tf import search_loop  # noqa: E402
-from stacnas_tf import training  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import resumable
+from stacnas_tf import search_loop
+from stacnas_tf import training
 
 SEARCH = config_lib.PRESETS["smoke"].replace(stage1_epochs=2, stage2_epochs=2)
 TRAIN = config_lib.TRAIN_PRESETS["smoke"].replace(epochs=2, genotype="DARTS_V2")

@@ -1,13 +1,9 @@
 """The presets: the paper's exact, the embedded default's documented deviations."""
 
-import os
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import pytest  # noqa: E402
-
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import search_space
 
 # The paper (section 3 and "all other settings identical to DARTS"; DARTS's
 # train_search.py for the optimizers): 14 / 20 cells, 100 epochs per stage,

@@ -1,16 +1,14 @@
 import dataclasses
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf.analysis import confusion  # noqa: E402
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import search_space
+from stacnas_tf.analysis import confusion
 
 
 def test_zeta_is_the_floored_largest_negative_inner_product():

@@ -1,16 +1,12 @@
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import supernet  # noqa: E402
-from stacnas_tf.analysis import correlate  # noqa: E402
-from stacnas_tf.analysis import correlation  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import search_space
+from stacnas_tf import supernet
+from stacnas_tf.analysis import correlate
+from stacnas_tf.analysis import correlation
 
 # The paper's table 5 (avg_pool's row restored from the matrix's symmetry).
 TABLE5_OPS = ["avg_pool_3x3", "max_pool_3x3", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",

@@ -1,11 +1,12 @@
 """The dataset names `--dataset` takes, checked without TensorFlow."""
 
-import os
 import sys
 
 import pytest
 
 from stacnas_tf import dataset_names
+
+import helpers
 
 
 def test_folder_paths_are_recorded_absolute_and_other_names_unchanged(tmp_path, monkeypatch):
@@ -36,7 +37,6 @@ def test_the_names_and_the_configs_need_no_tensorflow():
 
     code = ("import sys; import stacnas_tf.dataset_names, stacnas_tf.config; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=repo), timeout=120)
+                            env=helpers.program_env(), timeout=120)
     assert result.stdout.split() == ["False", "False"], result.stderr[-2000:]

@@ -3,20 +3,20 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import exporting as export
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network as network_lib
+from stacnas_tf import sources
+from stacnas_tf import training as train
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import data  # noqa: E402
-from stacnas_tf import exporting as export  # noqa: E402
-from stacnas_tf import files  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import network as network_lib  # noqa: E402
-from stacnas_tf import training as train  # noqa: E402
+import helpers
 
 G = genotype_lib.PUBLISHED
 OPTIONS = export.ExportOptions(calibration_samples=32, verify_samples=32)
@@ -115,7 +115,7 @@ def test_a_deployment_following_the_metadata_names_what_the_keras_model_predicts
 
     root, exportable, _ = exported
     metadata = json.loads((root / "out" / "metadata.json").read_text())
-    test = data.load("digits", "test")
+    test = sources.load("digits", "test")
     images, labels = (np.stack(a) for a in zip(*test.dataset.take(64).as_numpy_iterator()))
     low, high = metadata["input"]["range"]
     assert (low, high) == (0, 255) and metadata["preprocessing"]["inside_model"]
@@ -219,9 +219,7 @@ def test_existing_export_is_not_overwritten_and_failures_leave_nothing(exported,
     (target / "keep.txt").unlink()
     (target / "model.onnx").write_text("mine")
     # A staging folder of a killed export (its pid is gone) is cleaned up.
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / f".target.partial-{dead.pid}-x").mkdir()
+    (tmp_path / f".target.partial-{helpers.dead_pid()}-x").mkdir()
     with pytest.raises(export.ExportError, match="max logit difference"):
         export.export(exportable, str(target), impossible)
     assert (target / "model.onnx").read_text() == "mine"  # the old export is untouched
@@ -242,13 +240,8 @@ def test_genotype_mismatch_is_a_clear_error(exported):
 
 
 def test_per_cell_network_exports(tmp_path):
-    cells = []
-    for index, reduction in enumerate((False, True, True)):
-        base = (G["DARTS_V1"] if index == 0 else G["DARTS_V2"]).reduce if reduction else G["DARTS_V1"].normal
-        cells.append(genotype_lib.CellGenotype(base.edges, base.concat, reduction=reduction))
-    genotype = genotype_lib.Genotype(normal=cells[0], reduce=cells[1], cells=tuple(cells))
     path = tmp_path / "per_cell.json"
-    path.write_text(genotype.to_json())
+    path.write_text(helpers.per_cell_genotype().to_json())
     config = TINY.replace(genotype=str(path), deformable=False, num_train_examples=64)
     train.run_training(config, str(tmp_path / "train"), verbose=0)
     report = export.export(export.from_training_folder(str(tmp_path / "train")), str(tmp_path / "out"),

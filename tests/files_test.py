@@ -2,12 +2,12 @@ import json
 import os
 import socket
 import stat
-import subprocess
-import sys
 
 import pytest
 
 from stacnas_tf import files
+
+import helpers
 
 
 @pytest.fixture
@@ -53,10 +53,9 @@ def test_a_folder_in_use_is_refused_with_its_holder(tmp_path):
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     (tmp_path / files.LOCK_NAME).write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": dead.pid, "started": "x", "command": "killed"}))
+        {"host": socket.gethostname(), "pid": helpers.dead_pid(), "started": "x",
+         "command": "killed"}))
     with files.output_lock(str(tmp_path)):
         assert json.loads((tmp_path / files.LOCK_NAME).read_text())["pid"] == os.getpid()
     # Another host's lock cannot be checked from here: refused, with what to do.

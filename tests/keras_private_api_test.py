@@ -11,15 +11,12 @@ Each test fails, naming the internal, if a Keras release changes it.
 """
 
 import inspect
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
 
-import keras  # noqa: E402
-
-from stacnas_tf import checkpoints  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import network  # noqa: E402
+from stacnas_tf import checkpoints
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network
 
 
 def test_flatten_layers_reaches_nested_seed_generators():

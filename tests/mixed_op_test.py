@@ -1,12 +1,10 @@
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import mixed_op
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import mixed_op  # noqa: E402
+import helpers
 
 STAGE1 = ("none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3")
 # Stage 2: each edge holds `none` and the group its stage-1 winner belongs to.
@@ -87,6 +85,9 @@ def test_unknown_op_is_refused():
         mixed_op.MixedEdges([("none", "conv_9x9")], 4)
 
 
-def test_config_round_trip():
-    layer = mixed_op.MixedEdges(STAGE2, 4, stride=2, name="edges")
-    assert mixed_op.MixedEdges.from_config(layer.get_config()).get_config() == layer.get_config()
+def test_config_saving_and_training():
+    weights = _weights(STAGE2, seed=5)
+    helpers.run_layer_test(
+        mixed_op.MixedEdges, {"candidates": STAGE2, "filters": 4, "stride": 2},
+        np.random.RandomState(0).randn(2, 8, 8, 4).astype(np.float32), [(2, 4, 4, 4)] * 4,
+        call=lambda layer, x, training: layer(x, weights, training=training))

@@ -1,49 +1,49 @@
 """One worker of tests/strategy_test.py's 2-process MultiWorkerMirroredStrategy
 run: trains stage 1 of the smoke search under TF_CONFIG and writes the final
-architecture logits, and whether it was the chief, to a JSON file. With
-STOP_AFTER it is interrupted once that epoch is checkpointed (no logits then).
+architecture logits, whether it was the chief and the epochs it began, to a
+JSON file. With STOP_AFTER it is interrupted once that epoch is checkpointed
+(no logits then).
+strategy_test starts it with the repository importable and TensorFlow's logs
+off (helpers.program_env).
 
   python tests/multi_worker_main.py OUTPUT_DIR EPOCHS RESULT_JSON [STOP_AFTER]
 """
 
 import json
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from stacnas_tf import config as config_lib
+from stacnas_tf import run_folder
+from stacnas_tf import search_loop as search
+from stacnas_tf import search_space
+from stacnas_tf import sources
+from stacnas_tf import strategy as strategy_lib
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import data  # noqa: E402
-from stacnas_tf import search_loop as search  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import strategy as strategy_lib  # noqa: E402
-from stacnas_tf import resumable  # noqa: E402
+import helpers
 
 CONFIG = config_lib.PRESETS["smoke"].replace(batch_size=16, num_train_examples=64, channels=4)
 
 
 def main(output_dir: str, epochs: int, result_path: str, stop_after: int | None) -> None:
     strategy = strategy_lib.make_strategy("multi_worker")
-    source = data.load(CONFIG.dataset, "train")
+    source = sources.load(CONFIG.dataset, "train")
     space = search_space.stage1_space(CONFIG.space, CONFIG.stage1_cells, CONFIG.per_cell_logits)
-    if stop_after is not None:
-        on_epoch_end = resumable._EpochEnd.on_epoch_end
-
-        def interrupt(self, epoch, logs=None):
-            on_epoch_end(self, epoch, logs)
-            if epoch + 1 == stop_after:
-                raise KeyboardInterrupt("simulated interruption")
-
-        resumable._EpochEnd.on_epoch_end = interrupt
+    recorder, began = helpers.epochs_begun()
+    # Run after the epoch is saved: every worker stops there, as after a Ctrl-C.
+    interrupt = () if stop_after is None else (helpers.interrupt_after_epoch(stop_after),)
     logits = None
     try:
-        logits = search.run_stage(1, space, CONFIG.stage1_cells, epochs, CONFIG, source,
-                                  output_dir, strategy, verbose=0).result["logits"]
+        run = search.SearchRun(config=CONFIG, folder=run_folder.SearchFolder(output_dir),
+                               strategy=strategy, source=source, verbose=0,
+                               callbacks=(recorder, *interrupt))
+        plan = search.StagePlan(1, space, CONFIG.stage1_cells, epochs)
+        logits = search.run_stage(run, plan).result["logits"]
     except KeyboardInterrupt:
         pass
     with open(result_path, "w") as f:
         json.dump({"chief": strategy_lib.is_chief(strategy),
-                   "replicas": strategy.num_replicas_in_sync, "logits": logits}, f)
+                   "replicas": strategy.num_replicas_in_sync, "logits": logits,
+                   "began": began}, f)
 
 
 if __name__ == "__main__":

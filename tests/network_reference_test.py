@@ -2,15 +2,12 @@
 reference implementation (PyTorch), run outside this project: see
 docs/reference_numbers.md for how each figure was obtained."""
 
-import os
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import network  # noqa: E402
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network
+from stacnas_tf import sizes
 
 # (parameters without the auxiliary head, with it, multiply-adds of one image)
 # of quark0/darts's NetworkCIFAR(C=36, 10 classes, 20 cells) at 32x32 and
@@ -40,4 +37,4 @@ def test_counts_match_the_reference(name, stem):
     net(tf.zeros([1, side, side, 3]), training=False)
     expected = REFERENCE[name][0 if stem == "cifar" else 1]
     assert (net.parameter_count(), net.parameter_count(include_auxiliary=True),
-            network.multiply_adds(net, (side, side, 3))) == expected
+            sizes.multiply_adds(net, (side, side, 3))) == expected

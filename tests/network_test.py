@@ -1,17 +1,14 @@
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import cells
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network
+from stacnas_tf import search_space
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import cells  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import network  # noqa: E402
-from stacnas_tf import ops as ops_lib  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+import helpers
 
 G = genotype_lib.PUBLISHED
 
@@ -113,8 +110,7 @@ def test_deformable_edges_have_logits_that_train():
     assert not {id(v) for v in net.architecture_variables} & {id(v) for v in net.weight_variables}
     np.testing.assert_allclose(net.derived_cells[0].edge_scales().numpy(), 0.5)
     net.compile(keras.optimizers.SGD(0.05, momentum=0.9), keras.optimizers.Adam(1e-2), aux_weight=0.0)
-    rng = np.random.RandomState(0)
-    x, y = rng.uniform(0, 255, (16, 8, 8, 3)).astype(np.float32), rng.randint(0, 10, 16)
+    x, y = helpers.random_batch(16, channels=3)
     before = [v.numpy().copy() for v in net.architecture_variables]
     net.train_on_batch(x, y)
     moved = [np.abs(v.numpy() - b).max() for v, b in zip(net.architecture_variables, before)]
@@ -124,65 +120,12 @@ def test_deformable_edges_have_logits_that_train():
 
 
 def test_per_cell_genotypes():
-    cells_list = []
-    for index in range(3):
-        reduction = index in search_space.reduction_positions(3)
-        base = G["DARTS_V2"].reduce if reduction else G["DARTS_V2"].normal
-        if index == 0:
-            base = G["DARTS_V1"].normal
-        cells_list.append(genotype_lib.CellGenotype(base.edges, base.concat, reduction=reduction))
-    genotype = genotype_lib.Genotype(normal=cells_list[0], reduce=cells_list[1], cells=tuple(cells_list))
+    genotype = helpers.per_cell_genotype()
     net = _build(genotype, 10, 4, 3, "cifar", 8, auxiliary=False)
     assert net.derived_cells[0].edges == G["DARTS_V1"].normal.edges
     assert net.derived_cells[1].edges == G["DARTS_V2"].reduce.edges
     with pytest.raises(ValueError, match="3 per-cell genotypes; the network has 5"):
         network.FinalNetwork(genotype, 10, 4, 5)
-
-
-def test_multiply_adds_match_a_hand_count():
-    skip = [("skip_connect", 0), ("skip_connect", 1)] * 4
-    genotype = genotype_lib.Genotype.from_edges(skip, [2, 3, 4, 5], skip, [2, 3, 4, 5])
-    net = network.FinalNetwork(genotype, 10, 4, 3, stem="cifar", auxiliary=False)
-    net(tf.zeros([1, 8, 8, 1]))
-    stem = 8 * 8 * 9 * 1 * 12
-    cell0 = 2 * (64 * 12 * 4)  # two 1x1 preprocessing convs; identity edges are free
-    cell1 = 64 * 12 * 8 + 64 * 16 * 8 + 8 * (2 * 16 * 8 * 4)  # 8 FactorizedReduce edges at 4x4
-    cell2 = 2 * 16 * 16 * 8 + 16 * 32 * 16 + 8 * (2 * 4 * 16 * 8)
-    classifier = 64 * 10
-    assert network.multiply_adds(net, (8, 8, 1)) == stem + cell0 + cell1 + cell2 + classifier
-
-
-# Multiply-adds of one op at 8x8 input, 4 channels, counted by hand from DARTS's
-# operations.py: every conv costs output pixels x kernel area x input channels
-# per group x output channels; pools, identity and BatchNorm cost nothing.
-def _op_hand_count(name, stride, side=8, c=4):
-    out = (side // stride) ** 2
-    if name == "skip_connect":
-        return 0 if stride == 1 else 2 * out * c * (c // 2)  # two 1x1 convs to c/2 each
-    if name.endswith("pool_3x3"):
-        return 0
-    if name == "conv_7x1_1x7":  # 1x7 (stride 1 x s) then 7x1 (stride s x 1), full convs
-        return side * (side // stride) * 7 * c * c + out * 7 * c * c
-    k = int(name[-1])
-    depthwise_pointwise = out * k * k * c + out * c * c
-    if name.startswith("sep_conv"):  # the second block runs at stride 1 on the output size
-        return 2 * depthwise_pointwise
-    return depthwise_pointwise  # dil_conv: one dilated depthwise + pointwise
-
-
-@pytest.mark.parametrize("name", [op for op in search_space.OPS if op != "none"])
-@pytest.mark.parametrize("stride", [1, 2])
-def test_multiply_adds_of_every_op_match_a_hand_count(name, stride):
-    layer = ops_lib.make_op(name, 4, stride, affine=True, search=False, layer_name=name)
-    layer(tf.zeros([1, 8, 8, 4]), training=False)
-    assert network.multiply_adds(layer, (8, 8, 4)) == _op_hand_count(name, stride)
-
-
-def test_multiply_adds_of_darts_v2_on_imagenet_match_the_reference():
-    # quark0/darts NetworkImageNet, convolutions and linear layers (docs/reference_numbers.md);
-    # DARTS_V2 has stride-1 dilated convs, which TF runs on a space-to-batch input.
-    net = _build(G["DARTS_V2"], 1000, 48, 14, "imagenet", 224, auxiliary=True)
-    assert network.multiply_adds(net, (224, 224, 3)) == 529_911_552
 
 
 def test_keras_file_round_trip_restores_every_weight_and_the_compile_config(tmp_path):
@@ -191,17 +134,9 @@ def test_keras_file_round_trip_restores_every_weight_and_the_compile_config(tmp_
     net.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(1e-2),
                 aux_weight=0.3, weight_decay=1e-3, grad_clip_norm=2.0,
                 architecture_weight_decay=5e-3, label_smoothing=0.1)
-    rng = np.random.RandomState(0)
-    x, y = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32), rng.randint(0, 10, 8)
+    x, y = helpers.random_batch(8, side=32, channels=3)
     net.fit(x, y, epochs=2, batch_size=4, verbose=0)
-    path = str(tmp_path / "net.keras")
-    net.save(path)
-    loaded = keras.models.load_model(path)
-    assert len(loaded.weights) == len(net.weights)
-    for saved, restored in zip(net.weights, loaded.weights):
-        assert saved.path == restored.path
-        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
-    np.testing.assert_array_equal(net(x, training=False).numpy(), loaded(x, training=False).numpy())
+    loaded = helpers.reloaded(net, tmp_path, x)
     assert (loaded.aux_weight, loaded.weight_decay, loaded.grad_clip_norm,
             loaded.architecture_weight_decay) == (0.3, 1e-3, 2.0, 5e-3)
     assert loaded.loss.label_smoothing == 0.1
@@ -229,11 +164,20 @@ def test_a_network_never_compiled_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
 
 
-def test_config_round_trip():
-    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8, deformable=True)
-    assert network.FinalNetwork.from_config(net.get_config()).get_config() == net.get_config()
-    cell = net.derived_cells[1]
-    assert cells.DerivedCell.from_config(cell.get_config()).get_config() == cell.get_config()
+@pytest.mark.parametrize("genotype", ["DARTS_V2", "per_cell"])
+def test_network_config_saving_and_training(genotype):
+    genotype = helpers.per_cell_genotype() if genotype == "per_cell" else G[genotype]
+    helpers.run_layer_test(
+        network.FinalNetwork, {"genotype": genotype, "num_classes": 10, "channels": 4,
+                               "num_cells": 3, "auxiliary": False, "deformable": True,
+                               "mean": (0.2, 0.3, 0.4), "std": (0.5, 0.4, 0.3)},
+        helpers.random_batch(2, channels=3)[0], (2, 10))
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_auxiliary_head_config_saving_and_training(stem):
+    helpers.run_layer_test(network.AuxiliaryHead, {"num_classes": 10, "stem": stem},
+                           np.random.RandomState(0).randn(2, 8, 8, 4).astype(np.float32), (2, 10))
 
 
 def test_bad_network_arguments():

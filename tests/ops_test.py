@@ -1,14 +1,11 @@
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import ops
+from stacnas_tf import search_space
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import ops  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+import helpers
 
 OPS = [op for op in search_space.OPS if op != "none"]
 
@@ -21,10 +18,6 @@ def test_output_shapes(name, stride):
     assert tuple(layer(x, training=True).shape) == (2, 12 // stride, 12 // stride, 8)
 
 
-def _variable_specs(layer):
-    return [(v.path, tuple(v.shape)) for v in layer.weights]
-
-
 @pytest.mark.parametrize("name", OPS)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_explicit_build_creates_exactly_the_variables_of_a_call(name, stride):
@@ -32,9 +25,9 @@ def test_explicit_build_creates_exactly_the_variables_of_a_call(name, stride):
     built.build((None, 12, 12, 8))
     called = ops.make_op(name, 8, stride, affine=False, search=True, layer_name=name)
     called(tf.zeros([1, 12, 12, 8]), training=False)
-    assert _variable_specs(built) == _variable_specs(called)
+    assert helpers.variable_specs(built) == helpers.variable_specs(called)
     built(tf.zeros([1, 12, 12, 8]), training=False)
-    assert _variable_specs(built) == _variable_specs(called)
+    assert helpers.variable_specs(built) == helpers.variable_specs(called)
 
 
 def _torch_like_pool(x, kind):
@@ -136,15 +129,24 @@ def test_batch_norm_scale_multiplies_each_channel_and_gets_its_gradient(training
         ops.BatchNorm(affine=True)(x, training=training, scale=scale)
 
 
-@pytest.mark.parametrize("layer", [
-    ops.BatchNorm(affine=False, name="bn"), ops.ReLUConvBN(8, 1, affine=False, name="rcb"),
-    ops.FactorizedReduce(8, name="fr"), ops.Pool("avg", 2, batch_norm=True, name="pool"),
-    ops.SepConv(8, 5, 2, name="sep"), ops.DilConv(8, 3, 1, 2, name="dil"),
-])
-def test_config_round_trip(layer):
-    restored = layer.__class__.from_config(layer.get_config())
-    assert restored.get_config() == layer.get_config()
-    assert keras.saving.get_registered_object(f"stacnas_tf>{layer.__class__.__name__}") is layer.__class__
+# Every layer of ops.py: (class, arguments, output shape for inputs of 2 x 8 x 8 x 4).
+LAYERS = [
+    (ops.BatchNorm, {"affine": False}, (2, 8, 8, 4)),
+    (ops.BatchNorm, {"affine": True}, (2, 8, 8, 4)),
+    (ops.ReLUConvBN, {"filters": 6, "kernel_size": 1, "affine": False}, (2, 8, 8, 6)),
+    (ops.FactorizedReduce, {"filters": 6}, (2, 4, 4, 6)),
+    (ops.Pool, {"kind": "avg", "stride": 2, "batch_norm": True}, (2, 4, 4, 4)),
+    (ops.Pool, {"kind": "max"}, (2, 8, 8, 4)),
+    (ops.SepConv, {"filters": 6, "kernel_size": 5, "stride": 2}, (2, 4, 4, 6)),
+    (ops.DilConv, {"filters": 6, "kernel_size": 3, "stride": 1, "dilation": 2}, (2, 8, 8, 6)),
+    (ops.Conv7x1_1x7, {"filters": 6, "stride": 2}, (2, 4, 4, 6)),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,shape", LAYERS, ids=[cls.__name__ for cls, _, _ in LAYERS])
+def test_layer_configs_saving_and_training(cls, kwargs, shape):
+    x = np.random.RandomState(0).randn(2, 8, 8, 4).astype(np.float32)
+    helpers.run_layer_test(cls, kwargs, x, shape)
 
 
 def test_unknown_op_name_is_refused():

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import helpers
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,8 @@ def installed(tmp_path_factory):
     source = root / "source"  # a copy: the build writes beside the sources
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
-        shutil.copy(os.path.join(REPO, name), source / name)
-    shutil.copytree(os.path.join(REPO, "stacnas_tf"), source / "stacnas_tf",
+        shutil.copy(os.path.join(helpers.REPO, name), source / name)
+    shutil.copytree(os.path.join(helpers.REPO, "stacnas_tf"), source / "stacnas_tf",
                     ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     built = subprocess.run(pip + ["wheel", str(source), "--no-deps", "--no-build-isolation",
@@ -76,7 +76,7 @@ def _run_example(installed, name):
     root, _, _, env = installed
     work = root / name.removesuffix(".py")
     work.mkdir()
-    script = shutil.copy(os.path.join(REPO, "examples", name), work / name)
+    script = shutil.copy(os.path.join(helpers.REPO, "examples", name), work / name)
     result = subprocess.run([sys.executable, str(script), "smoke"], capture_output=True, text=True,
                             env=env, cwd=str(work), timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,23 +1,19 @@
 """Mixed precision: what stays float32, gradients reaching alpha, and a search
 step under mixed_float16 / mixed_bfloat16 close to the float32 one."""
 
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import precision
+from stacnas_tf import search_space
+from stacnas_tf import supernet
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import precision  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import supernet  # noqa: E402
+import helpers
 
 STAGE = search_space.stage1_space(search_space.SearchSpace(), 3, False)
-RNG = np.random.RandomState(0)
-IMAGES = tf.constant(RNG.uniform(0, 255, (16, 16, 16, 3)).astype(np.float32))
-LABELS = tf.constant(RNG.randint(0, 10, 16).astype(np.int64))
+IMAGES, LABELS = map(tf.constant, helpers.random_batch(16, side=16, channels=3))
 
 
 def _network(policy, like=None):

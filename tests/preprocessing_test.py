@@ -1,14 +1,12 @@
 """PixelNormalization: the first layer of both networks (raw pixels in)."""
 
-import os
+import keras
+import numpy as np
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import preprocessing
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from stacnas_tf import preprocessing  # noqa: E402
+import helpers
 
 # DARTS's CIFAR-10 statistics (utils._data_transforms_cifar10).
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -55,8 +53,14 @@ def test_statistics_are_weights_that_save_and_load(tmp_path):
     np.testing.assert_allclose(restored.statistics()[0], CIFAR_MEAN, rtol=1e-6)
     np.testing.assert_allclose(restored.statistics()[1], CIFAR_STD, rtol=1e-6)
     assert len(restored.non_trainable_weights) == 2 and not restored.trainable_weights
-    config = layer.get_config()
-    assert preprocessing.PixelNormalization.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_config_saving_and_training(dtype):
+    pixels = np.random.RandomState(0).randint(0, 256, (2, 8, 8, 3)).astype(dtype)
+    helpers.run_layer_test(preprocessing.PixelNormalization, {"mean": CIFAR_MEAN, "std": CIFAR_STD},
+                           pixels, (2, 8, 8, 3), expected_num_trainable_weights=0,
+                           expected_num_non_trainable_weights=2)
 
 
 def test_bad_statistics_are_refused():

@@ -8,19 +8,18 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import report
+from stacnas_tf import search_loop
+from stacnas_tf import search_space
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import report  # noqa: E402
-from stacnas_tf import search_loop  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
+import helpers
 
 TINY = config_lib.PRESETS["smoke"].replace(stage1_epochs=2, stage2_epochs=2, num_train_examples=64)
 
@@ -245,9 +244,7 @@ def test_a_search_killed_before_its_report_writes_it_on_rerun(searched, tmp_path
     out, genotype = searched
     copy = tmp_path / "copy"
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("report"))
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    abandoned = copy / f".report.partial-{dead.pid}-x1y2"
+    abandoned = copy / f".report.partial-{helpers.dead_pid()}-x1y2"
     abandoned.mkdir()
     (abandoned / "report.html").write_text("half")
     live = copy / f".report.partial-{os.getppid()}-a1b2"  # a running writer's: kept

@@ -1,11 +1,8 @@
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pytest
 
-import pytest  # noqa: E402
-
-from benchmarks import reproduce_small  # noqa: E402
+from benchmarks import reproduce_small
 
 
 def test_tiny_reproduction_end_to_end(tmp_path):

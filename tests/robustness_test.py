@@ -9,23 +9,22 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import exporting
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import run_folder
+from stacnas_tf import sources
+from stacnas_tf import strategy as strategy_lib
+from stacnas_tf import training
+from stacnas_tf.analysis import confusion
+from stacnas_tf.analysis import correlate
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import data  # noqa: E402
-from stacnas_tf import exporting  # noqa: E402
-from stacnas_tf import files  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import strategy as strategy_lib  # noqa: E402
-from stacnas_tf import training  # noqa: E402
-from stacnas_tf.analysis import confusion  # noqa: E402
-from stacnas_tf.analysis import correlate  # noqa: E402
+import helpers
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH = config_lib.PRESETS["smoke"]
 TRAIN = config_lib.TRAIN_PRESETS["smoke"]
 
@@ -54,8 +53,7 @@ def test_more_examples_than_the_data_is_refused_before_anything_is_written(tmp_p
 
 
 def _png(path, value=100, size=6):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tf.io.write_file(str(path), tf.io.encode_png(np.full((size, size, 3), value, np.uint8)))
+    helpers.write_png(path, np.full((size, size, 3), value, np.uint8))
 
 
 def test_folder_with_an_empty_class_is_refused_naming_it(tmp_path):
@@ -65,7 +63,7 @@ def test_folder_with_an_empty_class_is_refused_naming_it(tmp_path):
     os.makedirs(tmp_path / "train" / "birds")
     _png(tmp_path / "train" / "birds" / "nested" / "0.png")  # not read: a sub-folder
     with pytest.raises(ValueError, match="class folder\\(s\\) birds .* hold no images"):
-        data.load(f"folder:{tmp_path}")
+        sources.load(f"folder:{tmp_path}")
 
 
 def test_hidden_folders_are_not_classes_and_non_images_are_counted(tmp_path, caplog):
@@ -75,7 +73,7 @@ def test_hidden_folders_are_not_classes_and_non_images_are_counted(tmp_path, cap
         (tmp_path / cls / "notes.webp").write_bytes(b"x")
     _png(tmp_path / ".ipynb_checkpoints" / "x.png")
     with caplog.at_level("WARNING"):
-        source = data.load(f"folder:{tmp_path}")
+        source = sources.load(f"folder:{tmp_path}")
     assert source.class_names == ("a", "b")
     assert "2 .webp" in caplog.text
 
@@ -85,7 +83,7 @@ def test_a_test_folder_without_train_is_refused(tmp_path):
         _png(tmp_path / cls / "0.png")
         _png(tmp_path / "test" / cls / "0.png")
     with pytest.raises(ValueError, match="has a test/ folder but no train/ folder"):
-        data.load(f"folder:{tmp_path}")
+        sources.load(f"folder:{tmp_path}")
 
 
 def test_folder_paths_are_recorded_absolute(tmp_path, monkeypatch):
@@ -139,17 +137,18 @@ def test_folder_flags_name_a_file_given_for_a_folder_and_an_empty_value(tmp_path
     with pytest.raises(ValueError, match="--data_dir: .* is a file; expected a folder"):
         files.check_input_folders({"--data_dir": str(tmp_path / "f")})
     with pytest.raises(ValueError, match="--output_dir: expected a folder path, got an empty"):
-        with files.claimed_output_dir(""):
+        with run_folder.SearchFolder("").claimed():
             pass
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_an_unwritable_sub_folder_is_refused_before_any_work(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")  # a run's folder: the one walked
     os.chmod(tmp_path / "run" / "checkpoints", 0o500)
     try:
         with pytest.raises(ValueError, match="cannot write in .*checkpoints"):
-            with files.claimed_output_dir(str(tmp_path / "run")):
+            with run_folder.TrainingFolder(str(tmp_path / "run")).claimed():
                 pass
     finally:
         os.chmod(tmp_path / "run" / "checkpoints", 0o700)
@@ -162,7 +161,7 @@ def test_check_writable_tree_names_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda p, mode: not str(p).endswith("stage1")
                         and real_access(p, mode))
     with pytest.raises(ValueError, match="--output_dir: cannot write in .*stage1"):
-        files.check_writable_tree(str(tmp_path / "run"))
+        run_folder.TrainingFolder(str(tmp_path / "run")).check_writable_tree()
 
 
 @pytest.mark.parametrize("name,flags,what", [
@@ -171,7 +170,7 @@ def test_check_writable_tree_names_the_folder(tmp_path, monkeypatch):
 ])
 def test_the_root_folder_or_a_dangling_link_as_output_folder_is_refused_in_one_line(
         tmp_path, name, flags, what):
-    result = _program(name, *flags, "--output_dir=/", cwd=str(tmp_path))
+    result = helpers.run_program(name, *flags, "--output_dir=/", cwd=str(tmp_path))
     # Root may write in /: then the folder is refused as not a run's (without a walk
     # of the file system); anyone else cannot write there.
     lines = result.stderr.strip().splitlines()
@@ -181,7 +180,7 @@ def test_the_root_folder_or_a_dangling_link_as_output_folder_is_refused_in_one_l
         f"{name}.py: error: --output_dir: cannot write in / (")
     link = tmp_path / "out"
     link.symlink_to(tmp_path / "gone" / "x")
-    result = _program(name, *flags, f"--output_dir={link}", cwd=str(tmp_path))
+    result = helpers.run_program(name, *flags, f"--output_dir={link}", cwd=str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"{name}.py: error: --output_dir: {link} is a link to {tmp_path / 'gone' / 'x'}, which "
         "does not exist; create that folder or choose another."]
@@ -235,20 +234,11 @@ def test_tf_config_is_checked(tf_config, message, monkeypatch):
         strategy_lib.make_strategy("multi_worker")
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
-
-
-def _start_multi_worker(tmp_path, timeout, port):
+def _start_multi_worker(tmp_path, timeout, ports):
     # Worker 0 of two; worker 1 never starts.
-    tf_config = {"cluster": {"worker": [f"localhost:{port}", f"localhost:{port + 1}"]},
+    tf_config = {"cluster": {"worker": [f"localhost:{port}" for port in ports]},
                  "task": {"type": "worker", "index": 0}}
-    env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=REPO)
+    env = helpers.program_env(TF_CONFIG=json.dumps(tf_config))
     code = ("import sys; sys.argv = ['start.py']; from stacnas_tf import strategy; "
             f"strategy.make_strategy('multi_worker', worker_timeout={timeout}); print('started')")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
@@ -257,21 +247,21 @@ def _start_multi_worker(tmp_path, timeout, port):
 
 def test_a_multi_worker_start_with_a_missing_worker_gives_up_in_time(tmp_path):
     start = time.monotonic()
-    port = _free_port()
-    process = _start_multi_worker(tmp_path, 8, port)
+    ports = helpers.free_ports(2)
+    process = _start_multi_worker(tmp_path, 8, ports)
     out, err = process.communicate(timeout=120)
     assert process.returncode != 0 and "started" not in out
     assert time.monotonic() - start < 60
     assert err.strip().splitlines()[-1] == (
         "start.py: error: --strategy=multi_worker: not every worker of TF_CONFIG "
-        f"(localhost:{port}, localhost:{port + 1}) connected within 8 s (--worker_timeout); start "
-        "the same command on every worker and check the addresses and ports.")
+        f"(localhost:{ports[0]}, localhost:{ports[1]}) connected within 8 s (--worker_timeout); "
+        "start the same command on every worker and check the addresses and ports.")
     with pytest.raises(ValueError, match="--worker_timeout: expected a positive number"):
         strategy_lib.make_strategy("multi_worker", worker_timeout=0)
 
 
 def test_a_waiting_multi_worker_start_ends_on_ctrl_c(tmp_path):
-    process = _start_multi_worker(tmp_path, 300, _free_port())
+    process = _start_multi_worker(tmp_path, 300, helpers.free_ports(2))
     time.sleep(12)  # TensorFlow loaded, waiting for worker 1
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
@@ -293,37 +283,32 @@ def test_analysis_settings_are_checked_before_any_training():
         correlate.flat_config(SEARCH, ["none"])
 
 
-def _program(name, *flags, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", f"{name}.py"), *flags],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
-
-
 def test_genotype_program_never_writes_over_a_run_or_other_files(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text("{}")
     (run / "genotype.json").write_text("kept")
-    result = _program("genotype", "--genotype=DARTS_V2", f"--output_dir={run}", cwd=str(tmp_path))
+    result = helpers.run_program("genotype", "--genotype=DARTS_V2", f"--output_dir={run}",
+                                 cwd=str(tmp_path))
     assert result.returncode == 2 and "holds other files (config.json)" in result.stderr
     assert (run / "genotype.json").read_text() == "kept"
-    again = _program("genotype", "--genotype=DARTS_V2", f"--output_dir={tmp_path / 'g'}",
-                     cwd=str(tmp_path))
+    again = helpers.run_program("genotype", "--genotype=DARTS_V2",
+                                f"--output_dir={tmp_path / 'g'}", cwd=str(tmp_path))
     assert again.returncode == 0
-    rewritten = _program("genotype", "--genotype=DARTS_V1", f"--output_dir={tmp_path / 'g'}",
-                         cwd=str(tmp_path))
+    rewritten = helpers.run_program("genotype", "--genotype=DARTS_V1",
+                                    f"--output_dir={tmp_path / 'g'}", cwd=str(tmp_path))
     assert rewritten.returncode == 0  # a folder it wrote itself
 
 
 def test_visualize_leaves_nothing_on_a_failed_start(tmp_path):
-    result = _program("visualize", "--genotype=NOPE", f"--output_dir={tmp_path / 'v'}",
-                      cwd=str(tmp_path))
+    result = helpers.run_program("visualize", "--genotype=NOPE",
+                                 f"--output_dir={tmp_path / 'v'}", cwd=str(tmp_path))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "v").exists()
     (tmp_path / "s" / "stage1").mkdir(parents=True)
     (tmp_path / "s" / "stage1" / "history.json").write_text('{"a": 1}')
-    bad = _program("visualize", f"--search_dir={tmp_path / 's'}",
-                   f"--output_dir={tmp_path / 'v'}", cwd=str(tmp_path))
+    bad = helpers.run_program("visualize", f"--search_dir={tmp_path / 's'}",
+                              f"--output_dir={tmp_path / 'v'}", cwd=str(tmp_path))
     assert bad.returncode == 2 and "is not a search history" in bad.stderr
     assert not (tmp_path / "v").exists()
 
@@ -334,12 +319,13 @@ def test_visualize_writes_only_a_pictures_folder_and_never_half_a_set(tmp_path):
     run = tmp_path / "train"
     run.mkdir()
     (run / "config.json").write_text("{}")
-    refused = _program("visualize", "--genotype=DARTS_V2", f"--output_dir={run}", cwd=str(tmp_path))
+    refused = helpers.run_program("visualize", "--genotype=DARTS_V2", f"--output_dir={run}",
+                                  cwd=str(tmp_path))
     assert refused.returncode == 2 and "holds other files (config.json)" in refused.stderr
     assert os.listdir(run) == ["config.json"]
     pictures = tmp_path / "pictures"
-    assert _program("visualize", "--genotype=DARTS_V2", f"--output_dir={pictures}",
-                    cwd=str(tmp_path)).returncode == 0
+    assert helpers.run_program("visualize", "--genotype=DARTS_V2", f"--output_dir={pictures}",
+                               cwd=str(tmp_path)).returncode == 0
     before = {name: (pictures / name).read_bytes() for name in os.listdir(pictures)}
     assert sorted(before) == ["normal.png", "normal.svg", "reduce.png", "reduce.svg"]
     # A disk that fills while the second set is written (a file-size limit: the
@@ -349,10 +335,8 @@ def test_visualize_writes_only_a_pictures_folder_and_never_half_a_set(tmp_path):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    full = subprocess.run([sys.executable, os.path.join(REPO, "tools", "visualize.py"),
-                           "--genotype=DARTS_V1", f"--output_dir={pictures}"], capture_output=True,
-                          text=True, env=env, cwd=str(tmp_path), timeout=300, preexec_fn=small_files)
+    full = helpers.run_program("visualize", "--genotype=DARTS_V1", f"--output_dir={pictures}",
+                               cwd=str(tmp_path), preexec_fn=small_files)
     assert full.returncode != 0
     assert {name: (pictures / name).read_bytes() for name in os.listdir(pictures)} == before
 
@@ -365,13 +349,11 @@ def test_running_out_of_an_address_space_limit_is_the_out_of_memory_line(tmp_pat
     def limited():
         resource.setrlimit(resource.RLIMIT_AS, (6_000_000_000, resource.RLIM_INFINITY))
 
-    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
-    env.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "train.py"), "--preset=smoke",
-         "--genotype=DARTS_V2", "--image_size=512", f"--output_dir={tmp_path / 't'}"],
-        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300,
-        preexec_fn=limited)
+    env = helpers.program_env()
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    result = helpers.run_program(
+        "train", "--preset=smoke", "--genotype=DARTS_V2", "--image_size=512",
+        f"--output_dir={tmp_path / 't'}", env=env, cwd=str(tmp_path), preexec_fn=limited)
     # TensorFlow's allocator reports it (the usual case with oneDNN off), or an
     # allocation elsewhere kills the process and the supervising parent says so.
     assert result.returncode == 1, result.stderr[-2000:]
@@ -387,14 +369,14 @@ def test_the_programs_send_a_training_on_python_images_back_to_python(tmp_path):
     images, labels = rng.randint(0, 256, (40, 8, 8, 1)).astype(np.uint8), np.arange(40) % 2
     train_dir = str(tmp_path / "t")
     stacnas_tf.train("DARTS_V2", (images, labels), preset="smoke", output_dir=train_dir, verbose=0)
-    result = _program("evaluate", f"--train_dir={train_dir}", cwd=str(tmp_path))
+    result = helpers.run_program("evaluate", f"--train_dir={train_dir}", cwd=str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"evaluate.py: error: --train_dir: {train_dir} was trained on images given in Python, which "
         f"the command line cannot load; from Python: stacnas_tf.evaluate({train_dir!r}, "
         "data=(images, labels))."]
     export_dir = str(tmp_path / "e")
-    result = _program("export", f"--train_dir={train_dir}", f"--output_dir={export_dir}",
-                      cwd=str(tmp_path))
+    result = helpers.run_program("export", f"--train_dir={train_dir}",
+                                 f"--output_dir={export_dir}", cwd=str(tmp_path))
     assert result.returncode == 2 and "data=" not in result.stderr.split("from Python:")[0]
     assert f"stacnas_tf.export({train_dir!r}, {export_dir!r}, data=(training images" in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["t"]
@@ -418,10 +400,9 @@ def test_a_test_split_of_colour_images_for_grey_training_images_is_refused_befor
     rng = np.random.RandomState(0)
     for split, channels in (("train", 1), ("test", 3)):
         for cls in ("a", "b"):
-            os.makedirs(tmp_path / "images" / split / cls)
             for i in range(4):
-                png = tf.io.encode_png(rng.randint(0, 256, (8, 8, channels)).astype(np.uint8))
-                tf.io.write_file(str(tmp_path / "images" / split / cls / f"{i}.png"), png)
+                helpers.write_png(tmp_path / "images" / split / cls / f"{i}.png",
+                                  rng.randint(0, 256, (8, 8, channels)))
     with pytest.raises(ValueError, match="the test images have 3 channel\\(s\\), the train images 1"):
         stacnas_tf.train("DARTS_V2", f"folder:{tmp_path / 'images'}", preset="smoke",
                          num_train_examples=None, num_eval_examples=None, batch_size=4,
@@ -435,15 +416,15 @@ def test_an_empty_output_folder_is_refused_not_replaced_by_a_temporary_one(tmp_p
     # The API names its keyword argument (the programs name the flag).
     with pytest.raises(ValueError, match="^output_dir: expected a folder path, got an empty"):
         stacnas_tf.train("DARTS_V2", "digits", preset="smoke", output_dir="")
-    result = _program("train", "--preset=smoke", "--genotype=DARTS_V2", "--output_dir=",
-                      cwd=str(tmp_path))
+    result = helpers.run_program("train", "--preset=smoke", "--genotype=DARTS_V2",
+                                 "--output_dir=", cwd=str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "train.py: error: --output_dir: expected a folder path, got an empty value."]
 
 
 def test_config_flag_given_a_folder_says_so(tmp_path):
-    result = _program("search", f"--config={tmp_path}", f"--output_dir={tmp_path / 'x'}",
-                      cwd=str(tmp_path))
+    result = helpers.run_program("search", f"--config={tmp_path}",
+                                 f"--output_dir={tmp_path / 'x'}", cwd=str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"search.py: error: --config: {tmp_path} is a folder; expected a run's config.json."]
@@ -454,7 +435,7 @@ def test_a_folder_that_is_not_a_training_run_is_named_by_its_flag(tmp_path, name
     flags = [f"--train_dir={tmp_path / 'missing'}"]
     if name == "export":
         flags.append(f"--output_dir={tmp_path / 'export'}")
-    result = _program(name, *flags, cwd=str(tmp_path))
+    result = helpers.run_program(name, *flags, cwd=str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"{name}.py: error: --train_dir: {tmp_path / 'missing'} holds no config.json (not a "
         "training folder)."]
@@ -470,10 +451,8 @@ def test_a_fifo_as_an_input_file_is_refused_without_waiting(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="--groups: .*pipe is not a regular file"):
         search_space.load_groups(fifo)
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "search.py"),
-                             f"--config={fifo}", f"--output_dir={tmp_path / 'out'}"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = helpers.run_program("search", f"--config={fifo}",
+                                 f"--output_dir={tmp_path / 'out'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"search.py: error: --config: {fifo} is not a regular file (a FIFO, socket or device); "
@@ -490,17 +469,14 @@ def test_a_fifo_as_an_input_file_is_refused_without_waiting(tmp_path):
     ({"backend": "jax"}, None),  # keras.json's backend: these programs pin TensorFlow
 ])
 def test_a_keras_set_up_for_something_else_is_named_or_pinned(tmp_path, setting, message):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3",
-               KERAS_HOME=str(tmp_path / "keras_home"))
+    env = helpers.program_env(KERAS_HOME=str(tmp_path / "keras_home"))
     env.pop("KERAS_BACKEND", None)
     keras_json = {k: v for k, v in setting.items() if k != "KERAS_BACKEND"}
     if keras_json:
         (tmp_path / "keras_home").mkdir()
         (tmp_path / "keras_home" / "keras.json").write_text(json.dumps(keras_json))
     env.update({k: v for k, v in setting.items() if k == "KERAS_BACKEND"})
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tools", "describe.py"),
-                             "--genotype=DARTS_V2"], capture_output=True, text=True, env=env,
-                            timeout=300)
+    result = helpers.run_program("describe", "--genotype=DARTS_V2", env=env)
     if message is None:
         assert result.returncode == 0, result.stderr[-2000:]
         assert '"parameters": 3349342' in result.stdout

@@ -1,17 +1,19 @@
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import pipelines
+from stacnas_tf import run_folder
+from stacnas_tf import search_loop as search
+from stacnas_tf import search_space
+from stacnas_tf import sources
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import search_loop as search  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import resumable  # noqa: E402
+import helpers
 
 TINY = config_lib.SearchConfig(
     dataset="digits", stage1_cells=3, stage2_cells=3, stage1_epochs=2, stage2_epochs=1,
@@ -20,11 +22,6 @@ TINY = config_lib.SearchConfig(
 
 # digits names its classes as scikit-learn does; a search records them.
 DIGITS = tuple(str(digit) for digit in range(10))
-
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +34,15 @@ def finished(tmp_path_factory):
 def test_end_to_end_outputs(finished):
     out, genotype = finished
     assert genotype_lib.Genotype.from_json(open(os.path.join(out, "genotype.json")).read()) == genotype
-    assert _read(os.path.join(out, "config.json")) == TINY.replace(class_names=DIGITS).to_dict()
-    stage1 = _read(os.path.join(out, "stage1", "result.json"))
+    assert helpers.read_json(os.path.join(out, "config.json")) == TINY.replace(
+        class_names=DIGITS).to_dict()
+    stage1 = helpers.read_json(os.path.join(out, "stage1", "result.json"))
     assert set(stage1["logits"]) == {"normal", "reduce"}
     edge = stage1["logits"]["normal"][0]
     assert edge["candidates"] == ["none", "skip_connect", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3"]
     assert abs(sum(edge["weights"]) - 1) < 1e-5 and len(edge["logits"]) == 5
     assert len(stage1["activated_groups"]["normal"]) == 14
-    stage2 = _read(os.path.join(out, "stage2", "result.json"))
+    stage2 = helpers.read_json(os.path.join(out, "stage2", "result.json"))
     # stage 2 searches inside the group stage 1 activated on each edge
     for groups, edge in zip(stage1["activated_groups"]["normal"], stage2["logits"]["normal"]):
         assert edge["candidates"] == ["none"] + groups
@@ -57,44 +55,38 @@ def test_end_to_end_outputs(finished):
     stage2_space = search_space.StageSpace.from_dict(stage2["space"])
     weights = [[e["weights"] for e in stage2["logits"][name]] for name in ("normal", "reduce")]
     assert genotype == genotype_lib.derive_genotype(stage2_space, weights, TINY.stage2_cells)
-    history = _read(os.path.join(out, "stage1", "history.json"))
+    history = helpers.read_json(os.path.join(out, "stage1", "history.json"))
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["lr"] > history[1]["lr"] > 0
     assert history[0]["logits"]["normal"] != history[1]["logits"]["normal"]  # alpha trained
     assert all(0 <= h["accuracy"] <= 1 and h["loss"] > 0 for h in history)
-    graph = _read(os.path.join(out, "genotype_graph.json"))
+    graph = helpers.read_json(os.path.join(out, "genotype_graph.json"))
     assert len(graph["normal"]["edges"]) == 12
     assert genotype_lib.Genotype.from_darts(open(os.path.join(out, "genotype.txt")).read()) == genotype
     events = [f for _, _, fs in os.walk(os.path.join(out, "tensorboard")) for f in fs]
     assert any(f.startswith("events.out.tfevents") for f in events)
 
 
-def test_resume_equals_uninterrupted(finished, tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(finished, tmp_path):
     reference_dir, reference = finished
     out = str(tmp_path / "resumed")
-    original = resumable._EpochEnd.on_epoch_end
-
-    def stop_after_first_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        raise KeyboardInterrupt("simulated interruption")
-
-    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        search.run_search(TINY, out, verbose=0)
+        search.run_search(TINY, out, verbose=0, callbacks=[helpers.interrupt_after_epoch(1)])
     assert not os.path.exists(os.path.join(out, "genotype.json"))
-    assert len(_read(os.path.join(out, "stage1", "history.json"))) == 1
-    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", original)
-    resumed = search.run_search(TINY, out, verbose=0)
+    assert len(helpers.read_json(os.path.join(out, "stage1", "history.json"))) == 1
+    recorder, began = helpers.epochs_begun()
+    resumed = search.run_search(TINY, out, verbose=0, callbacks=[recorder])
+    assert began == [2, 1]  # stage 1 after its saved epoch, then stage 2
     assert resumed == reference
     for stage in ("stage1", "stage2"):
-        got = _read(os.path.join(out, stage, "result.json"))["logits"]
-        want = _read(os.path.join(reference_dir, stage, "result.json"))["logits"]
+        got = helpers.read_json(os.path.join(out, stage, "result.json"))["logits"]
+        want = helpers.read_json(os.path.join(reference_dir, stage, "result.json"))["logits"]
         for name in want:
             for a, b in zip(got[name], want[name]):
                 assert a["candidates"] == b["candidates"]
                 assert a["logits"] == pytest.approx(b["logits"], abs=1e-6)
-    assert _read(os.path.join(out, "stage1", "history.json"))[1]["lr"] == pytest.approx(
-        _read(os.path.join(reference_dir, "stage1", "history.json"))[1]["lr"])
+    assert helpers.read_json(os.path.join(out, "stage1", "history.json"))[1]["lr"] == pytest.approx(
+        helpers.read_json(os.path.join(reference_dir, "stage1", "history.json"))[1]["lr"])
 
 
 def test_other_config_on_same_folder_is_refused_and_outputs_kept(finished):
@@ -103,7 +95,8 @@ def test_other_config_on_same_folder_is_refused_and_outputs_kept(finished):
     with pytest.raises(ValueError, match="stage1_epochs=2 there, 5 now"):
         search.run_search(TINY.replace(stage1_epochs=5), out, verbose=0)
     assert open(os.path.join(out, "genotype.json")).read() == before
-    assert _read(os.path.join(out, "config.json")) == TINY.replace(class_names=DIGITS).to_dict()
+    assert helpers.read_json(os.path.join(out, "config.json")) == TINY.replace(
+        class_names=DIGITS).to_dict()
 
 
 def test_unwritable_output_dir(tmp_path):
@@ -157,30 +150,31 @@ def test_darts_ablation_flat_bi_level_search(tmp_path):
                           batch_size=16, num_train_examples=64)
     genotype = search.run_search(config, str(tmp_path), verbose=0)
     assert not (tmp_path / "stage2").exists()
-    stage1 = _read(tmp_path / "stage1" / "result.json")
+    stage1 = helpers.read_json(tmp_path / "stage1" / "result.json")
     assert stage1["logits"]["normal"][0]["candidates"] == [
         "none", "skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5",
         "dil_conv_3x3", "dil_conv_5x5"]
-    history = _read(tmp_path / "stage1" / "history.json")
+    history = helpers.read_json(tmp_path / "stage1" / "history.json")
     assert len(history) == 1
     # The genotype is derived from the flat stage's own weights.
     weights = [[e["weights"] for e in stage1["logits"][name]] for name in ("normal", "reduce")]
     space = search.search_space.StageSpace.from_dict(stage1["space"])
     assert genotype == genotype_lib.derive_genotype(space, weights, config.stage1_cells)
-    assert _read(tmp_path / "config.json")["optimization"] == "bi_level"
+    assert helpers.read_json(tmp_path / "config.json")["optimization"] == "bi_level"
 
 
 def test_config_files_of_older_versions_still_resume(finished):
     out, _ = finished
-    saved = _read(os.path.join(out, "config.json"))
+    saved = helpers.read_json(os.path.join(out, "config.json"))
     older = {k: v for k, v in saved.items() if k not in ("optimization", "grouping")}
     path = os.path.join(out, "config.json")
     with open(path, "w") as f:
         json.dump(older, f)
     try:
-        search.check_config_matches(out, TINY)  # defaults fill the missing fields
+        folder = run_folder.SearchFolder(out)
+        folder.check_run(TINY)  # defaults fill the missing fields
         with pytest.raises(ValueError, match="grouping"):
-            search.check_config_matches(out, TINY.replace(grouping="flat"))
+            folder.check_run(TINY.replace(grouping="flat"))
     finally:
         with open(path, "w") as f:
             json.dump(saved, f)
@@ -212,7 +206,7 @@ def test_search_steps_follow_darts_optimizers_and_decays():
     assert float(schedule(0)) == pytest.approx(0.025) and float(schedule(20)) == pytest.approx(0.001)
     assert weight_optimizer.momentum == 0.9
     rng = np.random.RandomState(0)
-    x, y = rng.uniform(0, 255, (8, 8, 8, 1)).astype(np.float32), rng.randint(0, 10, 8)
+    x, y = helpers.random_batch(8, seed=rng)
     # The decay terms, against the raw gradients.
     with tf.GradientTape() as tape:
         loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
@@ -231,7 +225,7 @@ def test_search_steps_follow_darts_optimizers_and_decays():
     initial = [v.numpy().copy() for v in net.architecture_variables]
     grads = []
     for step in range(3):
-        batch = rng.uniform(0, 255, (8, 8, 8, 1)).astype(np.float32), rng.randint(0, 10, 8)
+        batch = helpers.random_batch(8, seed=rng)
         grads.append([g.numpy() for g in net.one_level_gradients(*batch)[3]])
         before = [v.numpy().copy() for v in net.architecture_variables]
         net.train_on_batch(*batch)
@@ -252,23 +246,23 @@ def test_alpha_rate_is_zero_through_the_warm_up_then_arch_lr():
 
 def test_warm_up_holds_alpha_and_short_epochs_continue_the_stream(tmp_path, monkeypatch):
     config = TINY.replace(stage1_epochs=3, stage2_epochs=2, arch_warmup_epochs=1, steps_per_epoch=3)
-    pipeline, batches = search.data.train_pipeline, []
+    pipeline, batches = pipelines.train_pipeline, []
 
     def counted(*args, **kwargs):
         dataset = pipeline(*args, **kwargs)
         batches.append(int(dataset.cardinality()))
         return dataset
 
-    monkeypatch.setattr(search.data, "train_pipeline", counted)
+    monkeypatch.setattr(pipelines, "train_pipeline", counted)
     search.run_search(config, str(tmp_path), verbose=0, report=False)
     # Each stage's stream holds exactly its steps (3 epochs x 3, 2 x 3), more than a pass
     # (2 batches): the stream goes on instead of restarting the pass each epoch.
     assert batches == [9, 6]
-    source = search.data.load(config.dataset, "train")
+    source = sources.load(config.dataset, "train")
     initial = search.build_supernet(config, 1, search_space.stage1_space(config.space, 3, False),
                                     3, source.num_classes, (8, 8, 1)).logit_values()
-    history = _read(os.path.join(tmp_path, "stage1", "history.json"))
-    stage2 = _read(os.path.join(tmp_path, "stage2", "history.json"))
+    history = helpers.read_json(os.path.join(tmp_path, "stage1", "history.json"))
+    stage2 = helpers.read_json(os.path.join(tmp_path, "stage2", "history.json"))
     assert [len(history), len(stage2)] == [3, 2]
     initial_logits = [[logits for _, logits, _ in edges] for edges in initial]
     # Epoch 1 is the warm-up: alpha where it started; then it moves.

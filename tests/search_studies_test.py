@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from benchmarks import search_studies
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
 
-from benchmarks import search_studies  # noqa: E402
-from stacnas_tf import files  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
+import helpers
 
 G = genotype_lib.PUBLISHED
 
@@ -108,15 +108,12 @@ def test_bad_seeds_or_depths_are_refused_before_any_folder_is_made(tmp_path):
     import subprocess
     import sys
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(search_studies.__file__)))
-    script = os.path.join(repo, "benchmarks", "search_studies.py")
+    script = os.path.join(helpers.REPO, "benchmarks", "search_studies.py")
     for flag, message in (("--depths=2", "--depths: --stage1_cells: a supernet of 2 cell(s)"),
                           ("--depths=x", "--depths: expected integers separated by commas"),
                           ("--seeds=-1", "--seeds: --seed: expected an integer")):
         result = subprocess.run(
             [sys.executable, script, "--study=depth", flag, f"--output_dir={tmp_path / 'out'}"],
-            capture_output=True, text=True,
-            env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3"),
-            timeout=300)
+            capture_output=True, text=True, env=helpers.program_env(), timeout=300)
         assert result.returncode != 0 and message in result.stderr
     assert not (tmp_path / "out").exists()

@@ -3,19 +3,19 @@ MultiWorkerMirroredStrategy search on 127.0.0.1."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from stacnas_tf import config as config_lib
+from stacnas_tf import pipelines
+from stacnas_tf import sources
+from stacnas_tf import strategy as strategy_lib
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import data  # noqa: E402
-from stacnas_tf import strategy as strategy_lib  # noqa: E402
+import helpers
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multi_worker_main.py")
 
@@ -76,16 +76,15 @@ def test_batch_and_learning_rate_scale_by_the_rule():
 
 def _indexed_source(count):
     # Each image holds its own index, so a batch says which examples it holds.
-    images = np.broadcast_to(np.arange(count, dtype=np.uint8)[:, None, None, None], (count, 4, 4, 1))
-    return data._in_memory("indexed", "train", np.ascontiguousarray(images), np.arange(count))
+    return sources._in_memory("indexed", "train", helpers.indexed_images(count), np.arange(count))
 
 
 @pytest.mark.parametrize("workers,replicas", [(2, 2), (2, 4), (1, 2)])
 def test_worker_shards_together_make_the_single_process_batches(workers, replicas):
     source, batch, epochs = _indexed_source(48), 8, 2
-    single = list(data.train_pipeline(source, batch, seed=3, epochs=epochs))
+    single = list(pipelines.train_pipeline(source, batch, seed=3, epochs=epochs))
     shards = [
-        list(data.train_pipeline(source, batch, seed=3, epochs=epochs,
+        list(pipelines.train_pipeline(source, batch, seed=3, epochs=epochs,
                                  input_context=tf.distribute.InputContext(workers, w, replicas)))
         for w in range(workers)
     ]
@@ -101,21 +100,11 @@ def test_worker_shards_together_make_the_single_process_batches(workers, replica
         assert sorted(step_labels) == sorted(labels.numpy())
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _run_workers(output_dirs, epochs, result_dir, scratch_dir, stop_after=None):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(len(output_dirs))]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in helpers.free_ports(len(output_dirs))]}
     processes = []
     for index, output_dir in enumerate(output_dirs):
-        env = dict(os.environ, TMPDIR=scratch_dir, TF_CONFIG=json.dumps(
+        env = helpers.program_env(TMPDIR=scratch_dir, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen(
             [sys.executable, _WORKER, output_dir, str(epochs), f"{result_dir}/worker{index}.json"]
@@ -130,7 +119,8 @@ def _run_workers(output_dirs, epochs, result_dir, scratch_dir, stop_after=None):
             process.kill()
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
-    return [json.load(open(f"{result_dir}/worker{index}.json")) for index in range(len(output_dirs))]
+    return [helpers.read_json(f"{result_dir}/worker{index}.json")
+            for index in range(len(output_dirs))]
 
 
 def test_two_workers_agree_only_the_chief_writes_and_a_restart_resumes(tmp_path):
@@ -141,16 +131,18 @@ def test_two_workers_agree_only_the_chief_writes_and_a_restart_resumes(tmp_path)
     # folder: it must write nothing there.
     first = _run_workers([chief_dir, worker_dir], 2, str(tmp_path), str(scratch), stop_after=1)
     assert [r["chief"] for r in first] == [True, False]
+    assert [r["began"] for r in first] == [[1], [1]]
     assert all(r["replicas"] == 2 for r in first)
     assert not os.path.exists(worker_dir)
     assert sorted(os.listdir(chief_dir)) == ["stage1", "tensorboard"]
     assert os.listdir(os.path.join(chief_dir, "stage1", "checkpoints")) != []
-    assert [h["epoch"] for h in json.load(open(f"{chief_dir}/stage1/history.json"))] == [1]
+    assert [h["epoch"] for h in helpers.read_json(f"{chief_dir}/stage1/history.json")] == [1]
 
     # A restarted cluster (both on the shared folder) resumes from the chief's checkpoint.
     second = _run_workers([chief_dir, chief_dir], 2, str(tmp_path), str(scratch))
     assert second[0]["logits"] == second[1]["logits"]
-    history = json.load(open(f"{chief_dir}/stage1/history.json"))
+    assert [r["began"] for r in second] == [[2], [2]]  # after the saved epoch
+    history = helpers.read_json(f"{chief_dir}/stage1/history.json")
     assert [h["epoch"] for h in history] == [1, 2]
 
     # ... and ends where an uninterrupted cluster ends.
@@ -158,7 +150,7 @@ def test_two_workers_agree_only_the_chief_writes_and_a_restart_resumes(tmp_path)
     reference = _run_workers([reference_dir, str(tmp_path / "reference_worker")], 2,
                              str(tmp_path), str(scratch))
     assert reference[0]["logits"] == reference[1]["logits"]
-    assert json.load(open(f"{reference_dir}/stage1/history.json")) == history
+    assert helpers.read_json(f"{reference_dir}/stage1/history.json") == history
     assert second[0]["logits"] == reference[0]["logits"]
     # The worker's scratch checkpoints are gone (Python may keep its caches there).
     assert [name for name in os.listdir(scratch) if name.startswith("stacnas-worker-")] == []

@@ -1,17 +1,15 @@
 """One-level training under MirroredStrategy on 2 logical CPU devices."""
 
-import os
+import keras
+import numpy as np
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import optimizers
+from stacnas_tf import search_space
+from stacnas_tf import strategy as strategy_lib
+from stacnas_tf import supernet
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import optimizers  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import strategy as strategy_lib  # noqa: E402
-from stacnas_tf import supernet  # noqa: E402
+import helpers
 
 STRATEGY = strategy_lib.make_strategy("mirrored", cpu_replicas=2)
 LR, ARCH_LR, CLIP, WD, ARCH_WD = 0.1, 3e-3, 0.5, 3e-4, 1e-3
@@ -31,9 +29,7 @@ def _network(strategy):
 
 def test_replicas_agree_and_gradients_are_reduced_once():
     assert STRATEGY.num_replicas_in_sync == 2
-    rng = np.random.RandomState(0)
-    x = rng.uniform(0, 255, (16, 8, 8, 1)).astype(np.float32)
-    y = rng.randint(0, 10, 16).astype(np.int64)
+    x, y = helpers.random_batch(16)
 
     # Expected step, on one device: each replica normalises its own half batch,
     # the gradient is the mean over replicas, clipped after the reduction.

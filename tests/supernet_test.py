@@ -1,15 +1,13 @@
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from stacnas_tf import optimizers
+from stacnas_tf import search_space
+from stacnas_tf import supernet
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stacnas_tf import optimizers  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import supernet  # noqa: E402
+import helpers
 
 SPACE = search_space.SearchSpace()
 
@@ -26,13 +24,6 @@ def _compile(net, weight_lr=0.1):
     arch_opt = keras.optimizers.Adam(3e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
     net.compile(weight_opt, arch_opt)
     return weight_opt, arch_opt
-
-
-def _batch(n=8, seed=0):
-    rng = np.random.RandomState(seed)
-    # Raw pixels, as the pipelines hand the networks.
-    pixels = rng.uniform(0, 255, (n, 8, 8, 1)).astype(np.float32)
-    return pixels, rng.randint(0, 10, n).astype(np.int64)
 
 
 def test_architecture_and_weight_variables_are_disjoint_by_construction():
@@ -91,7 +82,7 @@ def test_build_creates_the_variables_of_a_call_and_one_trace_serves_the_steps():
             return _method(*args, **kwargs)
 
         setattr(built, name, counting)
-    x, y = _batch()
+    x, y = helpers.random_batch()
     built.train_on_batch(x, y)
     built.train_on_batch(x, y)
     assert traced == {"train_step": 1, "call": 1}
@@ -101,7 +92,7 @@ def test_build_creates_the_variables_of_a_call_and_one_trace_serves_the_steps():
 def test_train_step_updates_weights_with_sgd_and_logits_with_adam():
     net = _network()
     weight_opt, arch_opt = _compile(net)
-    x, y = _batch()
+    x, y = helpers.random_batch()
     before_alpha = [v.numpy().copy() for v in net.architecture_variables]
     before_weights = [v.numpy().copy() for v in net.weight_variables]
     _, _, _, arch_grads, _ = net.one_level_gradients(x, y)
@@ -121,7 +112,7 @@ def test_train_step_updates_weights_with_sgd_and_logits_with_adam():
 def test_clipping_applies_to_weights_only():
     net = _network(grad_clip_norm=1e-3, weight_decay=0.0, architecture_weight_decay=0.0)
     _compile(net)
-    x, y = _batch()
+    x, y = helpers.random_batch()
     with tf.GradientTape() as tape:
         loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
     raw = tape.gradient(loss, net.weight_variables + net.architecture_variables)
@@ -136,7 +127,7 @@ def test_clipping_applies_to_weights_only():
 
 def test_architecture_gradients_flow_to_every_logit_set():
     net = _network()
-    x, y = _batch()
+    x, y = helpers.random_batch()
     _compile(net)
     _, _, _, arch_grads, _ = net.one_level_gradients(x, y)
     for g in arch_grads:
@@ -163,10 +154,21 @@ def test_masked_candidates_get_zero_weight():
     assert sum(weights["reduce"][0]["weights"]) == pytest.approx(1.0)
 
 
-def test_config_round_trip():
-    net = _network(per_cell=True)
-    restored = supernet.SearchNetwork.from_config(net.get_config())
-    assert restored.get_config() == net.get_config()
+@pytest.mark.parametrize("per_cell", [False, True])
+def test_network_config_saving_and_training(per_cell):
+    helpers.run_layer_test(
+        supernet.SearchNetwork, {"stage_space": search_space.stage1_space(SPACE, 3, per_cell),
+                                 "num_classes": 10, "channels": 4, "num_cells": 3, "seed": 0,
+                                 "mean": (0.3,), "std": (0.2,)},
+        helpers.random_batch()[0], (8, 10))
+
+
+def test_architecture_logits_config_saving_and_training():
+    # Edges of 5 and of 3 candidates, padded to 5.
+    helpers.run_layer_test(
+        supernet.ArchitectureLogits, {"candidate_counts": [[5, 3, 5], [3, 3, 5]], "seed": 1}, None,
+        [(3, 5), (3, 5)], call=lambda layer, _, training: layer.probabilities(),
+        expected_num_trainable_weights=2)
 
 
 def test_bad_arguments_are_refused():
@@ -187,7 +189,7 @@ def _bi_level_step(weight_batch, arch_batch):
 
 
 def test_bi_level_step_takes_alpha_from_its_own_batch_and_weights_from_the_other():
-    first, second, third = _batch(seed=1), _batch(seed=2), _batch(seed=3)
+    first, second, third = (helpers.random_batch(seed=seed) for seed in (1, 2, 3))
     alpha, weights = _bi_level_step(first, second)
     # Another weight batch: the same alpha (its step comes first, from the architecture batch).
     alpha_other_w, weights_other_w = _bi_level_step(third, second)
@@ -200,14 +202,14 @@ def test_bi_level_step_takes_alpha_from_its_own_batch_and_weights_from_the_other
 
 
 def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
-    x, y = _batch(seed=4)
+    x, y = helpers.random_batch(seed=4)
     keras.utils.set_random_seed(7)
     reference = _network()
     _compile(reference)
     with tf.GradientTape() as tape:
         loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
     grads = tape.gradient(loss, reference.architecture_variables)
-    alpha, _ = _bi_level_step(_batch(seed=5), (x, y))
+    alpha, _ = _bi_level_step(helpers.random_batch(seed=5), (x, y))
     for before, grad, after in zip(reference.architecture_variables, grads, alpha):
         g = grad.numpy() + 1e-3 * before.numpy()
         # Adam's first step moves each entry by lr * g / (|g| + eps').
@@ -226,7 +228,7 @@ def _two_steps(jit_compile, stage):
     net.build((None, 8, 8, 1))
     net.compile(optimizers.FusedSGD(0.1, momentum=0.9), keras.optimizers.Adam(3e-3),
                 jit_compile=jit_compile)
-    x, y = _batch()
+    x, y = helpers.random_batch()
     losses = [net.train_on_batch(x, y, return_dict=True)["loss"] for _ in range(2)]
     return losses, [v.numpy() for v in net.architecture_variables]
 
@@ -248,14 +250,9 @@ def test_xla_compiled_step_matches_the_graph_step():
 def test_keras_file_round_trip_with_compile_config(tmp_path):
     net = _network()
     _compile(net)
-    x, y = _batch()
+    x, y = helpers.random_batch()
     net.train_on_batch(x, y)
-    path = str(tmp_path / "supernet.keras")
-    net.save(path)
-    loaded = keras.models.load_model(path)
-    for saved, restored in zip(net.weights, loaded.weights):
-        np.testing.assert_array_equal(saved.numpy(), restored.numpy(), err_msg=saved.path)
-    np.testing.assert_array_equal(net(x, training=False).numpy(), loaded(x, training=False).numpy())
+    loaded = helpers.reloaded(net, tmp_path, x)
     assert isinstance(loaded.architecture_optimizer, keras.optimizers.Adam)
     assert loaded.architecture_optimizer.beta_1 == 0.5
     assert int(loaded.architecture_optimizer.iterations.numpy()) == 1

@@ -3,25 +3,25 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
+import helpers
+
 RUNFILES = os.environ.get("TEST_SRCDIR")
 WORKSPACE = os.environ.get("TEST_WORKSPACE", "stacnas_tf")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tool(name):
     if RUNFILES:
         return [os.path.join(RUNFILES, WORKSPACE, "tools", name)]
-    return ["python3", os.path.join(REPO, "tools", f"{name}.py")]
+    return [sys.executable, os.path.join(helpers.REPO, "tools", f"{name}.py")]
 
 
 def _run(name, *flags):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    env.pop("TF_CONFIG", None)
-    return subprocess.run(_tool(name) + list(flags), capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(_tool(name) + list(flags), capture_output=True, text=True,
+                          env=helpers.program_env(), timeout=600)
 
 
 def test_search_smoke_preset_end_to_end(tmp_path):

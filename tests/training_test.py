@@ -1,29 +1,23 @@
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from stacnas_tf import augmentation
+from stacnas_tf import config as config_lib
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import network as network_lib
+from stacnas_tf import training as train
 
-from stacnas_tf import config as config_lib  # noqa: E402
-from stacnas_tf import data  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import network as network_lib  # noqa: E402
-from stacnas_tf import training as train  # noqa: E402
-from stacnas_tf import resumable  # noqa: E402
+import helpers
 
 TINY = config_lib.TrainConfig(
     genotype="DARTS_V2", dataset="digits", channels=8, num_cells=3, epochs=3, batch_size=32,
     lr=0.05, cutout=2, drop_path=0.2, aux_weight=0.0, seed=1,
 )
-
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +31,8 @@ def test_tiny_training_on_digits_beats_chance(trained):
     out, metrics = trained
     assert metrics["top1"] > 0.5  # chance is 0.1
     assert metrics["top5"] > metrics["top1"]
-    assert _read(os.path.join(out, "metrics.json")) == metrics
-    history = _read(os.path.join(out, "history.json"))
+    assert helpers.read_json(os.path.join(out, "metrics.json")) == metrics
+    history = helpers.read_json(os.path.join(out, "history.json"))
     assert [h["epoch"] for h in history] == [1, 2, 3]
     # drop path ramps linearly over training: max * epoch / epochs at each epoch's start
     assert [h["drop_path_rate"] for h in history] == pytest.approx([0.0, 0.2 / 3, 0.4 / 3])
@@ -53,21 +47,17 @@ def test_evaluate_reads_the_folder(trained):
     assert result["examples"] == 360
 
 
-def test_resume_continues_the_schedule(trained, tmp_path, monkeypatch):
+def test_resume_continues_the_schedule(trained, tmp_path):
     reference_dir, reference = trained
     out = str(tmp_path / "resumed")
-    original = resumable._EpochEnd.on_epoch_end
-
-    def stop_after_first_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        raise KeyboardInterrupt("simulated interruption")
-
-    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train.run_training(TINY, out, verbose=0)
-    monkeypatch.setattr(resumable._EpochEnd, "on_epoch_end", original)
-    resumed = train.run_training(TINY, out, verbose=0)
-    want, got = _read(os.path.join(reference_dir, "history.json")), _read(os.path.join(out, "history.json"))
+        train.run_training(TINY, out, verbose=0, callbacks=[helpers.interrupt_after_epoch(1)])
+    assert [h["epoch"] for h in helpers.read_json(os.path.join(out, "history.json"))] == [1]
+    recorder, began = helpers.epochs_begun()
+    resumed = train.run_training(TINY, out, verbose=0, callbacks=[recorder])
+    assert began == [2, 3]  # after the saved epoch, not from the start
+    want = helpers.read_json(os.path.join(reference_dir, "history.json"))
+    got = helpers.read_json(os.path.join(out, "history.json"))
     assert [h["lr"] for h in got] == pytest.approx([h["lr"] for h in want])  # same lr at the same step
     assert got[2]["loss"] == pytest.approx(want[2]["loss"], rel=1e-4)
     assert resumed["top1"] == pytest.approx(reference["top1"], abs=1e-6)
@@ -79,7 +69,7 @@ def test_other_genotype_on_the_folder_is_refused(trained):
     with pytest.raises(ValueError, match="another genotype"):
         train.run_training(TINY.replace(genotype="DARTS_V1"), out, verbose=0)
     with pytest.raises(ValueError, match="not the genotype the checkpoints"):
-        train.evaluate(out, genotype_spec="DARTS_V1")
+        train.evaluate(out, genotype=genotype_lib.resolve("DARTS_V1"))
     with pytest.raises(ValueError, match="epochs=3 there, 5 now"):
         train.run_training(TINY.replace(epochs=5), out, verbose=0)
     assert open(os.path.join(out, "metrics.json")).read() == before
@@ -149,7 +139,7 @@ def test_a_missing_checkpoint_is_named_not_blamed_on_the_network(trained, tmp_pa
 def test_deformable_training_moves_edge_scales(tmp_path):
     config = TINY.replace(deformable=True, epochs=1, num_train_examples=256, arch_lr=1e-2)
     train.run_training(config, str(tmp_path), verbose=0)
-    history = _read(os.path.join(tmp_path, "history.json"))
+    history = helpers.read_json(os.path.join(tmp_path, "history.json"))
     scales = history[0]["edge_scales"]
     assert len(scales) == 3 and len(scales[0]) == 8
     assert max(abs(s - 0.5) for cell in scales for s in cell) > 1e-3
@@ -164,11 +154,11 @@ def test_deformable_training_moves_edge_scales(tmp_path):
 
 # What DARTS's recipes apply (train_search/train.py/train_imagenet.py of the DARTS code).
 @pytest.mark.parametrize("preset,expected", [
-    ("base", data.Augment(crop_padding=4, flip=True, cutout=16)),
-    ("fancy", data.Augment(crop_padding=4, flip=True, autoaugment=True, cutout=16)),
-    ("imagenet_base", data.Augment(flip=True, random_resized_crop=True, color_jitter=True)),
-    ("default", data.Augment(cutout=4)),
-    ("smoke", data.Augment(cutout=2)),
+    ("base", augmentation.Augment(crop_padding=4, flip=True, cutout=16)),
+    ("fancy", augmentation.Augment(crop_padding=4, flip=True, autoaugment=True, cutout=16)),
+    ("imagenet_base", augmentation.Augment(flip=True, random_resized_crop=True, color_jitter=True)),
+    ("default", augmentation.Augment(cutout=4)),
+    ("smoke", augmentation.Augment(cutout=2)),
 ])
 def test_each_training_preset_applies_its_recipes_augmentation(preset, expected):
     assert train.train_augment(config_lib.TRAIN_PRESETS[preset]) == expected
@@ -192,9 +182,7 @@ def test_final_network_step_adds_decay_and_weighted_auxiliary_loss():
     keras.utils.set_random_seed(0)
     net = network_lib.build(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (32, 32, 3))
     train.compile_network(net, config, steps_per_epoch=1)
-    rng = np.random.RandomState(0)
-    # Raw pixels, as the pipelines hand the network.
-    x, y = rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), rng.randint(0, 10, 4)
+    x, y = helpers.random_batch(4, side=32, channels=3)
     variables = net.weight_variables
     before = [v.numpy().copy() for v in variables]
     with tf.GradientTape(persistent=True) as tape:
@@ -262,15 +250,3 @@ def test_bad_inputs():
     for flag, kwargs in (("--batch_size", {"batch_size": 0}), ("--num_examples", {"num_examples": -5})):
         with pytest.raises(ValueError, match=flag):
             train.evaluate("/nonexistent-train-dir", **kwargs)
-
-
-def test_describe_reports_the_mobile_setting():
-    from stacnas_tf import genotype as genotype_lib
-
-    result = train.describe(genotype_lib.PUBLISHED["DARTS_V1"], "cifar10")
-    # quark0/darts NetworkCIFAR (docs/reference_numbers.md).
-    assert (result["parameters"], result["parameters_with_auxiliary"], result["multiply_adds"]) == (
-        3_169_414, 3_645_840, 500_987_520)
-    assert result["mobile_setting"] is None  # an ImageNet notion
-    with pytest.raises(ValueError, match="--preset"):
-        train.describe(genotype_lib.PUBLISHED["DARTS_V1"], "mnist")

@@ -1,15 +1,13 @@
 import os
 import xml.etree.ElementTree as ElementTree
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pytest
+from PIL import Image
 
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from stacnas_tf import files  # noqa: E402
-from stacnas_tf import genotype as genotype_lib  # noqa: E402
-from stacnas_tf import search_space  # noqa: E402
-from stacnas_tf import visualize  # noqa: E402
+from stacnas_tf import files
+from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import search_space
+from stacnas_tf import visualize
 
 
 def _check_png(path):

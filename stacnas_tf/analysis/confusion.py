@@ -21,13 +21,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from stacnas_tf import augmentation
 from stacnas_tf import config as config_lib
-from stacnas_tf import data
 from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import pipelines
 from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search
 from stacnas_tf import search_space
+from stacnas_tf import sources
 from stacnas_tf import training as train
 
 
@@ -173,10 +175,10 @@ def sweep(config: ConfusionConfig, output_dir: str, data_dir: str | None = None,
     """Trains and measures every setting; writes confusion.json, .md and .png."""
     search_config = config.search_config()
     space = search_config.space
-    source = data.load(config.dataset, "train", data_dir=data_dir, image_size=config.image_size)
-    image_shape = data.model_input_shape(source, config.image_size)
+    source = sources.load(config.dataset, "train", data_dir=data_dir, image_size=config.image_size)
+    image_shape = sources.model_input_shape(source, config.image_size)
     if search_dir:
-        stage1 = run_folder.stage_result(search_dir, 1)
+        stage1 = run_folder.SearchFolder(search_dir, "--search_dir").stage(1).read_result()
         winners = list(stage1["winners"].values())
         if len(winners) != 2:
             raise ValueError(f"--search_dir: {search_dir} has per-cell logits; use a shared-logits search.")
@@ -223,16 +225,19 @@ def _measure_all(config, output_dir, *, source, image_shape, winners, winners_fr
             stage = 1 if kind == "stage1" else 2
             stage_space = (search_space.stage1_space(space, cells, False) if stage == 1
                            else search_space.stage2_space(space, winners, cells, cells, False))
-            search.run_stage(stage, stage_space, cells, config.train_epochs, search_config, source,
-                             folder, tf.distribute.get_strategy(), verbose=0)
-            model = search.load_stage_network(folder, stage, source.num_classes, image_shape,
+            run = search.SearchRun(config=search_config,
+                                   folder=run_folder.SearchFolder(folder, "--search_dir"),
+                                   strategy=tf.distribute.get_strategy(), source=source, verbose=0)
+            search.run_stage(run, search.StagePlan(stage, stage_space, cells, config.train_epochs))
+            model = search.load_stage_network(run.folder, stage, source.num_classes, image_shape,
                                               config=search_config, stage_space=stage_space,
                                               num_cells=cells)
             variables = model.weight_variables
-        batches = data.train_pipeline(source, config.batch_size, config.seed + 1000 + index,
-                                      epochs=10 ** 6, augment=data.Augment(),
-                                      image_size=config.image_size,
-                                      num_examples=config.num_train_examples)
+        batches = pipelines.train_pipeline(source, config.batch_size,
+                                           seed=config.seed + 1000 + index, epochs=10 ** 6,
+                                           augment=augmentation.Augment(),
+                                           image_size=config.image_size,
+                                           num_examples=config.num_train_examples)
         record = {"setting": kind, "cells": cells,
                   **estimate(model, variables, batches, config.num_batches, config.num_iterations)}
         files.write_json(record_path, record)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 
 from stacnas_tf import config as config_lib
-from stacnas_tf import data
 from stacnas_tf import files
+from stacnas_tf import pipelines
 from stacnas_tf import run_folder
 from stacnas_tf import search_loop as search
 from stacnas_tf import search_space
+from stacnas_tf import sources
 from stacnas_tf.analysis import correlation
 
 
@@ -31,7 +32,7 @@ def flat_config(config: config_lib.SearchConfig, ops) -> config_lib.SearchConfig
     return config.replace(grouping="flat", groups=tuple((op,) for op in ops))
 
 
-def run(config: config_lib.SearchConfig, output_dir: str, num_images: int,
+def run(config: config_lib.SearchConfig, output_dir: str, num_images: int, *,
         min_correlation: float = 0.2, search_dir: str | None = None, data_dir: str | None = None,
         manual_dir: str | None = None, batch_size: int = 64, verbose="auto") -> dict:
     """Trains (or reads from `search_dir`) a flat supernet and writes its op correlations.
@@ -43,25 +44,27 @@ def run(config: config_lib.SearchConfig, output_dir: str, num_images: int,
         raise ValueError(f"--num_images: expected a positive count, got {num_images}.")
     if not -1 <= min_correlation <= 1:
         raise ValueError(f"--min_correlation: expected a value in [-1, 1], got {min_correlation}.")
-    if search_dir is not None:
-        run_folder.search_config(search_dir)  # a search folder, before anything is written
+    search_folder = None if search_dir is None else run_folder.SearchFolder(search_dir,
+                                                                            "--search_dir")
+    if search_folder is not None:
+        search_folder.read_config()  # a search folder, before anything is written
     output_dir = files.prepare_output_dir(output_dir)
     if search_dir is None:
         if config.grouping != "flat":
             raise ValueError("correlation needs a flat search (every op on every edge).")
         search.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
                           verbose=verbose, report=False)
-        search_dir = output_dir
+        search_folder = run_folder.SearchFolder(output_dir, "--search_dir")
     else:
-        config = run_folder.search_config(search_dir)
+        config = search_folder.read_config()
         if config.grouping != "flat":
             raise ValueError(f"--search_dir: {search_dir} is a {config.grouping} search; correlations "
                              "need every op on every edge (a --grouping=flat search).")
-    source = data.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
-                       image_size=config.image_size)
-    image_shape = data.model_input_shape(source, config.image_size)
-    model = search.load_stage_network(search_dir, 1, source.num_classes, image_shape)
-    batches = data.eval_pipeline(source, batch_size, config.image_size)
+    source = sources.load(config.dataset, "train", data_dir=data_dir, manual_dir=manual_dir,
+                          image_size=config.image_size)
+    image_shape = sources.model_input_shape(source, config.image_size)
+    model = search.load_stage_network(search_folder, 1, source.num_classes, image_shape)
+    batches = pipelines.eval_pipeline(source, batch_size, config.image_size)
     progress = None
     if verbose:
         import keras
@@ -72,7 +75,7 @@ def run(config: config_lib.SearchConfig, output_dir: str, num_images: int,
     groups = correlation.cluster(measured["ops"], measured["mean"], min_correlation,
                                  add_skip=search_space.SKIP in config.space.full_candidates()[0])
     measured.update({"groups": [list(g) for g in groups], "min_correlation": min_correlation,
-                     "search_dir": os.path.abspath(search_dir), "dataset": config.dataset})
+                     "search_dir": os.path.abspath(search_folder.path), "dataset": config.dataset})
     files.write_json(os.path.join(output_dir, "correlation.json"), measured)
     correlation.heatmap_png(os.path.join(output_dir, "correlation.png"), measured["ops"],
                             measured["mean"], f"op correlation, mean over {len(measured['edges'])} edges")

@@ -53,7 +53,8 @@ def main(argv):
         files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir,
                                    "--search_dir": files.user_path(_SEARCH_DIR.value)})
         result = correlate.run(config, files.user_path(_OUTPUT_DIR.value), _NUM_IMAGES.value,
-                               _MIN_CORRELATION.value, search_dir=files.user_path(_SEARCH_DIR.value),
+                               min_correlation=_MIN_CORRELATION.value,
+                               search_dir=files.user_path(_SEARCH_DIR.value),
                                data_dir=data_dir, manual_dir=manual_dir)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None

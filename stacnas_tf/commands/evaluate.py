@@ -32,8 +32,8 @@ def main(argv):
     train_dir = files.user_path(_TRAIN_DIR.value)
     from stacnas_tf import run_folder  # noqa: PLC0415
 
-    run_folder.check_loadable_from_the_command_line(
-        train_dir, f"stacnas_tf.evaluate({train_dir!r}, data=(images, labels))")
+    run_folder.TrainingFolder.existing(train_dir).check_loadable_from_the_command_line(
+        f"stacnas_tf.evaluate({train_dir!r}, data=(images, labels))")
     genotype = None if _GENOTYPE.value is None else files.user_file_or_value(_GENOTYPE.value)
     result = evaluate_call(
         train_dir, split=_SPLIT.value, data_dir=files.user_path(_DATA_DIR.value),

@@ -76,9 +76,8 @@ def main(argv):
             from stacnas_tf import run_folder  # noqa: PLC0415
 
             train_dir = files.user_path(_TRAIN_DIR.value)
-            run_folder.check_loadable_from_the_command_line(
-                train_dir, f"stacnas_tf.export({train_dir!r}, {output_dir!r}, "
-                "data=(training images, labels))")
+            run_folder.TrainingFolder.existing(train_dir).check_loadable_from_the_command_line(
+                f"stacnas_tf.export({train_dir!r}, {output_dir!r}, data=(training images, labels))")
             report = export_call(train_dir, output_dir,
                                  genotype=genotype, **options)
     except RuntimeError as e:  # exporting.ExportError: verification failed

@@ -18,8 +18,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from stacnas_tf import report
+    from stacnas_tf import run_folder
 
-    path = report.write(files.user_path(_SEARCH_DIR.value), files.user_path(_OUTPUT_DIR.value))
+    search = run_folder.SearchFolder(files.user_path(_SEARCH_DIR.value), "--search_dir")
+    path = report.write(search, files.user_path(_OUTPUT_DIR.value))
     print(f"report: {path}")
 
 

@@ -82,19 +82,19 @@ def main(argv):
     config = _config()
     from stacnas_tf import genotype as genotype_lib
 
-    genotype_lib.resolve(config.genotype)  # refuse a bad genotype before any work
+    genotype = genotype_lib.resolve(config.genotype)  # parsed once, before any work
     files.check_input_folders({"--data_dir": data_dir, "--manual_dir": manual_dir})
     strategy = scale_flags.open_strategy()
     config = scale_flags.for_strategy(config, strategy, ("lr", "lr_min"))
     print(f"training settings:\n{config_flags.describe(config)}", flush=True)
-    result = train_call(config.genotype, config.dataset, config=config,
+    result = train_call(genotype, config.dataset, config=config,
                         output_dir=output_dir, data_dir=data_dir, manual_dir=manual_dir,
                         strategy=strategy, jit_compile=scale_flags.JIT_COMPILE.value)
     metrics = result.metrics
     print(f"top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} on "
           f"{metrics['eval_examples']:,} test images ({metrics['parameters']:,} parameters); "
           f"metrics in "
-          f"{os.path.join(result.output_dir, 'metrics.json')}")
+          f"{result.metrics_path}")
 
 
 def run() -> None:

@@ -13,6 +13,7 @@ from absl import flags  # noqa: E402
 
 from stacnas_tf import files  # noqa: E402
 from stacnas_tf import genotype as genotype_lib  # noqa: E402
+from stacnas_tf import run_folder  # noqa: E402
 from stacnas_tf import visualize  # noqa: E402
 
 _GENOTYPE = flags.DEFINE_string("genotype", None,
@@ -29,13 +30,14 @@ def main(argv):
     if not _GENOTYPE.value and not search_dir:
         raise ValueError("give --genotype, --search_dir, or both.")
     files.check_input_folders({"--search_dir": search_dir})
-    spec = _GENOTYPE.value
-    if not spec and os.path.exists(os.path.join(search_dir, "genotype.json")):
-        spec = os.path.join(search_dir, "genotype.json")
+    search = run_folder.SearchFolder(search_dir, "--search_dir") if search_dir else None
     # Every input is read and checked before the output folder is made.
-    genotype = genotype_lib.resolve(files.user_file_or_value(spec)) if spec else None
-    if search_dir:
-        visualize.read_history(search_dir)
+    if _GENOTYPE.value:
+        genotype = genotype_lib.resolve(files.user_file_or_value(_GENOTYPE.value))
+    else:
+        genotype = search.read_genotype() if search.has_genotype() else None
+    if search is not None:
+        visualize.read_history(search)
     output_dir = files.user_path(_OUTPUT_DIR.value)
     # A pictures folder: never a run's folder or the user's other files.
     files.check_only_holds(output_dir, r"[^/]+\.(png|svg)", "pictures (.png, .svg)")
@@ -43,8 +45,8 @@ def main(argv):
         output_dir = files.prepare_output_dir(output_dir)
         with files.output_lock(output_dir), files.staged_files(output_dir) as staging:
             written = visualize.cell_diagrams(genotype, staging) if genotype is not None else []
-            if search_dir:
-                written += visualize.weights_history_png(search_dir, staging)
+            if search is not None:
+                written += visualize.weights_history_png(search, staging)
         written = [os.path.join(output_dir, os.path.basename(path)) for path in written]
     for path in written:
         print(path)

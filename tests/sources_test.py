@@ -1,0 +1,150 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from stacnas_tf import augmentation
+from stacnas_tf import pipelines
+from stacnas_tf import sources
+
+import helpers
+
+
+def test_fashion_mnist_from_debian_files():
+    train = sources.load("fashion_mnist")
+    assert (train.num_examples, train.image_shape, train.num_classes) == (60000, (28, 28, 1), 10)
+    assert 0.25 < train.mean[0] < 0.32 and 0.3 < train.std[0] < 0.4
+    image, label = next(iter(train.dataset))
+    assert image.dtype == tf.uint8 and image.shape == (28, 28, 1) and 0 <= int(label) < 10
+    assert sources.load("fashion_mnist", "test").num_examples == 10000
+
+
+def test_packaged_datasets_name_their_classes_as_their_publishers_do():
+    # Fashion-MNIST: the label table of the README Debian ships with the data.
+    import gzip
+    import re
+
+    readme = "/usr/share/doc/dataset-fashion-mnist/README.md.gz"
+    if os.path.exists(readme):
+        with gzip.open(readme, "rt") as f:
+            table = dict(re.findall(r"^\| (\d) \| ([^|]+?) \|$", f.read(), re.MULTILINE))
+        assert sources.load("fashion_mnist").class_names == tuple(table[str(k)] for k in range(10))
+    from sklearn import datasets
+
+    assert sources.load("digits", "test").class_names == tuple(
+        str(name) for name in datasets.load_digits().target_names)
+
+
+def _hashes(source):
+    import hashlib
+
+    return [hashlib.sha256(image.tobytes()).hexdigest()
+            for image, _ in source.dataset.as_numpy_iterator()]
+
+
+def test_no_source_tests_on_an_image_it_trains_on(tmp_path):
+    # By content: a test split that overlapped the training split (a wrong file,
+    # a split computed twice with other seeds) would pass every count.
+    helpers.write_image_folder(tmp_path / "split" / "train", per_class=4, seed=1)
+    helpers.write_image_folder(tmp_path / "split" / "test", per_class=4, seed=2)
+    helpers.write_image_folder(tmp_path / "held_out", per_class=10, seed=3)
+    rng = np.random.RandomState(4)
+    in_memory = sources.from_arrays(rng.randint(0, 256, (50, 8, 8, 1)), np.arange(50) % 5)
+    pairs = {
+        "fashion_mnist": (sources.load("fashion_mnist"), sources.load("fashion_mnist", "test")),
+        "digits": (sources.load("digits"), sources.load("digits", "test")),
+        "folder with test/": tuple(sources.load(f"folder:{tmp_path / 'split'}", split)
+                                   for split in ("train", "test")),
+        "folder without test/": tuple(sources.load(f"folder:{tmp_path / 'held_out'}", split)
+                                      for split in ("train", "test")),
+        "images given in Python": sources.held_out_splits(in_memory),
+    }
+    sizes = {}
+    for name, (train, test) in pairs.items():
+        train_hashes, test_hashes = _hashes(train), _hashes(test)
+        assert len(set(train_hashes)) == len(train_hashes) == train.num_examples, name
+        assert test_hashes and not set(train_hashes) & set(test_hashes), name
+        sizes[name] = [len(train_hashes), len(test_hashes)]
+    # Fashion-MNIST's published split sizes; digits' 1,797 images, 20% held out.
+    assert sizes["fashion_mnist"] == [60000, 10000] and sizes["digits"] == [1437, 360]
+
+
+def test_missing_fashion_mnist_files_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*dataset-fashion-mnist"):
+        sources.load("fashion_mnist", data_dir=str(tmp_path))
+
+
+def test_digits_from_scikit_learn_file():
+    train, test = sources.load("digits"), sources.load("digits", "test")
+    assert train.image_shape == (8, 8, 1) and train.num_classes == 10
+    assert train.num_examples + test.num_examples == 1797
+    pixels = np.stack([x.numpy() for x, _ in train.dataset.take(50)])
+    assert pixels.max() == 255 and pixels.min() == 0
+
+
+def test_tfds_loader_on_mock_data_builds_from_manual_archive(tmp_path):
+    manual = helpers.manual_dir(tmp_path, "cifar10")
+    with tfds.testing.mock_data(num_examples=12):
+        source = sources.load("cifar10", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        assert (source.num_examples, source.image_shape, source.num_classes) == (12, (32, 32, 3), 10)
+        batches = list(pipelines.train_pipeline(source, 4, seed=0, epochs=1,
+                                           augment=augmentation.default_augment("cifar10")))
+        assert len(batches) == 3 and batches[0][0].shape == (4, 32, 32, 3)
+        assert batches[0][0].dtype == tf.float32
+
+
+def test_imagenet_loader_on_mock_data_resizes(tmp_path):
+    manual = helpers.manual_dir(tmp_path, "imagenet2012")
+    with tfds.testing.mock_data(num_examples=4):
+        source = sources.load("imagenet2012", "test", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        assert source.num_classes == 1000
+        images, _ = next(iter(pipelines.eval_pipeline(source, 2, image_size=32)))
+        assert images.shape == (2, 32, 32, 3)
+
+
+def test_float_images_are_pixels_and_unscaled_ones_are_refused():
+    labels = np.arange(8) % 2
+    pixels = np.linspace(0, 255, 8 * 4 * 4).reshape(8, 4, 4).astype(np.float32)
+    source = sources.from_arrays(pixels, labels)
+    stored = np.stack([x for x, _ in source.dataset.as_numpy_iterator()])[..., 0]
+    np.testing.assert_array_equal(stored, np.round(pixels).astype(np.uint8))
+    with pytest.raises(ValueError, match=r"lie in \[0, 1\].*images \* 255"):
+        sources.from_arrays(pixels / 255, labels)
+    with pytest.raises(ValueError, match=r"expected pixel values.*bool"):
+        sources.from_arrays(pixels > 100, labels)
+    with pytest.raises(ValueError, match=r"expected pixel values.*complex"):
+        sources.from_arrays(pixels.astype(np.complex64), labels)
+
+
+def test_too_few_images_to_hold_out_any_say_so():
+    source = sources.from_arrays(np.zeros((10, 8, 8, 1), np.uint8), np.arange(10))  # one per class
+    with pytest.raises(ValueError, match="^data: no class has 2 or more of the 10 images.*"
+                                         "validation_data="):
+        sources.held_out_splits(source)
+    train, test = sources.held_out_splits(
+        sources.from_arrays(np.zeros((20, 8, 8, 1), np.uint8), np.arange(20) % 10))
+    assert (train.num_examples, test.num_examples) == (10, 10)
+
+
+def test_a_dataset_that_repeats_forever_is_refused_not_read_forever():
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(4) % 2)).repeat()
+    with pytest.raises(ValueError, match="^data: the dataset repeats forever"):
+        sources.from_dataset(dataset)
+    finite = sources.from_dataset(tf.data.Dataset.from_tensor_slices((images, np.arange(4) % 2))
+                               .repeat(2))
+    assert finite.num_examples == 8
+
+
+def test_tfds_never_downloads_and_says_what_to_put_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-100-binary.tar.gz.*--manual_dir"):
+        sources.load("cifar100", data_dir=str(tmp_path))
+
+
+def test_steps_per_epoch_checks_the_batch_size():
+    source = sources.load("digits")
+    assert sources.steps_per_epoch(source, 100, num_examples=1000) == 10
+    with pytest.raises(ValueError, match="--batch_size=5000"):
+        sources.steps_per_epoch(source, 5000)
