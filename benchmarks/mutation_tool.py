@@ -61,11 +61,16 @@ MODULES = {
     "augmentation": ["tests/augmentation_test.py"],
     "pipelines": ["tests/pipelines_test.py"],
     "checkpoints": ["tests/checkpoints_test.py"],
+    "supernet": ["tests/supernet_test.py"],
+    "resumable": ["tests/training_test.py"],
+    "training": ["tests/training_test.py", "tests/config_effects_test.py"],
+    "exporting": ["tests/exporting_test.py"],
+    "analysis/confusion": ["tests/confusion_test.py"],
 }
 
 
 def _run_module(module: str, tests: list[str]) -> dict:
-    scratch = tempfile.mkdtemp(prefix=f"mutation-{module}-")
+    scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
     try:
         checkout = os.path.join(scratch, "checkout")
         shutil.copytree(REPO, checkout, symlinks=True, ignore=shutil.ignore_patterns(

@@ -70,3 +70,21 @@ def test_bad_statistics_are_refused():
         preprocessing.PixelNormalization((0.5,), (0.0,))
     with pytest.raises(ValueError, match="statistics of 3 channels, images of 1"):
         preprocessing.PixelNormalization(CIFAR_MEAN, CIFAR_STD)(np.zeros((1, 2, 2, 1)))
+
+
+# Each case a way to get the statistics wrong; together, every direction of each
+# check (the tool-made mutation run left these directions untested).
+@pytest.mark.parametrize("mean,std,images,message", [
+    (None, (0.5,), None, "both mean and std"),  # std without mean
+    ((0.5, 0.5), (0.5,), None, "one value per channel, got 2 and 1"),
+    ((0.5,), (0.5, 0.5), None, "one value per channel, got 1 and 2"),
+    ((), (), None, "one value per channel, got 0 and 0"),
+    ((0.5,), (-0.25,), None, "std must be positive"),
+    ((0.5,), (float("inf"),), None, "std must be positive"),
+    ((0.5,), (0.5,), np.zeros((1, 2, 2, 3)), "statistics of 1 channels, images of 3"),
+])
+def test_statistics_that_do_not_fit_are_refused(mean, std, images, message):
+    with pytest.raises(ValueError, match=message):
+        layer = preprocessing.PixelNormalization(mean, std)
+        if images is not None:
+            layer(images)
