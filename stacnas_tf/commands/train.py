@@ -11,8 +11,6 @@ Every field of TrainConfig is a flag; flags left unset take the values of
 the last completed epoch.
 """
 
-import os
-
 from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
