@@ -66,6 +66,7 @@ MODULES = {
     "training": ["tests/training_test.py", "tests/config_effects_test.py"],
     "exporting": ["tests/exporting_test.py"],
     "analysis/confusion": ["tests/confusion_test.py"],
+    "run_folder": ["tests/run_folder_test.py"],
 }
 
 

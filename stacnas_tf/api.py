@@ -52,6 +52,11 @@ class SearchResult:
     output_dir: str
     history: dict  # "stage1" / "stage2" -> per-epoch loss, accuracy, lr, logits, weights
 
+    @property
+    def genotype_path(self) -> str:
+        """Where the folder holds the genotype (versioned JSON)."""
+        return run_folder.SearchFolder(self.output_dir).genotype_path
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:

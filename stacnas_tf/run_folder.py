@@ -75,6 +75,11 @@ class _RunFolder:
     def tensorboard_dir(self) -> str:
         return self._file(_TENSORBOARD)
 
+    @property
+    def genotype_path(self) -> str:
+        # Both kinds keep one: the search's result, the training's input.
+        return self._file(_GENOTYPE)
+
     def has_config(self) -> bool:
         return os.path.exists(self.config_path)
 
@@ -164,7 +169,22 @@ class _RunFolder:
                              {"fingerprints": fingerprints, "image_shape": list(image_shape)})
 
 
-class StageFolder:
+class _FitFolder:
+    """Where `resumable.fit` keeps a run's progress: its checkpoints and
+    per-epoch history (and, from the subclass, its TensorBoard folder)."""
+
+    path: str
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.path, _CHECKPOINTS)
+
+    @property
+    def history_path(self) -> str:
+        return os.path.join(self.path, _HISTORY)
+
+
+class StageFolder(_FitFolder):
     """One stage of a search: its history, result, checkpoints and logs."""
 
     def __init__(self, search: SearchFolder, stage: int):
@@ -174,14 +194,6 @@ class StageFolder:
 
     def __repr__(self) -> str:
         return f"StageFolder({self.path!r})"
-
-    @property
-    def checkpoint_dir(self) -> str:
-        return os.path.join(self.path, _CHECKPOINTS)
-
-    @property
-    def history_path(self) -> str:
-        return os.path.join(self.path, _HISTORY)
 
     @property
     def result_path(self) -> str:
@@ -258,10 +270,6 @@ class SearchFolder(_RunFolder):
         return StageFolder(self, number)
 
     @property
-    def genotype_path(self) -> str:
-        return self._file(_GENOTYPE)
-
-    @property
     def report_dir(self) -> str:
         return self._file("report")
 
@@ -329,7 +337,7 @@ class SearchFolder(_RunFolder):
                 if (history := self.stage(number).read_history()) is not None}
 
 
-class TrainingFolder(_RunFolder):
+class TrainingFolder(_RunFolder, _FitFolder):
     """A training's folder (see the module's docstring for its layout). Its
     settings and genotype are read when first asked for."""
 
@@ -344,20 +352,8 @@ class TrainingFolder(_RunFolder):
         return folder
 
     @property
-    def checkpoint_dir(self) -> str:
-        return self._file(_CHECKPOINTS)
-
-    @property
-    def history_path(self) -> str:
-        return self._file(_HISTORY)
-
-    @property
     def metrics_path(self) -> str:
         return self._file(_METRICS)
-
-    @property
-    def genotype_path(self) -> str:
-        return self._file(_GENOTYPE)
 
     @functools.cached_property
     def config(self) -> config_lib.TrainConfig:

@@ -60,6 +60,7 @@ def test_search_returns_the_genotype_history_and_folder(pipeline):
     assert sorted(found.history) == ["stage1", "stage2"] and len(found.history["stage1"]) == 1
     saved = json.loads((root / "search" / "genotype.json").read_text())
     assert stacnas_tf.Genotype.from_dict(saved) == found.genotype
+    assert found.genotype_path == str(root / "search" / "genotype.json")
     # The user's callback ran in both stages' fit, with Keras's logs.
     assert [epoch for epoch, _ in callback.ends] == [0, 0]
     assert "loss" in callback.ends[0][1] and "accuracy" in callback.ends[0][1]
@@ -85,6 +86,8 @@ def test_train_returns_a_model_that_matches_its_metrics(pipeline):
     root, _, trained, _, _ = pipeline
     assert isinstance(trained.model, stacnas_tf.FinalNetwork)
     assert trained.config.dataset == "in_memory" and trained.metrics["epochs"] == 1
+    assert json.loads(open(trained.metrics_path).read()) == trained.metrics
+    assert trained.metrics_path == str(root / "train" / "metrics.json")
     result = stacnas_tf.evaluate(trained, _images(seed=1))
     assert result["examples"] == 192 and 0 <= result["top1"] <= 1
     # The held-out 10% of each class that the training's own metrics used.

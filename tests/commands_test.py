@@ -69,6 +69,7 @@ def test_config_file_reproduces_a_search_and_flags_override_it(tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     # The resolved settings come first.
     assert "search settings:\n" in first.stdout and "  arch_lr=0.001" in first.stdout
+    assert f"written to {tmp_path / 'a' / 'genotype.json'}\n" in first.stdout
     config = tmp_path / "a" / "config.json"
     again = helpers.run_program("search", f"--config={config}", f"--output_dir={tmp_path / 'b'}")
     assert again.returncode == 0, again.stderr[-2000:]

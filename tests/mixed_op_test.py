@@ -78,6 +78,9 @@ def test_ops_are_batched_once_per_op():
                               "sep_conv_5x5")
     assert layer.op_edges == ((1,), (1,), (2,), (0, 3), (0, 3))
     assert [op.num_edges for op in layer.batched_ops] == [1, 1, 1, 2, 2]
+    # Without a stride the edges are a normal cell's: they keep the input's size.
+    outputs = layer(tf.zeros([1, 6, 6, 4]), _weights(STAGE2, seed=6), training=False)
+    assert [o.shape for o in outputs] == [(1, 6, 6, 4)] * 4
 
 
 def test_unknown_op_is_refused():

@@ -12,8 +12,6 @@ Every field of SearchConfig is a flag; flags left unset take the values of
 --config, else of --preset. Rerunning on the same --output_dir resumes.
 """
 
-import os
-
 from stacnas_tf.commands import cli  # noqa: I001 (first: it sets TensorFlow's environment)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -97,7 +95,7 @@ def main(argv):
                          data_dir=data_dir, manual_dir=manual_dir, strategy=strategy,
                          jit_compile=scale_flags.JIT_COMPILE.value)
     print(f"genotype: {result.genotype.to_darts()}")
-    print(f"written to {os.path.join(result.output_dir, 'genotype.json')}")
+    print(f"written to {result.genotype_path}")
 
 
 def run() -> None:
