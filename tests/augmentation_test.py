@@ -70,3 +70,134 @@ def test_cutout_fills_with_the_mean_pixel_which_the_network_normalises_to_zero()
     expected = (3.0 / 255 - np.asarray(mean)) / np.asarray(std)
     np.testing.assert_allclose(normalised[~inside], np.broadcast_to(expected, normalised[~inside].shape),
                                rtol=1e-5)
+
+
+def _source(shape, mean=(0.5,), std=(0.25,)):
+    return sources.Source("x", "train", None, 1, 2, shape, mean, std)
+
+
+def _position(position, seed=0):
+    return tf.constant([seed, position], tf.int64)
+
+
+def test_each_dataset_gets_darts_training_augmentation():
+    # DARTS's CIFAR transforms (utils._data_transforms_cifar10): RandomCrop(32,
+    # padding=4) and RandomHorizontalFlip, cutout and AutoAugment only when asked
+    # for; its ImageNet training (train_imagenet.py): RandomResizedCrop,
+    # RandomHorizontalFlip and ColorJitter(0.4, 0.4, 0.4, 0.2).
+    for name in ("cifar10", "cifar100"):
+        assert augmentation.default_augment(name) == augmentation.Augment(crop_padding=4, flip=True)
+    assert augmentation.default_augment("imagenet2012") == augmentation.Augment(
+        flip=True, random_resized_crop=True, color_jitter=True)
+    for name in ("fashion_mnist", "digits", "in_memory", "mnist", "imagenet2012_subset", "folder"):
+        assert augmentation.default_augment(name) == augmentation.Augment(), name
+
+
+def test_flip_and_crop_are_independent_draws():
+    # Each decision has a stream of its own: were the flip drawn from the crop's
+    # numbers, each shift would always come with the same flip.
+    image = np.arange(64, dtype=np.float32).reshape(8, 8)
+    padded = np.pad(image, 2)
+    augment = augmentation.Augment(crop_padding=2, flip=True)
+    seen = {}
+    for position in range(120):
+        out = augmentation.apply(tf.constant(image[..., None]), _position(position), augment,
+                                 _source((8, 8, 1))).numpy()[..., 0]
+        matches = [((dy, dx), flipped) for dy in range(-2, 3) for dx in range(-2, 3)
+                   for flipped in (False, True)
+                   if np.array_equal(out, (np.fliplr if flipped else np.asarray)(
+                       padded[2 + dy:10 + dy, 2 + dx:10 + dx]))]
+        assert len(matches) == 1
+        shift, flipped = matches[0]
+        seen.setdefault(shift, set()).add(flipped)
+    assert 0.3 < sum(True in flips for flips in seen.values()) / len(seen) <= 1
+    assert sum(len(flips) == 2 for flips in seen.values()) >= 5
+
+
+def test_colour_jitter_draws_torchvision_factors_and_stays_in_pixels():
+    # torchvision's ColorJitter(0.4, 0.4, 0.4, 0.2): brightness, contrast and
+    # saturation factors uniform in [0.6, 1.4], a hue shift in [-0.2, 0.2].
+    augment = augmentation.Augment(color_jitter=True)
+    # A uniform grey image: contrast leaves it alone, brightness scales it.
+    grey = tf.fill((4, 4, 1), 100.0)
+    factors = np.array([augmentation.apply(grey, _position(p), augment, _source((4, 4, 1)))
+                        .numpy()[0, 0, 0] / 100.0 for p in range(150)])
+    assert factors.min() >= 0.6 - 1e-5 and factors.max() <= 1.4 + 1e-5
+    assert factors.min() < 0.65 and factors.max() > 1.35 and len(np.unique(factors)) > 140
+    # A uniform colour of saturation 0.5 and hue 0 keeps its hue and saturation
+    # through brightness and contrast: the rest is saturation and hue.
+    colour = tf.constant(np.tile([150.0, 75.0, 75.0], (4, 4, 1)), tf.float32)
+    hsv = np.array([tf.image.rgb_to_hsv(
+        augmentation.apply(colour, _position(p), augment, _source((4, 4, 3), (0.5,) * 3,
+                                                                  (0.25,) * 3)) / 255.0)
+        .numpy()[0, 0] for p in range(150)])
+    saturation = hsv[:, 1] / 0.5
+    assert saturation.min() >= 0.6 - 1e-4 and saturation.max() <= 1.4 + 1e-4
+    assert saturation.min() < 0.7 and saturation.max() > 1.3
+    assert len(np.unique(np.round(saturation, 4))) > 120
+    hue = (hsv[:, 0] + 0.5) % 1.0 - 0.5  # the shift, in (-0.5, 0.5]
+    assert np.abs(hue).max() <= 0.2 + 1e-3 and hue.min() < -0.15 and hue.max() > 0.15
+    assert len(np.unique(np.round(hue, 4))) > 120
+    # Black and white pixels under strong contrast stay pixels, in [0, 255].
+    edges = tf.constant(np.repeat([[0.0], [255.0]], 8, axis=0).reshape(4, 4, 1), tf.float32)
+    for channels in (1, 3):
+        image = tf.tile(edges, [1, 1, channels])
+        out = np.stack([augmentation.apply(image, _position(p), augment,
+                                           _source((4, 4, channels), (0.5,) * channels,
+                                                   (0.25,) * channels)).numpy()
+                        for p in range(60)])
+        assert out.min() == 0.0 and out.max() == 255.0
+
+
+def test_cutout_is_a_length_square_clipped_at_the_border():
+    for length in (3, 4):
+        image = tf.fill((12, 12, 1), 7.0)
+        inside_whole = 0
+        rows_hit = set()
+        for position in range(80):
+            out = augmentation.apply(image, _position(position, seed=1),
+                                     augmentation.Augment(cutout=length), _source((12, 12, 1)))
+            mask = out.numpy()[..., 0] != 7.0
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            assert mask.any() and np.array_equal(mask, np.outer(mask.any(axis=1), mask.any(axis=0)))
+            assert np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
+            assert np.array_equal(cols, np.arange(cols[0], cols[-1] + 1))
+            assert len(rows) <= length and len(cols) <= length
+            rows_hit.update(rows)
+            if 0 < rows[0] and rows[-1] < 11 and 0 < cols[0] and cols[-1] < 11:
+                inside_whole += 1
+                assert len(rows) == length and len(cols) == length
+        assert inside_whole >= 20 and rows_hit == set(range(12))
+
+
+def test_resized_crop_takes_8_to_100_percent_of_the_area_at_a_3_4_to_4_3_aspect():
+    # torchvision's RandomResizedCrop defaults, as DARTS's ImageNet training uses
+    # them. A picture of its own coordinates shows where each crop came from.
+    side, size = 120, 24
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32)
+    image = tf.constant(np.stack([x, y, np.zeros_like(x)], axis=-1))
+    areas, aspects = [], []
+    for position in range(150):
+        out = augmentation.random_resized_crop(image, size, _position(position)).numpy()
+        assert out.shape == (size, size, 3)
+        # Output pixel centres span (size - 1) / size of the crop.
+        width = (out[..., 0].max() - out[..., 0].min()) * size / (size - 1)
+        height = (out[..., 1].max() - out[..., 1].min()) * size / (size - 1)
+        areas.append(width * height / side**2)
+        aspects.append(width / height)
+    areas, aspects = np.array(areas), np.array(aspects)
+    assert areas.min() > 0.08 * 0.85 and areas.max() <= 1.02
+    assert areas.min() < 0.2 and areas.max() > 0.6
+    assert aspects.min() > 0.75 * 0.9 and aspects.max() < 4 / 3 * 1.1
+    assert aspects.min() < 0.85 and aspects.max() > 1.2
+
+
+def test_resized_crop_averages_what_it_shrinks():
+    # Antialiased, as torchvision resizes tensors and PIL images: a fine
+    # checkerboard shrunk at least 2.8 times comes out near its mean grey, not
+    # as a sample of black and white pixels.
+    board = (np.indices((120, 120)).sum(axis=0) % 2 * 255.0).astype(np.float32)
+    image = tf.constant(np.repeat(board[..., None], 3, axis=-1))
+    for position in range(20):
+        out = augmentation.random_resized_crop(image, 12, _position(position)).numpy()
+        assert np.abs(out - 127.5).max() < 40
