@@ -15,6 +15,9 @@ in a scratch venv and pass its path.
 Each module runs in a copy of the checkout in a scratch folder (the working
 tree is never touched) with the tests `MODULES` names for it, stopping at the
 first failure (`-x`); a mutant is killed when they fail or exceed the timeout.
+A survivor inside an annotation of a module that postpones their evaluation
+(`from __future__ import annotations`, e.g. `str | None` made `str % None`) is
+never evaluated: it is counted apart (`equivalent_annotation`), not scored.
 The JSON holds, per module, the counts, the score and every surviving mutant
 (line, operator, diff), which the next step reads: a test that kills it, or a
 written reason it is equivalent (docs/testing.md).
@@ -22,6 +25,7 @@ written reason it is equivalent (docs/testing.md).
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
 import os
@@ -70,12 +74,34 @@ MODULES = {
 }
 
 
+def _annotation_spans(path: str) -> list[tuple]:
+    """(start, end) positions of the annotations in `path`, where the module
+    postpones their evaluation (`from __future__ import annotations`): a mutant
+    inside one is never evaluated, so it is equivalent by construction."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names)
+               for node in tree.body):
+        return []
+    annotations = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            annotations.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            annotations.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+    return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations]
+
+
 def _run_module(module: str, tests: list[str]) -> dict:
     scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
     try:
         checkout = os.path.join(scratch, "checkout")
         shutil.copytree(REPO, checkout, symlinks=True, ignore=shutil.ignore_patterns(
             ".git", ".venv", "bazel-*", "__pycache__", "runs", ".device_run"))
+        spans = _annotation_spans(os.path.join(checkout, "stacnas_tf", f"{module}.py"))
         python = os.path.join(REPO, ".venv", "bin", "python")
         command = f"{python} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
         config = os.path.join(scratch, "cosmic-ray.toml")
@@ -102,7 +128,8 @@ name = "local"
                               capture_output=True, text=True, check=True).stdout
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0}
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0,
+              "equivalent_annotation": 0}
     survivors = []
     for line in dump.splitlines():
         item, result = json.loads(line)
@@ -113,8 +140,12 @@ name = "local"
         if result.get("worker_outcome") != "normal" and outcome is None:
             counts["incompetent"] += 1  # the mutant did not import, or the worker failed
         elif outcome == "survived":
-            counts["survived"] += 1
             mutation = item["mutations"][0]
+            start = tuple(mutation["start_pos"])
+            if any(low <= start < high for low, high in spans):
+                counts["equivalent_annotation"] += 1
+                continue
+            counts["survived"] += 1
             survivors.append({"line": mutation["start_pos"][0],
                               "operator": mutation["operator_name"],
                               "occurrence": mutation["occurrence"],

@@ -135,13 +135,13 @@ class _RunFolder:
     # Images given in Python: their content hashes, so a resumed or reused run
     # never answers for other images than those it ran on.
 
-    def _images_record(self, flag: str | None = None) -> dict | None:
+    def _images_record(self) -> dict | None:
         path = self._file(_IMAGES)
         if not os.path.exists(path):
             return None
         recorded = files.read_json(path)
         if not (isinstance(recorded, dict) and isinstance(recorded.get("fingerprints"), dict)):
-            raise ValueError(f"{flag or self.flag}: {path} is not a record of images (expected a "
+            raise ValueError(f"{self.flag}: {path} is not a record of images (expected a "
                              "JSON object with their fingerprints).")
         return recorded
 

@@ -11,6 +11,9 @@ from stacnas_tf import files
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import run_folder
 from stacnas_tf import search_space
+from stacnas_tf import sources
+
+import helpers
 
 SEARCH = config_lib.PRESETS["smoke"]
 TRAIN = config_lib.TRAIN_PRESETS["smoke"]
@@ -193,3 +196,176 @@ def test_folders_given_as_paths_or_objects_keep_their_flag(tmp_path, monkeypatch
         run_folder.training_folder("runs/t")
     training = run_folder.TrainingFolder("runs/t", "trained")
     assert run_folder.training_folder(training) is training
+
+
+def test_a_run_folder_with_a_sub_folder_it_cannot_write_in_is_refused_before_any_work(
+        tmp_path, monkeypatch):
+    # Tests run as root here, for whom every folder is writable: the file
+    # system's answer is what is simulated, for one sub-folder.
+    stage = tmp_path / "run" / "stage1" / "checkpoints"
+    stage.mkdir(parents=True)
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    real_access = os.access
+
+    def access(path, mode):
+        if os.path.basename(path) in ("checkpoints", "sub") and mode & os.W_OK and mode & os.X_OK:
+            return False
+        return real_access(path, mode)
+
+    monkeypatch.setattr(run_folder.os, "access", access)
+    folder = run_folder.SearchFolder(str(tmp_path / "run"))
+    folder.check_writable_tree()  # no config.json: not a run's folder, not walked
+    (tmp_path / "run" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=f"--output_dir: cannot write in {stage}"):
+        folder.check_writable_tree()
+    run_folder.SearchFolder(str(tmp_path / "other")).check_writable_tree()  # holds no run
+
+
+def test_the_refusal_of_a_foreign_folder_lists_three_of_its_files(tmp_path):
+    for count, listed in ((3, "a0, a1, a2)"), (4, "a0, a1, a2, ...)")):
+        folder = tmp_path / str(count)
+        folder.mkdir()
+        for i in range(count):
+            (folder / f"a{i}").write_text("")
+        (folder / files.LOCK_NAME).write_text("{}")  # a lock is not a foreign file
+        with pytest.raises(ValueError) as error:
+            run_folder.SearchFolder(str(folder)).check_run(SEARCH)
+        assert f"is not empty ({listed} and holds no search" in str(error.value)
+
+
+def test_a_stage_folder_is_made_once_and_again(tmp_path):
+    stage = run_folder.SearchFolder(str(tmp_path)).stage(2)
+    stage.make()
+    stage.make()  # resuming makes it again
+    assert os.path.isdir(tmp_path / "stage2")
+
+
+def test_every_damaged_stage_result_is_named_not_raised_raw(tmp_path):
+    folder = run_folder.SearchFolder(str(tmp_path), "--search_dir")
+    stage = folder.stage(1)
+    stage.make()
+    space = search_space.StageSpace(cells=((("none", "skip_connect"),),) * 2, per_cell=False)
+    good = {"space": space.to_dict(), "num_cells": 3, "winners": {},
+            "logits": {"normal": [{"weights": [0.4, 0.6]}], "reduce": [{"weights": [1.0, 0.0]}]}}
+    damaged = {
+        "an edge without weights (KeyError)": {**good, "logits": {"normal": [{}], "reduce": []}},
+        "edges that are not objects (TypeError)": {**good, "logits": {"normal": [1], "reduce": []}},
+        "a space of unknown ops (ValueError)": {**good, "space": {"cells": [[["bogus"]]] * 2}},
+        "a cell more than the space": {**good, "logits": {**good["logits"], "extra": []}},
+        "a cell fewer than the space": {**good, "logits": {"normal": good["logits"]["normal"]}},
+        "an edge more": {**good, "logits": {**good["logits"], "normal": [{"weights": [0.5, 0.5]}] * 2}},
+        "an edge fewer": {**good, "logits": {**good["logits"], "normal": []}},
+        "a weight more": {**good, "logits": {**good["logits"], "normal": [{"weights": [0.2] * 3}]}},
+        "a weight fewer": {**good, "logits": {**good["logits"], "normal": [{"weights": [1.0]}]}},
+        "not an object": [good],
+    }
+    for what, result in damaged.items():
+        files.write_json(stage.result_path, result)
+        with pytest.raises(ValueError, match=r"--search_dir: .*result.json is not a stage result"):
+            stage.read_result()
+        assert what
+
+
+def test_every_damaged_history_is_named(tmp_path):
+    stage = run_folder.SearchFolder(str(tmp_path), "--search_dir").stage(1)
+    stage.make()
+    entry = {"epoch": 0, "loss": 1.0, "accuracy": 0.5, "weights": {"normal": [[0.5, 0.5]]}}
+    for history in ([], {"0": entry}, [{**entry, "weights": {}}], [{**entry, "epoch": "0"}],
+                    [{**entry, "loss": "1.0"}], [{**entry, "accuracy": None}],
+                    [{key: value for key, value in entry.items() if key != "epoch"}]):
+        files.write_json(stage.history_path, history)
+        with pytest.raises(ValueError, match="is not a search history"):
+            stage.read_history()
+
+
+def test_both_stages_histories_are_read(tmp_path):
+    folder = run_folder.SearchFolder(str(tmp_path))
+    entry = {"epoch": 0, "loss": 1.0, "accuracy": 0.5, "weights": {"normal": [[0.5, 0.5]]}}
+    for number in (1, 2, 3):
+        folder.stage(number).make()
+        files.write_json(folder.stage(number).history_path, [{**entry, "epoch": number}])
+    histories = folder.histories()
+    assert sorted(histories) == ["stage1", "stage2"]
+    assert histories["stage2"][0]["epoch"] == 2
+
+
+def test_unreadable_settings_are_named_with_their_file(tmp_path):
+    folder = run_folder.SearchFolder(str(tmp_path), "--search_dir")
+    # {"groups": 5} fails inside the config's own reader with a TypeError.
+    for text in ('{"groups": 5}', "{not json", '["a list"]'):
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(ValueError, match="config.json"):
+            folder.read_config()
+        with pytest.raises(ValueError, match="--search_dir: .*config.json is unreadable"):
+            folder.check_run(SEARCH)
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").mkdir()  # unreadable as a file (OSError)
+    with pytest.raises(ValueError, match="config.json is unreadable"):
+        folder.check_run(SEARCH)
+
+
+def test_the_guard_names_per_cell_genotypes_when_only_they_differ(tmp_path):
+    per_cell = helpers.per_cell_genotype()
+    shared = dataclasses.replace(per_cell, cells=None)  # the same shared cells, none per cell
+    folder = run_folder.TrainingFolder(str(tmp_path), "--train_dir")
+    folder.record(TRAIN, shared)
+    folder.write_metrics({"top1": 0.5})  # progress: the folder's run is kept
+    with pytest.raises(ValueError, match="with no per-cell genotypes\\); this run asks for .* with "
+                                         "3 per-cell genotypes"):
+        folder.check_run(TRAIN, per_cell)
+    with pytest.raises(ValueError) as error:
+        folder.check_run(TRAIN, _genotype(seed=5))
+    assert "per-cell" not in str(error.value)
+
+
+def test_a_genotype_file_changed_after_training_is_refused(tmp_path):
+    import tensorflow as tf
+
+    from stacnas_tf import checkpoints
+
+    folder = run_folder.TrainingFolder(str(tmp_path), "--train_dir")
+    trained = _genotype(seed=6)
+    folder.record(TRAIN, trained)
+    path = tf.train.Checkpoint(genotype=checkpoints.genotype_record(trained.to_json())).write(
+        str(tmp_path / "ckpt"))
+    folder.check_checkpoint_genotype(path)
+    bare = tf.train.Checkpoint(step=tf.Variable(1)).write(str(tmp_path / "bare"))
+    folder.check_checkpoint_genotype(bare)  # an older checkpoint records none
+    files.write_text(folder.genotype_path, _genotype(seed=7).to_json())
+    edited = run_folder.TrainingFolder(str(tmp_path), "--train_dir")
+    with pytest.raises(ValueError, match="the file was changed after training"):
+        edited.check_checkpoint_genotype(path)
+    edited.check_checkpoint_genotype(bare)
+
+
+def test_programs_and_images_in_python(tmp_path):
+    folder = run_folder.TrainingFolder(str(tmp_path), "--train_dir")
+    folder.record(TRAIN, _genotype())
+    folder.check_loadable_from_the_command_line("stacnas_tf.evaluate(...)")
+    in_memory = run_folder.TrainingFolder(str(tmp_path / "m"), "--train_dir")
+    os.mkdir(tmp_path / "m")
+    in_memory.record(dataclasses.replace(TRAIN, dataset="in_memory", image_size=None), _genotype())
+    with pytest.raises(ValueError, match="trained on images given in Python.*from Python: "
+                                         "stacnas_tf.evaluate"):
+        in_memory.check_loadable_from_the_command_line("stacnas_tf.evaluate(...)")
+    # The shape it learned is checked where nothing resizes the images.
+    in_memory.check_image_shape((9, 9, 1))  # no record: nothing to compare
+    in_memory.record_images({"train": "abc"}, (8, 8, 1))
+    in_memory.check_image_shape((8, 8, 1))
+    with pytest.raises(ValueError, match="data: the images are 9x8x1; the network was trained "
+                                         "on 8x8x1 images"):
+        in_memory.check_image_shape((9, 8, 1))
+    with pytest.raises(ValueError, match="^validation: the images are 8x8x3"):
+        in_memory.check_image_shape((8, 8, 3), "validation")
+    sized = run_folder.TrainingFolder(str(tmp_path / "s"), "--train_dir")
+    os.mkdir(tmp_path / "s")
+    sized.record(dataclasses.replace(TRAIN, dataset="in_memory", image_size=8), _genotype())
+    sized.record_images({"train": "abc"}, (8, 8, 1))
+    sized.check_image_shape((20, 20, 1))  # resized to 8x8 before the network
+
+
+def test_image_fingerprints_keep_the_sources_given_in_python():
+    named = sources.Source("fashion_mnist", "train", None, 1, 2, (8, 8, 1), (0.5,), (0.2,))
+    given = dataclasses.replace(named, name="in_memory", fingerprint="f1")
+    assert run_folder.image_fingerprints(train=given, validation=None, test=named) == {"train": "f1"}
+    assert run_folder.shape_text((32, 24, 3)) == "32x24x3"
