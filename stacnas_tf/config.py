@@ -246,7 +246,8 @@ def _freeze_class_names(config) -> None:
     names = config.class_names
     if names is None:
         return
-    if isinstance(names, str) or not all(isinstance(n, str) for n in names) or len(names) < 2:
+    if (not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names)
+            or len(names) < 2):
         raise ValueError(f"class_names: expected a list of at least 2 names, got {names!r}.")
     object.__setattr__(config, "class_names", tuple(names))
 

@@ -233,7 +233,7 @@ class SearchSpace:
 def check_groups_shape(groups) -> None:
     """Refuses groups that are not a list of lists of names: a bare string would
     otherwise be read as groups of its letters."""
-    if isinstance(groups, str) or not all(
+    if not isinstance(groups, (list, tuple)) or not all(
             isinstance(group, (list, tuple)) and all(isinstance(op, str) for op in group)
             for group in groups):
         raise ValueError(f"groups: expected a list of groups, each a list of op names (such as "

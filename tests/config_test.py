@@ -76,6 +76,16 @@ def test_a_hand_edited_training_config_names_the_file_and_key(key, value, expect
         config_lib.TrainConfig.from_dict(saved, source="--train_dir: t/config.json")
 
 
+@pytest.mark.parametrize("cls,key", [(config_lib.SearchConfig, "groups"),
+                                     (config_lib.SearchConfig, "class_names"),
+                                     (config_lib.TrainConfig, "class_names")])
+def test_a_number_where_a_list_belongs_is_named_not_raised_raw(cls, key):
+    # Not iterable: a TypeError from deep inside, were the kind not checked first.
+    saved = dict(cls().to_dict(), **{key: 5})
+    with pytest.raises(ValueError, match=f"^s/config.json: {key}: expected a list"):
+        cls.from_dict(saved, source="s/config.json")
+
+
 def test_wrong_kinds_are_refused_where_settings_are_made():
     with pytest.raises(ValueError, match="^--arch_lr: expected a number, got '0.1'.$"):
         config_lib.SearchConfig(arch_lr="0.1")
