@@ -1,4 +1,7 @@
+import dataclasses
+
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -150,7 +153,8 @@ def test_colour_jitter_draws_torchvision_factors_and_stays_in_pixels():
 
 
 def test_cutout_is_a_length_square_clipped_at_the_border():
-    for length in (3, 4):
+    off_diagonal = 0
+    for length in (3, 4, 6):
         image = tf.fill((12, 12, 1), 7.0)
         inside_whole = 0
         rows_hit = set()
@@ -164,10 +168,12 @@ def test_cutout_is_a_length_square_clipped_at_the_border():
             assert np.array_equal(cols, np.arange(cols[0], cols[-1] + 1))
             assert len(rows) <= length and len(cols) <= length
             rows_hit.update(rows)
+            off_diagonal += rows[0] != cols[0]  # the centre's row and column are drawn apart
             if 0 < rows[0] and rows[-1] < 11 and 0 < cols[0] and cols[-1] < 11:
                 inside_whole += 1
                 assert len(rows) == length and len(cols) == length
-        assert inside_whole >= 20 and rows_hit == set(range(12))
+        assert inside_whole >= 10 and rows_hit == set(range(12))
+    assert off_diagonal > 150
 
 
 def test_resized_crop_takes_8_to_100_percent_of_the_area_at_a_3_4_to_4_3_aspect():
@@ -201,3 +207,54 @@ def test_resized_crop_averages_what_it_shrinks():
     for position in range(20):
         out = augmentation.random_resized_crop(image, 12, _position(position)).numpy()
         assert np.abs(out - 127.5).max() < 40
+
+
+def test_augmentation_settings_are_frozen():
+    augment = augmentation.Augment(cutout=16)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        augment.cutout = 8
+    assert {augment: 1}[augmentation.Augment(cutout=16)] == 1  # hashable, by value
+
+
+def test_contrast_is_its_own_draw_in_torchvisions_range():
+    # Two grey levels: brightness scales both (and their mean) by f, contrast
+    # then spreads them about their mean by c.
+    image = tf.constant(np.repeat([100.0, 150.0], 8).reshape(4, 4, 1), tf.float32)
+    brightness, contrast = [], []
+    for position in range(150):
+        out = augmentation.apply(image, _position(position), augmentation.Augment(color_jitter=True),
+                                 _source((4, 4, 1))).numpy()
+        f = out.mean() / 125.0
+        brightness.append(f)
+        contrast.append((out.max() - out.min()) / (50.0 * f))
+    contrast = np.array(contrast)
+    assert contrast.min() >= 0.6 - 1e-3 and contrast.max() <= 1.4 + 1e-3
+    assert contrast.min() < 0.7 and contrast.max() > 1.3
+    assert abs(np.corrcoef(brightness, contrast)[0, 1]) < 0.3
+
+
+def test_autoaugment_draws_a_policy_per_image_apart_from_the_cutout():
+    rng = np.random.RandomState(0)
+    image = tf.constant(rng.randint(0, 256, (12, 12, 3)).astype(np.float32))
+    source = _source((12, 12, 3), (0.5,) * 3, (0.25,) * 3)
+    outputs = {augmentation.apply(image, _position(p), augmentation.Augment(autoaugment=True),
+                                  source).numpy().tobytes() for p in range(40)}
+    assert len(outputs) >= 15
+
+
+def test_the_cutout_square_is_drawn_apart_from_the_crop():
+    # A ramp of distinct values, padded with zeros: the crop shows as a shift,
+    # the cutout as pixels of the mean (127.5, no value of the ramp).
+    ramp = np.arange(1, 145, dtype=np.float32).reshape(12, 12)
+    padded = np.pad(ramp, 2)
+    augment = augmentation.Augment(crop_padding=2, cutout=3)
+    squares_by_shift = {}
+    for position in range(150):
+        out = augmentation.apply(tf.constant(ramp[..., None]), _position(position), augment,
+                                 _source((12, 12, 1))).numpy()[..., 0]
+        cut = out == 127.5
+        shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                  if np.array_equal(out[~cut], padded[2 + dy:14 + dy, 2 + dx:14 + dx][~cut])]
+        assert len(shifts) == 1
+        squares_by_shift.setdefault(shifts[0], set()).add(cut.tobytes())
+    assert sum(len(squares) >= 2 for squares in squares_by_shift.values()) >= 10
