@@ -12,33 +12,6 @@ from stacnas_tf import sources
 import helpers
 
 
-def test_fancy_augmentation_pipeline_is_deterministic(tmp_path):
-    manual = helpers.manual_dir(tmp_path, "cifar10")
-    augment = augmentation.Augment(crop_padding=4, flip=True, autoaugment=True, cutout=16)
-    with tfds.testing.mock_data(num_examples=64):
-        source = sources.load("cifar10", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
-        first = [x.numpy() for x, _ in pipelines.train_pipeline(source, 32, seed=5, epochs=2, augment=augment)]
-        again = [x.numpy() for x, _ in pipelines.train_pipeline(source, 32, seed=5, epochs=2, augment=augment)]
-    assert len(first) == 4 and all(np.isfinite(b).all() for b in first)
-    for a, b in zip(first, again):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_imagenet_training_augmentation(tmp_path):
-    manual = helpers.manual_dir(tmp_path, "imagenet2012")
-    augment = augmentation.default_augment("imagenet2012")
-    assert augment.random_resized_crop and augment.color_jitter and augment.flip
-    with tfds.testing.mock_data(num_examples=8):
-        source = sources.load("imagenet2012", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
-        batches = [x.numpy() for x, _ in pipelines.train_pipeline(source, 4, seed=2, epochs=1, augment=augment,
-                                                              image_size=32)]
-        again = [x.numpy() for x, _ in pipelines.train_pipeline(source, 4, seed=2, epochs=1, augment=augment,
-                                                            image_size=32)]
-    assert len(batches) == 2 and batches[0].shape == (4, 32, 32, 3)
-    assert all(np.isfinite(b).all() for b in batches)
-    np.testing.assert_array_equal(batches[0], again[0])
-
-
 def test_cifar_crop_shifts_the_image_by_up_to_the_padding():
     image = tf.constant(np.arange(64, dtype=np.float32).reshape(8, 8, 1))
     source = sources.Source("x", "train", None, 1, 2, (8, 8, 1), (0.0,), (1.0 / 255.0,))
@@ -258,3 +231,33 @@ def test_the_cutout_square_is_drawn_apart_from_the_crop():
         assert len(shifts) == 1
         squares_by_shift.setdefault(shifts[0], set()).add(cut.tobytes())
     assert sum(len(squares) >= 2 for squares in squares_by_shift.values()) >= 10
+
+
+# Whole pipelines last: slower (tfds's mock data), and a mutation run stops at the
+# first failing test.
+
+def test_fancy_augmentation_pipeline_is_deterministic(tmp_path):
+    manual = helpers.manual_dir(tmp_path, "cifar10")
+    augment = augmentation.Augment(crop_padding=4, flip=True, autoaugment=True, cutout=16)
+    with tfds.testing.mock_data(num_examples=64):
+        source = sources.load("cifar10", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        first = [x.numpy() for x, _ in pipelines.train_pipeline(source, 32, seed=5, epochs=2, augment=augment)]
+        again = [x.numpy() for x, _ in pipelines.train_pipeline(source, 32, seed=5, epochs=2, augment=augment)]
+    assert len(first) == 4 and all(np.isfinite(b).all() for b in first)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_imagenet_training_augmentation(tmp_path):
+    manual = helpers.manual_dir(tmp_path, "imagenet2012")
+    augment = augmentation.default_augment("imagenet2012")
+    assert augment.random_resized_crop and augment.color_jitter and augment.flip
+    with tfds.testing.mock_data(num_examples=8):
+        source = sources.load("imagenet2012", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+        batches = [x.numpy() for x, _ in pipelines.train_pipeline(source, 4, seed=2, epochs=1, augment=augment,
+                                                              image_size=32)]
+        again = [x.numpy() for x, _ in pipelines.train_pipeline(source, 4, seed=2, epochs=1, augment=augment,
+                                                            image_size=32)]
+    assert len(batches) == 2 and batches[0].shape == (4, 32, 32, 3)
+    assert all(np.isfinite(b).all() for b in batches)
+    np.testing.assert_array_equal(batches[0], again[0])
