@@ -131,10 +131,19 @@ class _BatchedOp(keras.layers.Layer):
         self.filters = filters
         self.stride = stride
         self.num_edges = num_edges
+        self._fan_ins = {}  # kernel attribute -> fan-in, filled by _kernel
 
     def _kernel(self, shape, num_blocks, axis, name):
+        # One edge's kernel as PyTorch counts its fan-in (`initialization`):
+        # a depthwise kernel (stacked along its input axis) reads one channel.
+        self._fan_ins[name] = shape[0] * shape[1] * (1 if axis == -2 else shape[2])
         return self.add_weight(shape=shape, initializer=EdgeStackedGlorotUniform(num_blocks, axis),
                                name=name)
+
+    def kernel_fan_ins(self) -> list:
+        """(kernel, fan_in) of each stacked kernel, fan_in that of one edge's
+        kernel as PyTorch counts it (input channels per group x kernel area)."""
+        return [(getattr(self, name), fan_in) for name, fan_in in self._fan_ins.items()]
 
     def get_config(self):
         config = super().get_config()

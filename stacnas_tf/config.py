@@ -14,6 +14,7 @@ from stacnas_tf import search_space
 
 OPTIMIZATIONS = ("one_level", "bi_level")
 GROUPINGS = ("grouped", "flat")
+WEIGHT_INITS = ("pytorch", "keras")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,10 @@ class SearchConfig:
     grouping: str = "grouped"
     # float32, mixed_float16 or mixed_bfloat16 (alpha, its softmax and the loss stay float32).
     precision: str = "float32"
+    # How the supernet's convolution and dense weights start: "pytorch" as the
+    # reference code's (U(+-1/sqrt(fan_in)), PyTorch's default), or "keras"
+    # (Glorot-uniform kernels, zero biases). See stacnas_tf/initialization.py.
+    weight_init: str = "pytorch"
     # Weights: SGD, cosine-annealed learning rate, L2 decay, global-norm clipping.
     weight_lr: float = 0.025
     weight_lr_min: float = 0.001
@@ -130,6 +135,9 @@ class SearchConfig:
             raise ValueError(f"--optimization: expected one of {list(OPTIMIZATIONS)}, got {self.optimization!r}.")
         if self.grouping not in GROUPINGS:
             raise ValueError(f"--grouping: expected one of {list(GROUPINGS)}, got {self.grouping!r}.")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"--weight_init: expected one of {list(WEIGHT_INITS)}, got "
+                             f"{self.weight_init!r}.")
         if self.optimization == "bi_level" and self.num_train_examples is not None \
                 and self.num_train_examples < 2 * self.batch_size:
             raise ValueError(

@@ -27,6 +27,7 @@ from stacnas_tf import augmentation
 from stacnas_tf import checkpoints
 from stacnas_tf import config as config_lib
 from stacnas_tf import genotype as genotype_lib
+from stacnas_tf import initialization
 from stacnas_tf import optimizers
 from stacnas_tf import pipelines
 from stacnas_tf import precision
@@ -177,6 +178,8 @@ def build_supernet(config: config_lib.SearchConfig, stage: int,
             **dict(zip(("mean", "std"), statistics or (None, None))),
         )
         model.build((None,) + tuple(image_shape))
+    if config.weight_init == "pytorch":
+        initialization.pytorch_default(model, seed=config.seed * 10 + stage)
     return model
 
 

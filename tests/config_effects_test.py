@@ -55,6 +55,9 @@ def _record(model, kwargs) -> dict:
         "epochs": kwargs["epochs"],
         "steps": kwargs["steps_per_epoch"],
         "model": _jsonable(model.get_config()),
+        # The weights the network starts from (the largest kernel value of each).
+        "weights": sorted(round(float(np.abs(v.numpy()).max()), 6) for v in model.trainable_variables
+                          if len(v.shape) >= 2),
         "policy": model.dtype_policy.name,
         "weight_optimizer": _jsonable(trackables["weight_optimizer"].get_config()),
         "architecture_optimizer": (None if architecture_optimizer is None
@@ -131,6 +134,7 @@ SEARCH_EFFECTS = {
     "optimization": ("bi_level", "batch", {}),
     "grouping": ("flat", "model", {}),
     "precision": ("mixed_bfloat16", "policy", {}),
+    "weight_init": ("keras", "weights", {}),
     "weight_lr": (0.05, "weight_optimizer", {}),
     "weight_lr_min": (0.0, "weight_optimizer", {}),
     "weight_momentum": (0.5, "weight_optimizer", {}),

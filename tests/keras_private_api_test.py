@@ -3,7 +3,8 @@ Each test fails, naming the internal, if a Keras release changes it.
 
 - `Layer._flatten_layers` and `Layer._seed_generators` (checkpoints.py): the
   recursive layer walk that finds every random-generator state, so drop path
-  resumes with the same random stream.
+  resumes with the same random stream (the walk also finds the weights
+  initialization.py redraws).
 - `keras.src.backend.compute_output_spec` (one_level.py): runs the loss and
   metrics on symbolic tensors to build their state before the first step.
 - `Model._maybe_symbolic_build(iterator, data_batch)` (one_level.py): the hook
