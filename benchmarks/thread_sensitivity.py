@@ -7,11 +7,11 @@ once with 1 and once with 2 intra-op threads, same seed; the table compares the
 two runs' stage-1 logits (centred per edge): their correlation, and on how many
 of the 14 edges they rank the same op first. Implementations:
 
-- `project`: `stacnas_tf.search` (Keras's Glorot-uniform kernels);
-- `project_pytorch_init`: the same, every convolution and dense kernel of the
-  supernet redrawn as PyTorch initialises them (U(+-1/sqrt(fan_in)), fan_in =
-  input channels per group x kernel area; dense bias likewise) right after
-  it is built, the start the authors' code has;
+- `project`: `stacnas_tf.search` with `weight_init="keras"` (Glorot-uniform
+  kernels, zero biases);
+- `project_pytorch_init`: the same with `weight_init="pytorch"` (every
+  convolution and dense weight from U(+-1/sqrt(fan_in)), as PyTorch starts
+  them: the authors' code's start);
 - `authors`, `authors_glorot`: `benchmarks/authors_stage1.py` (the authors'
   model and one-level update, PyTorch in a venv of its own, never a project
   dependency) with PyTorch's default initialisation, or Glorot's.
@@ -25,7 +25,6 @@ Runs already in --output_dir are kept; it fetches nothing.
 
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -50,58 +49,13 @@ _ONE_SEED = flags.DEFINE_integer("one_seed", 0, "(internal)")
 _ONE_INIT = flags.DEFINE_string("one_init", "keras", "(internal) keras or pytorch")
 
 
-def pytorch_default_init(model, seed):
-    """Redraws every convolution and dense weight of a built Keras model as
-    PyTorch's Conv2d and Linear initialise theirs (kaiming_uniform, a=sqrt(5):
-    U(+-1/sqrt(fan_in))). Batch norms (1 and 0 in both) and alpha are kept."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    seen = set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):  # noqa: SLF001
-        weights = []
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            weights.append((layer.kernel, layer.kernel.shape[0] * layer.kernel.shape[1]))
-        elif isinstance(layer, keras.layers.Conv2D):
-            weights.append((layer.kernel, math.prod(layer.kernel.shape[:3])))
-        elif isinstance(layer, keras.layers.Dense):
-            weights += [(layer.kernel, layer.kernel.shape[0])]
-            if layer.bias is not None:
-                weights.append((layer.bias, layer.kernel.shape[0]))
-        else:  # the batched ops' stacked kernels: depthwise (k, k, E*C, 1), pointwise (1, 1, C, E*F)
-            for name in ("depthwise", "depthwise1", "depthwise2", "pointwise", "pointwise1",
-                         "pointwise2"):
-                kernel = getattr(layer, name, None)
-                if isinstance(kernel, keras.Variable):
-                    shape = kernel.shape
-                    fan_in = shape[0] * shape[1] * (1 if name.startswith("depthwise") else shape[2])
-                    weights.append((kernel, fan_in))
-        for variable, fan_in in weights:
-            if id(variable) in seen:
-                continue
-            seen.add(id(variable))
-            bound = 1.0 / math.sqrt(fan_in)
-            variable.assign(rng.uniform(-bound, bound, size=tuple(variable.shape))
-                            .astype("float32"))
-
-
 def _one_project_run(output, seed, init):
     import stacnas_tf
     from stacnas_tf import config as config_lib
-    from stacnas_tf import search_loop
 
-    if init == "pytorch":
-        build = search_loop.build_supernet
-
-        def built_like_pytorch(config, stage, *args, **kwargs):
-            model = build(config, stage, *args, **kwargs)
-            pytorch_default_init(model, config.seed * 10 + stage)
-            return model
-
-        search_loop.build_supernet = built_like_pytorch
     config = dataclasses.replace(config_lib.PRESETS["default"], steps_per_epoch=_STEPS.value,
                                  stage1_epochs=1, stage2_epochs=1, arch_warmup_epochs=0,
-                                 arch_lr=_ARCH_LR.value, seed=seed)
+                                 arch_lr=_ARCH_LR.value, seed=seed, weight_init=init)
     result = stacnas_tf.search("fashion_mnist", config=config,
                                output_dir=tempfile.mkdtemp(prefix="threads-"), verbose=0)
     last = result.history["stage1"][-1]
