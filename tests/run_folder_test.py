@@ -359,6 +359,8 @@ def test_programs_and_images_in_python(tmp_path):
         in_memory.check_image_shape((9, 8, 1))
     with pytest.raises(ValueError, match="^validation: the images are 8x8x3"):
         in_memory.check_image_shape((8, 8, 3), "validation")
+    with pytest.raises(ValueError, match="the images are 7x8x1"):  # smaller ones too
+        in_memory.check_image_shape((7, 8, 1))
     sized = run_folder.TrainingFolder(str(tmp_path / "s"), "--train_dir")
     os.mkdir(tmp_path / "s")
     sized.record(dataclasses.replace(TRAIN, dataset="in_memory", image_size=8), _genotype())
