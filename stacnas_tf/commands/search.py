@@ -54,6 +54,8 @@ _HELP = {
                     "first-order alternation on two halves of the data (ablation).",
     "grouping": "grouped: StacNAS's two stages; flat: DARTS's single stage over every op, with "
                 "--stage1_cells/--stage1_epochs (ablation).",
+    "weight_init": "How the supernet's convolution and dense weights start: pytorch (as the "
+                   "reference code: U(+-1/sqrt(fan_in))) or keras (Glorot-uniform).",
     "weight_lr": "Initial learning rate of the weights' SGD (cosine-annealed).",
     "weight_lr_min": "Final learning rate of the weights' SGD.",
     "weight_momentum": "Momentum of the weights' SGD.",
