@@ -240,30 +240,32 @@ def test_a_stage_folder_is_made_once_and_again(tmp_path):
     assert os.path.isdir(tmp_path / "stage2")
 
 
-def test_every_damaged_stage_result_is_named_not_raised_raw(tmp_path):
-    folder = run_folder.SearchFolder(str(tmp_path), "--search_dir")
-    stage = folder.stage(1)
+_SPACE = search_space.StageSpace(cells=((("none", "skip_connect"),),) * 2, per_cell=False)
+_GOOD = {"space": _SPACE.to_dict(), "num_cells": 3, "winners": {},
+         "logits": {"normal": [{"weights": [0.4, 0.6]}], "reduce": [{"weights": [1.0, 0.0]}]}}
+_DAMAGED = {
+    "an edge without weights (KeyError)": {**_GOOD, "logits": {"normal": [{}], "reduce": []}},
+    "edges that are not objects (TypeError)": {**_GOOD, "logits": {"normal": [1], "reduce": []}},
+    "a space of unknown ops (ValueError)": {**_GOOD, "space": {"cells": [[["bogus"]]] * 2}},
+    "a cell more than the space": {**_GOOD, "logits": {**_GOOD["logits"], "extra": []}},
+    "a cell fewer than the space": {**_GOOD, "logits": {"normal": _GOOD["logits"]["normal"]}},
+    "an edge more": {**_GOOD, "logits": {**_GOOD["logits"], "normal": [{"weights": [0.5, 0.5]}] * 2}},
+    "an edge fewer": {**_GOOD, "logits": {**_GOOD["logits"], "normal": []}},
+    "a weight more": {**_GOOD, "logits": {**_GOOD["logits"], "normal": [{"weights": [0.2] * 3}]}},
+    "a weight fewer": {**_GOOD, "logits": {**_GOOD["logits"], "normal": [{"weights": [1.0]}]}},
+    "not an object": [_GOOD],
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGED))
+def test_every_damaged_stage_result_is_named_not_raised_raw(damage, tmp_path):
+    stage = run_folder.SearchFolder(str(tmp_path), "--search_dir").stage(1)
     stage.make()
-    space = search_space.StageSpace(cells=((("none", "skip_connect"),),) * 2, per_cell=False)
-    good = {"space": space.to_dict(), "num_cells": 3, "winners": {},
-            "logits": {"normal": [{"weights": [0.4, 0.6]}], "reduce": [{"weights": [1.0, 0.0]}]}}
-    damaged = {
-        "an edge without weights (KeyError)": {**good, "logits": {"normal": [{}], "reduce": []}},
-        "edges that are not objects (TypeError)": {**good, "logits": {"normal": [1], "reduce": []}},
-        "a space of unknown ops (ValueError)": {**good, "space": {"cells": [[["bogus"]]] * 2}},
-        "a cell more than the space": {**good, "logits": {**good["logits"], "extra": []}},
-        "a cell fewer than the space": {**good, "logits": {"normal": good["logits"]["normal"]}},
-        "an edge more": {**good, "logits": {**good["logits"], "normal": [{"weights": [0.5, 0.5]}] * 2}},
-        "an edge fewer": {**good, "logits": {**good["logits"], "normal": []}},
-        "a weight more": {**good, "logits": {**good["logits"], "normal": [{"weights": [0.2] * 3}]}},
-        "a weight fewer": {**good, "logits": {**good["logits"], "normal": [{"weights": [1.0]}]}},
-        "not an object": [good],
-    }
-    for what, result in damaged.items():
-        files.write_json(stage.result_path, result)
-        with pytest.raises(ValueError, match=r"--search_dir: .*result.json is not a stage result"):
-            stage.read_result()
-        assert what
+    stage.write_result(_GOOD)
+    assert stage.read_result()["weights"] == [[[0.4, 0.6]], [[1.0, 0.0]]]
+    stage.write_result(_DAMAGED[damage])
+    with pytest.raises(ValueError, match=r"--search_dir: .*result.json is not a stage result"):
+        stage.read_result()
 
 
 def test_every_damaged_history_is_named(tmp_path):
