@@ -261,3 +261,13 @@ def test_imagenet_training_augmentation(tmp_path):
     assert len(batches) == 2 and batches[0].shape == (4, 32, 32, 3)
     assert all(np.isfinite(b).all() for b in batches)
     np.testing.assert_array_equal(batches[0], again[0])
+
+
+def test_cutout_centres_cover_a_wide_image():
+    image = tf.fill((6, 14, 1), 7.0)
+    cols_hit = set()
+    for position in range(80):
+        out = augmentation.apply(image, _position(position, seed=2),
+                                 augmentation.Augment(cutout=3), _source((6, 14, 1)))
+        cols_hit.update(np.flatnonzero((out.numpy()[..., 0] != 7.0).any(axis=0)).tolist())
+    assert cols_hit == set(range(14))
