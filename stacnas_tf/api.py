@@ -234,12 +234,11 @@ def search(data: Data, *, num_classes: int | None = None,
                          {**overrides, "dataset": dataset_names.IN_MEMORY}, "search", data_sized=True)
         source = _source(data, "data", num_classes, class_names, named=True)
         config = config_lib.with_class_names(config, source.class_names, "class_names")
-    output_dir = _output_dir(output_dir, "search")
-    genotype = search_lib.run_search(config, output_dir, data_dir=data_dir, manual_dir=manual_dir,
+    folder = run_folder.SearchFolder(_output_dir(output_dir, "search"), "output_dir")
+    genotype = search_lib.run_search(config, folder, data_dir=data_dir, manual_dir=manual_dir,
                                      strategy=strategy, verbose=verbose, jit_compile=jit_compile,
                                      source=source, callbacks=callbacks)
-    folder = run_folder.SearchFolder(output_dir, "output_dir")
-    return SearchResult(genotype, folder.read_config(), output_dir, folder.histories())
+    return SearchResult(genotype, folder.read_config(), folder.path, folder.histories())
 
 
 def _genotype(value) -> tuple[genotype_lib.Genotype, str]:
@@ -304,15 +303,15 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
                     f"the training images are {run_folder.shape_text(source.image_shape)}: give "
                     "both at one size and as grey or colour alike (image_size resizes both).")
         config = config_lib.with_class_names(config, source.class_names, "class_names")
-    output_dir = _output_dir(output_dir, "train")
-    metrics = train_lib.run_training(config, output_dir, genotype=genotype, strategy=strategy,
+    folder = run_folder.TrainingFolder(_output_dir(output_dir, "train"), "output_dir")
+    metrics = train_lib.run_training(config, folder, genotype=genotype, strategy=strategy,
                                      verbose=verbose, jit_compile=jit_compile, sources=sources,
                                      callbacks=callbacks)
-    folder = run_folder.TrainingFolder.existing(output_dir, "output_dir")
+    folder = run_folder.TrainingFolder.existing(folder.path, folder.flag)
     model, _ = train_lib.load_network(
         folder, sources[0].num_classes,
         sources_lib.model_input_shape(sources[0], folder.config.image_size), auxiliary=False)
-    return TrainResult(model, metrics, folder.config, output_dir, folder.read_history())
+    return TrainResult(model, metrics, folder.config, folder.path, folder.read_history())
 
 
 def _train_dir(trained) -> str:

@@ -64,6 +64,11 @@ class _RunFolder:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
 
+    def absolute(self) -> "_RunFolder":
+        """The same folder at its absolute path (a later change of the working
+        directory does not move it)."""
+        return type(self)(os.path.abspath(self.path), self.flag)
+
     def _file(self, *names: str) -> str:
         return os.path.join(self.path, *names)
 

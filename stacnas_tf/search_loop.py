@@ -260,7 +260,7 @@ def _winners(stage: StageResult) -> list[list[str]]:
             for cell, weights in zip(stage.space.cells, stage.weights)]
 
 
-def run_search(config: config_lib.SearchConfig, output_dir: str, *, data_dir: str | None = None,
+def run_search(config: config_lib.SearchConfig, output_dir: str | run_folder.SearchFolder, *, data_dir: str | None = None,
                manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
                verbose="auto", jit_compile: bool = False, source: sources.Source | None = None,
                callbacks=(), report: bool = True) -> genotype_lib.Genotype:
@@ -275,15 +275,17 @@ def run_search(config: config_lib.SearchConfig, output_dir: str, *, data_dir: st
     `report`: write the search's report (report/report.html) and its
     TensorBoard summary at the end.
     """
-    run = SearchRun(config=config, folder=run_folder.SearchFolder(output_dir),
+    # A path comes from the command line (its flag names it in errors); a folder from the API.
+    folder = (output_dir if isinstance(output_dir, run_folder.SearchFolder)
+              else run_folder.SearchFolder(output_dir))
+    run = SearchRun(config=config, folder=folder,
                     strategy=strategy or tf.distribute.get_strategy(), source=source,
                     data_dir=data_dir, manual_dir=manual_dir, verbose=verbose,
                     jit_compile=jit_compile, callbacks=tuple(callbacks), write_report=report)
     if not run.chief:  # the other workers only read the chief's checkpoints
-        return _search(dataclasses.replace(
-            run, folder=run_folder.SearchFolder(os.path.abspath(output_dir))))
-    with run.folder.claimed() as folder:
-        return _search(dataclasses.replace(run, folder=folder))
+        return _search(dataclasses.replace(run, folder=folder.absolute()))
+    with folder.claimed() as claimed:
+        return _search(dataclasses.replace(run, folder=claimed))
 
 
 def _search(run: SearchRun) -> genotype_lib.Genotype:

@@ -129,7 +129,7 @@ class TrainingRun:
         return strategy_lib.is_chief(self.strategy)
 
 
-def run_training(config: config_lib.TrainConfig, output_dir: str, *,
+def run_training(config: config_lib.TrainConfig, output_dir: str | run_folder.TrainingFolder, *,
                  genotype: genotype_lib.Genotype | None = None, data_dir: str | None = None,
                  manual_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
                  verbose="auto", jit_compile: bool = False,
@@ -144,17 +144,19 @@ def run_training(config: config_lib.TrainConfig, output_dir: str, *,
     replace loading `config.dataset` (images given in Python); `callbacks`
     (Keras callbacks) are passed to `fit`, after its own (see `resumable.fit`).
     """
+    # A path comes from the command line (its flag names it in errors); a folder from the API.
+    folder = (output_dir if isinstance(output_dir, run_folder.TrainingFolder)
+              else run_folder.TrainingFolder(output_dir))
     run = TrainingRun(
         config=config,
         genotype=genotype if genotype is not None else genotype_lib.resolve(config.genotype),
-        folder=run_folder.TrainingFolder(output_dir), strategy=strategy or tf.distribute.get_strategy(),
+        folder=folder, strategy=strategy or tf.distribute.get_strategy(),
         sources=sources, data_dir=data_dir, manual_dir=manual_dir, verbose=verbose,
         jit_compile=jit_compile, callbacks=tuple(callbacks))
     if not run.chief:  # the other workers only read the chief's checkpoints
-        return _train(dataclasses.replace(
-            run, folder=run_folder.TrainingFolder(os.path.abspath(output_dir))))
-    with run.folder.claimed() as folder:
-        return _train(dataclasses.replace(run, folder=folder))
+        return _train(dataclasses.replace(run, folder=folder.absolute()))
+    with folder.claimed() as claimed:
+        return _train(dataclasses.replace(run, folder=claimed))
 
 
 def _train(run: TrainingRun) -> dict:

@@ -291,6 +291,18 @@ def test_bad_input_is_a_clear_error_before_any_work(call, message, tmp_path, mon
     assert not os.listdir(tmp_path)
 
 
+def test_errors_about_the_output_folder_name_the_api_argument_not_a_flag(tmp_path):
+    # The API has no flags: its messages name the argument the caller wrote.
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    images, labels = _images(count=32)
+    with pytest.raises(ValueError, match="^output_dir: .*taken exists and is not a folder"):
+        stacnas_tf.search((images, labels), output_dir=str(taken), **SMALL)
+    with pytest.raises(ValueError, match="^output_dir: .*taken exists and is not a folder"):
+        stacnas_tf.train("DARTS_V2", (images, labels), output_dir=str(taken), **SMALL)
+    assert taken.read_text() == "mine"
+
+
 def test_a_presets_sizes_give_way_to_the_datas_and_messages_name_keywords(tmp_path):
     # The smoke preset is sized for digits (128 training, 64 evaluation images, 8x8):
     # 40 images of 12x12 given in Python are searched and trained whole, at 12x12.
