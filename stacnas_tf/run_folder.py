@@ -21,10 +21,14 @@ A training folder:
   metrics.json                    final evaluation, written last
   tensorboard/                    Keras summaries
 
+A genotype folder (the genotype program's): genotype.json, genotype_graph.json,
+genotype.dot and, where Graphviz's `dot` is installed, genotype.png.
+
 `SearchFolder`, its `StageFolder`s and `TrainingFolder` claim a folder (lock),
 decide whether it may be used for a run (`check_run`: the one guard), and read
 and write its files, checked, with errors naming the folder flag. Every other
-module reaches a run's files through them.
+module reaches a run's files through them; `GenotypeFolder` writes a genotype
+outside any run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
+import shutil
+import subprocess
 
 from stacnas_tf import config as config_lib
 from stacnas_tf import files
@@ -47,6 +54,10 @@ _RESULT = "result.json"
 _METRICS = "metrics.json"
 _CHECKPOINTS = "checkpoints"
 _TENSORBOARD = "tensorboard"
+_GRAPH = "genotype_graph.json"
+_DOT = "genotype.dot"
+_DARTS_TEXT = "genotype.txt"
+_PNG = "genotype.png"
 
 
 class _RunFolder:
@@ -328,9 +339,9 @@ class SearchFolder(_RunFolder):
 
     def write_genotype(self, genotype: genotype_lib.Genotype) -> None:
         """The genotype in every form; genotype.json last, as it marks the search done."""
-        files.write_json(self._file("genotype_graph.json"), genotype.to_graph())
-        files.write_text(self._file("genotype.dot"), genotype.to_dot())
-        files.write_text(self._file("genotype.txt"), genotype.to_darts() + "\n")
+        files.write_json(self._file(_GRAPH), genotype.to_graph())
+        files.write_text(self._file(_DOT), genotype.to_dot())
+        files.write_text(self._file(_DARTS_TEXT), genotype.to_darts() + "\n")
         files.write_text(self.genotype_path, genotype.to_json() + "\n")
 
     def has_report(self) -> bool:
@@ -460,6 +471,35 @@ class TrainingFolder(_RunFolder, _FitFolder):
             raise ValueError(f"{flag}: the images are {shape_text(image_shape)}; the network was "
                              f"trained on {shape_text(trained)} images: resize them to that size "
                              "first.")
+
+
+class GenotypeFolder:
+    """The genotype program's folder: a genotype as versioned JSON, as a graph
+    ready to draw, as Graphviz text and, where Graphviz's `dot` is installed, as
+    a PNG. Only a folder of such files is written over: never a run folder (its
+    genotype.json belongs to its checkpoints) or the user's other files."""
+
+    _WRITES = (_GENOTYPE, _GRAPH, _DOT, _PNG)
+
+    def __init__(self, path: str, flag: str = "--output_dir"):
+        self.path = os.fspath(path)
+        self.flag = flag
+
+    def check(self) -> None:
+        """Refuses a folder that holds anything but what `write` writes."""
+        files.check_only_holds(self.path, "|".join(re.escape(name) for name in self._WRITES),
+                               "what the genotype program writes", self.flag)
+
+    def write(self, genotype: genotype_lib.Genotype) -> None:
+        self.check()
+        path = files.prepare_output_dir(self.path, self.flag)
+        files.write_text(os.path.join(path, _GENOTYPE), genotype.to_json() + "\n")
+        files.write_json(os.path.join(path, _GRAPH), genotype.to_graph())
+        files.write_text(os.path.join(path, _DOT), genotype.to_dot())
+        if shutil.which("dot"):
+            drawn = subprocess.run(["dot", "-Tpng", os.path.join(path, _DOT)], check=True,
+                                   capture_output=True).stdout
+            files.write_bytes(os.path.join(path, _PNG), drawn)
 
 
 def search_folder(value: SearchFolder | str, flag: str = "--search_dir") -> SearchFolder:

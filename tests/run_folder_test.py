@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 
@@ -137,6 +138,29 @@ def test_a_search_writes_its_genotype_in_every_form_and_reads_it_back(tmp_path):
     assert (tmp_path / "genotype.dot").read_text() == genotype.to_dot()
     assert json.loads((tmp_path / "genotype_graph.json").read_text()) == json.loads(
         json.dumps(genotype.to_graph()))
+
+
+def test_a_genotype_folder_holds_the_genotype_in_every_form_and_nothing_else(tmp_path):
+    genotype = _genotype(seed=4)
+    folder = run_folder.GenotypeFolder(str(tmp_path / "g"), "--out")
+    folder.write(genotype)
+    written = sorted(os.listdir(tmp_path / "g"))
+    assert written == sorted(["genotype.json", "genotype_graph.json", "genotype.dot"]
+                             + (["genotype.png"] if shutil.which("dot") else []))
+    assert genotype_lib.Genotype.from_json((tmp_path / "g" / "genotype.json").read_text()) == genotype
+    assert (tmp_path / "g" / "genotype.dot").read_text() == genotype.to_dot()
+    if shutil.which("dot"):
+        assert (tmp_path / "g" / "genotype.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = _genotype(seed=5)
+    folder.write(other)  # its own files are written over
+    assert genotype_lib.Genotype.from_json((tmp_path / "g" / "genotype.json").read_text()) == other
+    # A search folder's genotype belongs to its run: never written over.
+    (tmp_path / "s").mkdir()
+    search = run_folder.SearchFolder(str(tmp_path / "s"))
+    search.write_genotype(genotype)
+    with pytest.raises(ValueError, match="^--out: .* holds other files \\(genotype.txt\\)"):
+        run_folder.GenotypeFolder(search.path, "--out").write(other)
+    assert search.read_genotype() == genotype
 
 
 def test_a_stage_result_and_history_are_checked_when_read(tmp_path):
