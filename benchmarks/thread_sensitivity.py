@@ -12,6 +12,8 @@ of the 14 edges they rank the same op first. Implementations:
 - `project_pytorch_init`: the same with `weight_init="pytorch"` (every
   convolution and dense weight from U(+-1/sqrt(fan_in)), as PyTorch starts
   them: the authors' code's start);
+- `project_pytorch_init_eigen`: the same with oneDNN off
+  (`TF_ENABLE_ONEDNN_OPTS=0`: TensorFlow's Eigen kernels);
 - `authors`, `authors_glorot`: `benchmarks/authors_stage1.py` (the authors'
   model and one-level update, PyTorch in a venv of its own, never a project
   dependency) with PyTorch's default initialisation, or Glorot's.
@@ -66,8 +68,10 @@ def _one_project_run(output, seed, init):
 def _run(implementation, seed, threads, path):
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
                TF_CPP_MIN_LOG_LEVEL="3")
+    if implementation.endswith("_eigen"):
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     if implementation.startswith("project"):
-        init = "pytorch" if implementation == "project_pytorch_init" else "keras"
+        init = "pytorch" if implementation.startswith("project_pytorch_init") else "keras"
         command = [sys.executable, os.path.abspath(__file__), f"--one={path}",
                    f"--one_seed={seed}", f"--one_init={init}", f"--steps={_STEPS.value}",
                    f"--arch_lr={_ARCH_LR.value}"]
