@@ -39,6 +39,11 @@ _SETTINGS = flags.DEFINE_multi_string(
     "setting", [], "NAME:JSON of SearchConfig fields replacing the default preset's.")
 _SEEDS = flags.DEFINE_list("seeds", "0", "Seeds of every setting.")
 _THREADS = flags.DEFINE_list("threads", "2", "CPU thread counts of every setting and seed.")
+_SPLIT_KERNELS = flags.DEFINE_bool(
+    "split_kernels", False,
+    "Give every kernel all the threads, one kernel at a time (TF_NUM_INTRAOP_THREADS=N, "
+    "TF_NUM_INTEROP_THREADS=1), as the runs before 2026-12-05 did; default: one thread per "
+    "kernel and N kernels at once, as the programs run (stacnas_tf/repeatable.py).")
 _GATHER = flags.DEFINE_bool("gather", False, "Only gather the finished runs' summaries.")
 _RESULTS = flags.DEFINE_string("results", None, "With --gather: write PATH.json, .md and .png.")
 _RUN = flags.DEFINE_string("run", None, "Internal: run one search (NAME|JSON|seed|threads).")
@@ -100,7 +105,9 @@ def run_one(spec: str) -> None:
     seconds = time.perf_counter() - start
     summary = {
         "setting": name, "overrides": json.loads(overrides), "seed": int(seed),
-        "threads": int(threads), "seconds": round(seconds, 1), "config": config.to_dict(),
+        "threads": int(threads),
+        "threads_per_kernel": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0")),
+        "seconds": round(seconds, 1), "config": config.to_dict(),
         "genotype": json.loads(genotype.to_json()),
         "stage1": _stage_numbers(run_dir, 1), "stage2": _stage_numbers(run_dir, 2),
         "cpu": cpu_name(), "cpu_flags": cpu_flags(),
@@ -263,8 +270,10 @@ def main(argv):
             run_dir = os.path.join(_OUTPUT_DIR.value, f"{name}_seed{seed}_threads{threads}")
             if os.path.exists(os.path.join(run_dir, "summary.json")):
                 continue
-            env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1",
-                       OMP_NUM_THREADS=threads, TF_ENABLE_ONEDNN_OPTS="1",
+            per_kernel, at_once = (threads, "1") if _SPLIT_KERNELS.value else ("1", threads)
+            env = dict(os.environ, TF_NUM_INTRAOP_THREADS=per_kernel,
+                       TF_NUM_INTEROP_THREADS=at_once, OMP_NUM_THREADS=per_kernel,
+                       TF_ENABLE_ONEDNN_OPTS="1",
                        PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             print(f"{name} seed {seed}, {threads} thread(s)", flush=True)
             subprocess.run([sys.executable, __file__, f"--output_dir={_OUTPUT_DIR.value}",

@@ -31,6 +31,7 @@ from stacnas_tf import initialization
 from stacnas_tf import optimizers
 from stacnas_tf import pipelines
 from stacnas_tf import precision
+from stacnas_tf import repeatable
 from stacnas_tf import report
 from stacnas_tf import resumable
 from stacnas_tf import run_folder
@@ -220,22 +221,24 @@ def run_stage(run: SearchRun, plan: StagePlan) -> StageResult:
     pipeline = pipelines.bi_level_pipeline if bi_level else pipelines.train_pipeline
     writer = (tf.summary.create_file_writer(os.path.join(folder.tensorboard_dir, "architecture"))
               if run.chief else None)
-    history = resumable.fit(
-        model, strategy, epochs=plan.epochs, steps_per_epoch=steps, folder=folder,
-        trackables={"weight_optimizer": weight_optimizer,
-                    "architecture_optimizer": architecture_optimizer},
-        make_dataset=lambda initial_epoch, input_context: pipeline(
-            source, config.batch_size, seed=config.seed, epochs=plan.epochs,
-            initial_epoch=initial_epoch,
-            augment=augmentation.default_augment(source.name), image_size=config.image_size,
-            num_examples=config.num_train_examples, input_context=input_context,
-            epoch_steps=steps),
-        record=_recorder(schedule, writer), what=f"stage {stage}",
-        callbacks=_stage_callbacks(run.callbacks, stage), verbose=run.verbose,
-        header=(f"{config.optimization} {config.grouping} search, stage {stage}: "
-                f"{plan.num_cells} cells, {plan.epochs} epochs of {steps} steps "
-                f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} "
-                f"replica(s), {config.precision}{', XLA' if run.jit_compile else ''})"))
+    # On CPU without Grappler's rewrites: see stacnas_tf/repeatable.py.
+    with repeatable.search_graphs():
+        history = resumable.fit(
+            model, strategy, epochs=plan.epochs, steps_per_epoch=steps, folder=folder,
+            trackables={"weight_optimizer": weight_optimizer,
+                        "architecture_optimizer": architecture_optimizer},
+            make_dataset=lambda initial_epoch, input_context: pipeline(
+                source, config.batch_size, seed=config.seed, epochs=plan.epochs,
+                initial_epoch=initial_epoch,
+                augment=augmentation.default_augment(source.name), image_size=config.image_size,
+                num_examples=config.num_train_examples, input_context=input_context,
+                epoch_steps=steps),
+            record=_recorder(schedule, writer), what=f"stage {stage}",
+            callbacks=_stage_callbacks(run.callbacks, stage), verbose=run.verbose,
+            header=(f"{config.optimization} {config.grouping} search, stage {stage}: "
+                    f"{plan.num_cells} cells, {plan.epochs} epochs of {steps} steps "
+                    f"({model.count_params():,} parameters, {strategy.num_replicas_in_sync} "
+                    f"replica(s), {config.precision}{', XLA' if run.jit_compile else ''})"))
     if run.chief and len(history) < plan.epochs:  # only the chief keeps the history
         # A callback set model.stop_training: a stage result must come from every
         # epoch, or a rerun would take the shortened stage as finished.
@@ -290,6 +293,11 @@ def run_search(config: config_lib.SearchConfig, output_dir: str | run_folder.Sea
 
 def _search(run: SearchRun) -> genotype_lib.Genotype:
     folder, config = run.folder, run.config
+    if repeatable.thread_count_changes_results():
+        logging.info("a kernel may use %s threads here, so this search's numbers may change "
+                     "with the number of CPU threads; TF_NUM_INTRAOP_THREADS=1, set before "
+                     "TensorFlow starts (the programs do), keeps them the same.",
+                     repeatable.threads_per_kernel() or "every core's")
     if run.chief or folder.has_config():
         folder.check_run(config)
     images = run_folder.image_fingerprints(train=run.source)

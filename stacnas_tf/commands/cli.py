@@ -16,6 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # final training ~1.4x faster (docs/performance_peers.md), and give grouped
 # convolutions their gradient. TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 
+# One thread per kernel, the other threads running other kernels at once: a
+# search's numbers then do not change with the number of threads
+# (stacnas_tf/repeatable.py), and on CPU its step is faster (0.107 s against
+# 0.137 s with every core on each kernel; the final network's alike;
+# docs/analyses.md). TF_NUM_INTRAOP_THREADS=N gives a kernel N threads again.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
 import logging  # noqa: E402
 import resource  # noqa: E402
 import signal  # noqa: E402
