@@ -67,6 +67,12 @@ def test_each_dataset_gets_darts_training_augmentation():
         flip=True, random_resized_crop=True, color_jitter=True)
     for name in ("fashion_mnist", "digits", "in_memory", "mnist", "imagenet2012_subset", "folder"):
         assert augmentation.default_augment(name) == augmentation.Augment(), name
+    # A name read from a config file is a string of its own, not the literal.
+    assert augmentation.default_augment("".join(["imagenet", "2012"])).color_jitter
+    # Augment() is no augmentation at all.
+    assert dataclasses.asdict(augmentation.Augment()) == {
+        "crop_padding": 0, "flip": False, "autoaugment": False, "cutout": 0,
+        "random_resized_crop": False, "color_jitter": False}
 
 
 def test_flip_and_crop_are_independent_draws():
@@ -231,6 +237,52 @@ def test_the_cutout_square_is_drawn_apart_from_the_crop():
         assert len(shifts) == 1
         squares_by_shift.setdefault(shifts[0], set()).add(cut.tobytes())
     assert sum(len(squares) >= 2 for squares in squares_by_shift.values()) >= 10
+
+
+def test_every_random_decision_of_an_image_draws_from_a_seed_of_its_own(monkeypatch):
+    # Stateless draws from one seed are the same numbers: two decisions sharing a
+    # seed (the flip and the crop, saturation and hue) would move together.
+    seeds = []
+
+    def recording(name, function):
+        def call(*args, **kwargs):
+            seed = kwargs.get("seed", args[-1] if args else None)
+            seeds.append((name, tuple(np.asarray(seed).tolist())))
+            return function(*args, **kwargs)
+        return call
+
+    for module, name in ((tf.image, "stateless_random_crop"),
+                         (tf.image, "stateless_random_flip_left_right"),
+                         (tf.image, "stateless_random_contrast"),
+                         (tf.image, "stateless_random_saturation"),
+                         (tf.image, "stateless_random_hue"),
+                         (tf.random, "stateless_uniform")):
+        monkeypatch.setattr(module, name, recording(name, getattr(module, name)))
+    augment = augmentation.Augment(crop_padding=2, flip=True, color_jitter=True,
+                                   autoaugment=True, cutout=3)
+    image = tf.constant(np.random.RandomState(0).randint(0, 256, (8, 8, 3)).astype(np.float32))
+    augmentation.apply(image, _position(5, seed=11), augment, _source((8, 8, 3), (0.5,) * 3,
+                                                                       (0.25,) * 3))
+    drawn = [name for name, _ in seeds]
+    for name in ("stateless_random_crop", "stateless_random_flip_left_right",
+                 "stateless_random_contrast", "stateless_random_saturation",
+                 "stateless_random_hue"):
+        assert name in drawn
+    assert drawn.count("stateless_uniform") >= 4  # brightness, policy, its draws, cutout
+    assert len({seed for _, seed in seeds}) == len(seeds), seeds
+
+
+def test_cutout_centres_reach_every_row_and_column():
+    image = tf.fill((6, 14, 1), 7.0)
+    rows_hit, cols_hit = set(), set()
+    for position in range(200):
+        out = augmentation.apply(image, _position(position, seed=4),
+                                 augmentation.Augment(cutout=1), _source((6, 14, 1)))
+        cut = out.numpy()[..., 0] != 7.0
+        assert cut.sum() == 1
+        rows_hit.update(np.flatnonzero(cut.any(axis=1)).tolist())
+        cols_hit.update(np.flatnonzero(cut.any(axis=0)).tolist())
+    assert rows_hit == set(range(6)) and cols_hit == set(range(14))
 
 
 # Whole pipelines last: slower (tfds's mock data), and a mutation run stops at the
