@@ -89,9 +89,8 @@ def undecided_warning(weights_by_set) -> str | None:
         return None
     return (f"the architecture weights ended close to uniform (the largest weight on an edge is "
             f"{ratio:.3f}x the uniform weight on average, below {UNDECIDED_RATIO}): the derived "
-            "cell rests on small differences and may change with the seed, or even with the "
-            "number of CPU threads; search for more epochs (or with a larger --arch_lr) before "
-            "trusting it.")
+            "cell rests on small differences and may change with the seed; search for more "
+            "epochs (or with a larger --arch_lr) before trusting it.")
 
 
 def _stages(folder: run_folder.SearchFolder) -> dict:
