@@ -24,13 +24,20 @@ count changes a search"). Two causes, measured on the default's supernet
 from __future__ import annotations
 
 import contextlib
+import os
 
 import tensorflow as tf
 
 def threads_per_kernel() -> int:
     """How many threads one kernel may use in this process (0: TensorFlow's
     default, every core)."""
-    return tf.config.threading.get_intra_op_parallelism_threads()
+    configured = tf.config.threading.get_intra_op_parallelism_threads()
+    if configured:
+        return configured
+    # TensorFlow reads the variable when it makes its thread pools; the setting
+    # above then still says 0.
+    value = os.environ.get("TF_NUM_INTRAOP_THREADS", "0").strip()
+    return int(value) if value.isdigit() else 0
 
 
 def thread_count_changes_results() -> bool:

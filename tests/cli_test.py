@@ -1,4 +1,4 @@
-"""How every binary fails: tools/cli.run, driven with small mains (no TensorFlow)."""
+"""How every binary starts and fails: tools/cli.run, driven with small mains."""
 
 import subprocess
 import sys
@@ -181,3 +181,24 @@ def test_out_of_memory_advice_names_only_the_programs_own_size_flags(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "prog.py: error: out of memory: use a smaller --batch_size (OOM when allocating tensor).")
+
+
+def test_programs_run_each_kernel_on_one_thread_unless_told_otherwise(tmp_path):
+    # One thread per kernel keeps a search's numbers the same for any thread
+    # count (stacnas_tf/repeatable.py); a value the user set is kept.
+    script = tmp_path / "threads.py"
+    script.write_text(textwrap.dedent("""\
+        import os
+        from stacnas_tf.commands import cli
+        from stacnas_tf import repeatable
+        print(os.environ["TF_NUM_INTRAOP_THREADS"], repeatable.threads_per_kernel(),
+              repeatable.thread_count_changes_results())
+        """))
+    for given, expected in ((None, "1 1 False"), ("2", "2 2 True")):
+        env = helpers.program_env()
+        env.pop("TF_NUM_INTRAOP_THREADS", None)
+        if given:
+            env["TF_NUM_INTRAOP_THREADS"] = given
+        result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.stdout.strip() == expected, result.stderr[-2000:]
