@@ -279,10 +279,10 @@ def _check_seed(seed) -> None:
 
 PRESETS = {
     # The embedded default: a two-stage search on Fashion-MNIST in ~8 minutes on 2 CPU
-    # cores whose weights end well away from uniform (~1.23x, seed 0). At this scale its cell
-    # still changes with the seed (as the authors' code's does), not with the thread count
-    # (stacnas_tf/repeatable.py): docs/analyses.md. Its deviations from the paper, chosen by the measured sweep in
-    # benchmarks/results/default_sweep.{md,png}:
+    # cores whose weights end well away from uniform (~1.23x, seed 0). At this scale its
+    # cell still changes with the seed (as the authors' code's does), not with the thread
+    # count (stacnas_tf/repeatable.py): docs/analyses.md. Its deviations from the paper,
+    # chosen by the measured sweep in benchmarks/results/default_sweep.{md,png}:
     # - 800 steps a stage (8 epochs of 100 steps) over all 60,000 images, so every step
     #   sees fresh images (51,200 of them a stage) instead of a small subset reused;
     # - alpha's Adam rate scaled to the step count: the paper's 3e-4 over ~78,000 steps

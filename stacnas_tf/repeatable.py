@@ -3,7 +3,7 @@
 Two searches that differed only in the CPU thread count used to part within
 tens of steps and end on other cells (docs/analyses.md, "How soon the thread
 count changes a search"). Two causes, measured on the default's supernet
-(`benchmarks/onednn_threads.py`, `benchmarks/repeatable_threads.py`):
+(`benchmarks/onednn_threads.py`; docs/analyses.md, "One thread per kernel"):
 
 1. Kernels that split one sum over several threads sum in another order with
    another thread count: oneDNN's fused batch normalisation, which ends every
@@ -27,6 +27,7 @@ import contextlib
 import os
 
 import tensorflow as tf
+
 
 def threads_per_kernel() -> int:
     """How many threads one kernel may use in this process (0: TensorFlow's
