@@ -265,7 +265,8 @@ def _winners(stage: StageResult) -> list[list[str]]:
 
 def run_search(config: config_lib.SearchConfig, output_dir: str | run_folder.SearchFolder, *,
                data_dir: str | None = None, manual_dir: str | None = None,
-               strategy: tf.distribute.Strategy | None = None, verbose="auto", jit_compile: bool = False, source: sources.Source | None = None,
+               strategy: tf.distribute.Strategy | None = None, verbose="auto",
+               jit_compile: bool = False, source: sources.Source | None = None,
                callbacks=(), report: bool = True) -> genotype_lib.Genotype:
     """Runs (or resumes) a two-stage StacNAS search and returns its genotype.
 
