@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -161,6 +162,18 @@ def test_a_genotype_folder_holds_the_genotype_in_every_form_and_nothing_else(tmp
     with pytest.raises(ValueError, match="^--out: .* holds other files \\(genotype.txt\\)"):
         run_folder.GenotypeFolder(search.path, "--out").write(other)
     assert search.read_genotype() == genotype
+
+
+def test_a_failing_graphviz_writes_no_picture(tmp_path, monkeypatch):
+    # A `dot` that fails must not leave an empty or partial genotype.png.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dot").write_text("#!/bin/sh\necho broken >&2\nexit 3\n")
+    (bin_dir / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(subprocess.CalledProcessError):
+        run_folder.GenotypeFolder(str(tmp_path / "g")).write(_genotype(seed=6))
+    assert not (tmp_path / "g" / "genotype.png").exists()
 
 
 def test_a_stage_result_and_history_are_checked_when_read(tmp_path):
