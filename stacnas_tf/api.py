@@ -234,7 +234,8 @@ def search(data: Data, *, num_classes: int | None = None,
                          {**overrides, "dataset": dataset_names.IN_MEMORY}, "search", data_sized=True)
         source = _source(data, "data", num_classes, class_names, named=True)
         config = config_lib.with_class_names(config, source.class_names, "class_names")
-    folder = run_folder.SearchFolder(_output_dir(output_dir, "search"), "output_dir")
+    # Named as the programs' flag; the API's wrapper names the argument instead.
+    folder = run_folder.SearchFolder(_output_dir(output_dir, "search"), "--output_dir")
     genotype = search_lib.run_search(config, folder, data_dir=data_dir, manual_dir=manual_dir,
                                      strategy=strategy, verbose=verbose, jit_compile=jit_compile,
                                      source=source, callbacks=callbacks)
@@ -303,7 +304,7 @@ def train(genotype, data: Data, *, validation_data: Data | None = None,
                     f"the training images are {run_folder.shape_text(source.image_shape)}: give "
                     "both at one size and as grey or colour alike (image_size resizes both).")
         config = config_lib.with_class_names(config, source.class_names, "class_names")
-    folder = run_folder.TrainingFolder(_output_dir(output_dir, "train"), "output_dir")
+    folder = run_folder.TrainingFolder(_output_dir(output_dir, "train"), "--output_dir")
     metrics = train_lib.run_training(config, folder, genotype=genotype, strategy=strategy,
                                      verbose=verbose, jit_compile=jit_compile, sources=sources,
                                      callbacks=callbacks)
