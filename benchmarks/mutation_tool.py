@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,12 @@ _COSMIC_RAY = flags.DEFINE_string("cosmic_ray", "cosmic-ray", "The cosmic-ray pr
 _MODULES = flags.DEFINE_list("modules", None, "Modules of MODULES to run (default: all).")
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/results/mutation_tool.json",
                               "JSON results (modules already there are kept).")
-_TIMEOUT = flags.DEFINE_float("timeout", 300.0, "Seconds one mutant's tests may take.")
+_TIMEOUT = flags.DEFINE_float("timeout", 270.0, "Seconds one mutant's tests may take (below "
+                               "the 300 s an HTTP worker's answer may take).")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 1, "Mutants tested at once, each in its own copy of the checkout with one "
+    "thread per TensorFlow kernel and pool (cosmic-ray's HTTP workers); 1 runs them one "
+    "after another in this process's checkout copy.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,15 +101,56 @@ def _annotation_spans(path: str) -> list[tuple]:
     return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations]
 
 
+def _copy_checkout(destination: str) -> str:
+    shutil.copytree(REPO, destination, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "bazel-*", "__pycache__", "runs", ".device_run"))
+    return destination
+
+
+def _start_workers(scratch: str, count: int, env: dict) -> tuple[list, list[str]]:
+    """cosmic-ray HTTP workers, each applying mutants to a checkout of its own (a
+    mutant is written to the file on disk, so two workers cannot share one)."""
+    workers, urls = [], []
+    for index in range(count):
+        checkout = _copy_checkout(os.path.join(scratch, f"worker{index}"))
+        with socket.socket() as probe:  # a free port, chosen by the kernel
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = open(os.path.join(scratch, f"worker{index}.log"), "w")
+        workers.append(subprocess.Popen(
+            [_COSMIC_RAY.value, "http-worker", "--port", str(port)], cwd=checkout,
+            env=dict(env, PYTHONPATH=checkout), stdout=log, stderr=subprocess.STDOUT))
+        urls.append(f"http://127.0.0.1:{port}")
+    for url in urls:  # wait until each listens, so no mutant is sent into the void
+        deadline = time.time() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), 1):
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"cosmic-ray http-worker at {url} did not start; "
+                                       f"see {scratch}/worker*.log")
+                time.sleep(0.5)
+    return workers, urls
+
+
 def _run_module(module: str, tests: list[str]) -> dict:
     scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
+    workers = []
     try:
-        checkout = os.path.join(scratch, "checkout")
-        shutil.copytree(REPO, checkout, symlinks=True, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "bazel-*", "__pycache__", "runs", ".device_run"))
+        checkout = _copy_checkout(os.path.join(scratch, "checkout"))
         spans = _annotation_spans(os.path.join(checkout, "stacnas_tf", f"{module}.py"))
         python = os.path.join(REPO, ".venv", "bin", "python")
         command = f"{python} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+        env = dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="3")
+        distributor = 'name = "local"'
+        if _WORKERS.value > 1:
+            # One thread per kernel and per pool: the workers share the cores
+            # instead of each spreading over all of them.
+            env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+            workers, urls = _start_workers(scratch, _WORKERS.value, env)
+            distributor = f'name = "http"\n\n[cosmic-ray.distributor.http]\nworker-urls = {urls!r}'
         config = os.path.join(scratch, "cosmic-ray.toml")
         with open(config, "w") as f:
             f.write(f"""[cosmic-ray]
@@ -113,10 +160,9 @@ excluded-modules = []
 test-command = "{command}"
 
 [cosmic-ray.distributor]
-name = "local"
+{distributor}
 """)
         session = os.path.join(scratch, "session.sqlite")
-        env = dict(os.environ, PYTHONPATH=checkout, TF_CPP_MIN_LOG_LEVEL="3")
         started = time.time()
         for step in (["init", config, session], ["baseline", config], ["exec", config, session]):
             result = subprocess.run([_COSMIC_RAY.value, *step], cwd=checkout, env=env,
@@ -127,6 +173,9 @@ name = "local"
         dump = subprocess.run([_COSMIC_RAY.value, "dump", session], cwd=checkout, env=env,
                               capture_output=True, text=True, check=True).stdout
     finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait()
         shutil.rmtree(scratch, ignore_errors=True)
     counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0,
               "equivalent_annotation": 0}
@@ -173,7 +222,7 @@ def main(argv):
     for name in names:
         print(f"{name}: mutating against {' '.join(MODULES[name])} ...", flush=True)
         results[name] = {**_run_module(name, MODULES[name]), "commit": commit,
-                         "date": datetime.date.today().isoformat()}
+                         "date": datetime.date.today().isoformat(), "workers": _WORKERS.value}
         r = results[name]
         print(f"  {r['killed']} killed, {r['survived']} survived, {r['incompetent']} incompetent "
               f"(score {r['score']}), {r['seconds']} s", flush=True)
