@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from stacnas_tf import cells
 from stacnas_tf import genotype
+from stacnas_tf import precision
 from stacnas_tf import search_space
 
 import helpers
@@ -82,9 +83,73 @@ def test_explicit_build_creates_exactly_the_variables_of_a_call(reduction, reduc
     assert helpers.variable_specs(derived[0]) == helpers.variable_specs(derived[1])
 
 
-def test_wrong_edge_count_is_refused():
+@pytest.mark.parametrize("count", [10, 15])
+def test_wrong_edge_count_is_refused(count):
     with pytest.raises(ValueError, match="14"):
-        cells.SearchCell(CELL[:10], 6, False, False)
+        cells.SearchCell((CELL * 2)[:count], 6, False, False)
+
+
+@pytest.mark.parametrize("reduction,side,expected_side", [
+    (False, 8, 8), (True, 8, 4), (True, 7, 4), (True, 5, 3), (True, None, None)])
+def test_derived_cell_output_shape_matches_its_call(reduction, side, expected_side):
+    # DARTS's stride-2 ops give ceil(side / 2); the output concatenates the
+    # genotype's `concat` states of `filters` channels each (3 x 5 here).
+    edges = genotype.PUBLISHED["DARTS_V2"].cell(0, reduction).edges
+    cell = cells.DerivedCell(edges, [2, 4, 5], 5, reduction, False)
+    shape = cell.compute_output_shape(((2, side, side, 6), (2, side, side, 7)))
+    assert shape == (2, expected_side, expected_side, 15)
+    assert cell.output_filters == 15
+    if side is not None:
+        out = cell((tf.zeros([2, side, side, 6]), tf.zeros([2, side, side, 7])), training=False)
+        assert tuple(out.shape) == shape
+
+
+def test_a_derived_cell_is_plain_unless_asked_to_be_deformable():
+    edges = genotype.PUBLISHED["DARTS_V2"].cell(0, False).edges
+    plain = cells.DerivedCell(edges, [2, 3, 4, 5], 4, False, False)
+    assert plain.get_config()["deformable"] is False
+    assert not hasattr(plain, "edge_logits")
+    deformable = cells.DerivedCell(edges, [2, 3, 4, 5], 4, False, False, deformable=True)
+    # Equal logits give every edge half of its op (none takes the other half).
+    np.testing.assert_allclose(deformable.edge_scales().numpy(), np.full(8, 0.5))
+    logits = np.zeros((8, 2), np.float32)
+    logits[:, 1] = np.log(np.arange(1, 9))  # softmax([0, log k])[1] = k / (k + 1)
+    deformable.edge_logits.assign(logits)
+    np.testing.assert_allclose(deformable.edge_scales().numpy(),
+                               np.arange(1, 9) / np.arange(2, 10), rtol=1e-6)
+    # Each edge's output is scaled by its own scale: the cell with the op's
+    # half removed from edges 0 and 1 of node 0 equals the plain cell's node
+    # 0 computed without them.
+    inputs = _states(8, channels=4)
+    deformable.build(((None, 8, 8, 4), (None, 8, 8, 4)))
+    plain.build(((None, 8, 8, 4), (None, 8, 8, 4)))
+    plain.set_weights([w for w, v in zip(deformable.get_weights(), deformable.weights)
+                       if "edge_logits" not in v.path])
+    deformable.edge_logits.assign(np.zeros((8, 2), np.float32))
+    half = deformable(inputs, training=False).numpy()
+    full = plain(inputs, training=False).numpy()
+    # Node 0 (the first 4 channels) is the sum of its two edges, each halved.
+    np.testing.assert_allclose(half[..., :4], 0.5 * full[..., :4], rtol=1e-4, atol=1e-5)
+
+
+def test_edge_scales_stay_float32_under_mixed_precision():
+    # The deformable logits are trained in float32 (their Adam updates are far
+    # below float16's resolution near 0.5); the scales are cast only at the product.
+    edges = genotype.PUBLISHED["DARTS_V2"].cell(0, False).edges
+    with precision.policy_scope("mixed_float16"):
+        cell = cells.DerivedCell(edges, [2, 3, 4, 5], 4, False, False, deformable=True)
+    seen = []
+    scales = cell.edge_scales
+
+    def recording_scales():
+        result = scales()
+        seen.append(result.dtype)
+        return result
+
+    cell.edge_scales = recording_scales
+    out = cell(_states(8, channels=4), training=False)
+    assert out.dtype == tf.float16
+    assert seen == [tf.float32]
 
 
 def _states(side0, side1=8, channels=6):
