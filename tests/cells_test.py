@@ -180,6 +180,41 @@ def test_drop_path_config_saving_and_training():
                            call=lambda layer, x, training: layer(x, rate=0.5, training=training))
 
 
+def test_drop_path_drops_whole_samples_and_rescales_the_kept():
+    # DARTS's utils.drop_path: x / keep_prob * Bernoulli(keep_prob) per sample.
+    layer = cells.DropPath(seed=3)
+    x = np.random.RandomState(0).uniform(1.0, 2.0, (4000, 2, 2, 3)).astype(np.float32)
+    out = layer(x, rate=0.25, training=True).numpy()
+    ratio = out / x
+    per_sample = ratio.reshape(len(x), -1)
+    assert np.allclose(per_sample, per_sample[:, :1], atol=1e-6)  # whole samples
+    dropped = per_sample[:, 0] == 0
+    np.testing.assert_allclose(per_sample[~dropped, 0], 1 / 0.75, rtol=1e-5)
+    kept = 1.0 - float(np.mean(dropped))
+    assert abs(kept - 0.75) < 0.03  # 4000 draws: 3 sigma is 0.021
+    np.testing.assert_array_equal(layer(x, rate=0.25, training=False).numpy(), x)
+    np.testing.assert_array_equal(layer(x, rate=0.0, training=True).numpy(), x)
+
+
+@pytest.mark.parametrize("reduction", [False, True])
+def test_final_cells_drop_every_edge_but_the_identity_and_learn_their_batch_norm(reduction):
+    # DARTS's model.py: drop_path on every op that is not Identity (a stride-2
+    # skip is a FactorizedReduce, so it is dropped too); final cells' batch
+    # norms are affine, the supernet's are not.
+    edges = (("skip_connect", 0), ("sep_conv_3x3", 1), ("skip_connect", 1), ("max_pool_3x3", 2),
+             ("skip_connect", 2), ("avg_pool_3x3", 0), ("dil_conv_3x3", 3), ("skip_connect", 4))
+    cell = cells.DerivedCell(edges, [2, 3, 4, 5], 4, reduction, False)
+    cell.build(((None, 8, 8, 4), (None, 8, 8, 4)))
+    identity = [op == "skip_connect" and not (reduction and index < 2) for op, index in edges]
+    assert [path is None for path in cell.drop_paths] == identity
+    norms = [layer for layer in cell._flatten_layers() if type(layer).__name__ == "BatchNorm"]
+    assert norms and all(norm.affine for norm in norms)
+    search = cells.SearchCell(CELL, 4, reduction, False)
+    search.build(((None, 8, 8, 4), (None, 8, 8, 4)))
+    search_norms = [layer for layer in search._flatten_layers() if type(layer).__name__ == "BatchNorm"]
+    assert search_norms and not any(norm.affine for norm in search_norms)
+
+
 @pytest.mark.parametrize("num_nodes", [1, 2, 5])
 def test_other_node_counts_route_every_edge_to_its_node(num_nodes):
     endpoints = search_space.edge_endpoints(num_nodes)
