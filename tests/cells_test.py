@@ -215,6 +215,31 @@ def test_final_cells_drop_every_edge_but_the_identity_and_learn_their_batch_norm
     assert search_norms and not any(norm.affine for norm in search_norms)
 
 
+def test_a_final_node_sums_its_two_edges_over_1x1_preprocessed_inputs():
+    # DARTS's Cell: preprocess0/1 are ReLUConvBN(C_prev, C, 1, 1, 0); node i is
+    # op_a(state_a) + op_b(state_b); pools in a final cell have no batch norm.
+    edges = (("skip_connect", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("avg_pool_3x3", 0),
+             ("skip_connect", 1), ("skip_connect", 3), ("max_pool_3x3", 4), ("skip_connect", 2))
+    cell = cells.DerivedCell(edges, [2, 3, 4, 5], 4, False, False)
+    inputs = _states(8, channels=3)
+    out = cell(inputs, training=False).numpy()
+    assert cell.preprocess0.conv.kernel.shape == (1, 1, 3, 4)
+    assert cell.preprocess1.conv.kernel.shape == (1, 1, 3, 4)
+    states = [cell.preprocess0(inputs[0], training=False).numpy(),
+              cell.preprocess1(inputs[1], training=False).numpy()]
+
+    def pool(kind, x):
+        return (tf.nn.max_pool2d(x, 3, 1, "SAME") if kind == "max" else tf.nn.avg_pool2d(
+            tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 1, "VALID") * 9 / tf.nn.avg_pool2d(
+            tf.pad(tf.ones_like(x), [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 1, "VALID") / 9).numpy()
+
+    states.append(states[0] + pool("max", states[1]))
+    states.append(states[2] + pool("avg", states[0]))
+    states.append(states[1] + states[3])
+    states.append(pool("max", states[4]) + states[2])
+    np.testing.assert_allclose(out, np.concatenate(states[2:], axis=-1), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("num_nodes", [1, 2, 5])
 def test_other_node_counts_route_every_edge_to_its_node(num_nodes):
     endpoints = search_space.edge_endpoints(num_nodes)
