@@ -238,6 +238,9 @@ def test_a_final_node_sums_its_two_edges_over_1x1_preprocessed_inputs():
     states.append(states[1] + states[3])
     states.append(pool("max", states[4]) + states[2])
     np.testing.assert_allclose(out, np.concatenate(states[2:], axis=-1), rtol=1e-5, atol=1e-5)
+    # Training drops nothing unless given a rate (DARTS starts drop_path_prob at 0).
+    np.testing.assert_allclose(cell(inputs, training=True).numpy(),
+                               cell(inputs, drop_path_rate=0.0, training=True).numpy())
 
 
 @pytest.mark.parametrize("num_nodes", [1, 2, 5])
