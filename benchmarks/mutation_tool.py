@@ -3,14 +3,16 @@ mutant runs against that module's own tests.
 
   python3 -m venv /tmp/crvenv && /tmp/crvenv/bin/pip install cosmic-ray==8.7.0
   PYTHONPATH=. .venv/bin/python benchmarks/mutation_tool.py \
-      --cosmic_ray=/tmp/crvenv/bin/cosmic-ray --modules=search_space,genotype,config \
+      --cosmic_ray=/tmp/crvenv/bin/cosmic-ray --workers=2 --modules=cells,sizes \
       --output=benchmarks/results/mutation_tool.json
 
 Why cosmic-ray (not mutmut 3): it applies a mutant to the file on disk and runs
-the test command as a fresh process, which TensorFlow tolerates; mutmut 3 runs
-the tests inside a forked, already-imported process, and TensorFlow's thread
-pools do not survive a fork. cosmic-ray is not a project dependency: install it
-in a scratch venv and pass its path.
+the test command we give it; mutmut 3 forks its own process after running the
+tests in it, when TensorFlow's thread pools exist, and they do not survive a
+fork. Our test command forks a server that has imported TensorFlow but run no
+operation (benchmarks/pytest_forkserver.py), which saves TensorFlow's import
+per mutant. cosmic-ray is not a project dependency: install it in a scratch
+venv and pass its path.
 
 Each module runs in a copy of the checkout in a scratch folder (the working
 tree is never touched) with the tests `MODULES` names for it, stopping at the
