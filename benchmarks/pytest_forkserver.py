@@ -24,6 +24,14 @@ import sys
 import time
 
 
+def _kill(child: int) -> None:
+    """Ends a fork and whatever it started (its own session, once it has one)."""
+    try:
+        os.killpg(child, signal.SIGKILL)
+    except ProcessLookupError:  # not yet a session leader
+        os.kill(child, signal.SIGKILL)
+
+
 def serve(path: str) -> None:
     import importlib
     import importlib.util
@@ -38,6 +46,14 @@ def serve(path: str) -> None:
     # no bytecode is cached, so no fork runs a stale copy of either.
     sys.dont_write_bytecode = True
 
+    running = []  # the fork now testing, ended with the server
+
+    def stop(*_):
+        for child in running:
+            _kill(child)
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
     server = socket.socket(socket.AF_UNIX)
     if os.path.exists(path):
         os.unlink(path)
@@ -49,6 +65,7 @@ def serve(path: str) -> None:
             request = json.loads(connection.makefile().readline())
             child = os.fork()
             if child == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 server.close()
                 connection.close()
                 os.setsid()
@@ -61,6 +78,7 @@ def serve(path: str) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(status)
+            running[:] = [child]
             status = None
             while status is None:
                 done, code = os.waitpid(child, os.WNOHANG)
@@ -70,9 +88,10 @@ def serve(path: str) -> None:
                 # A client that went away (cosmic-ray's timeout) ends its fork.
                 readable, _, _ = select.select([connection], [], [], 0.2)
                 if readable and not connection.recv(1):
-                    os.killpg(child, signal.SIGKILL)
+                    _kill(child)
                     os.waitpid(child, 0)
                     break
+            running.clear()
             if status is not None:
                 connection.sendall(f"{status}\n".encode())
 
