@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import os
 
 import keras
@@ -59,22 +60,34 @@ def test_stage2_winners_from_a_genotype():
     assert normal[search_space.edge_endpoints(4).index((1, 5))] == "sep_conv_3x3"
 
 
-def test_tiny_sweep_end_to_end(tmp_path):
-    result = confusion.sweep(confusion.CONFUSION_PRESETS["tiny"], str(tmp_path), progress=None)
-    settings = [(m["setting"], m["cells"]) for m in result["measurements"]]
-    assert settings == [("stage1", 3), ("stage2", 3), ("final", 3)]
-    for m in result["measurements"]:
-        assert len(m["zetas"]) == 2 and all(z >= 0 for z in m["zetas"]) and m["parameters"] > 0
-    assert result["recommended"] == {"stage1_cells": 3, "stage2_cells": 3, "final_cells": 3}
-    assert "| stage1 | 3 |" in (tmp_path / "confusion.md").read_text()
-    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
-    # A rerun reuses the finished settings only when they were measured with these settings.
-    again = confusion.sweep(confusion.CONFUSION_PRESETS["tiny"], str(tmp_path), progress=None)
-    assert again["measurements"] == result["measurements"]
-    other = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], num_batches=4)
-    with pytest.raises(ValueError, match=r"holds a confusion sweep with other settings \(num_batches=3 "
-                                         r"there, 4 now\)"):
-        confusion.sweep(other, str(tmp_path), progress=None)
+def _measured(setting, cells, confusion_value):
+    return {"setting": setting, "cells": cells, "zetas": [1.0, 3.0], "zeta_mean": 2.0,
+            "zeta_std": 1.0, "max_negative_inner_mean": 2.0, "parameters": 1000,
+            "confusion": confusion_value}
+
+
+def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_networks(tmp_path):
+    # Section 3.3: the search network's depth matches the final network's
+    # gradient confusion. Measurements a sweep finished are reused, so the
+    # choice is tested on set numbers: stage 1 at 4 and 5 cells is 0.5 away
+    # (a tie: the deeper wins), stage 2 at 3 cells is exact.
+    config = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], stage1_depths=(3, 4, 5),
+                                 stage2_depths=(3, 4), final_cells=6)
+    records = [_measured("stage1", 3, 4.0), _measured("stage1", 4, 9.5),
+               _measured("stage1", 5, 10.5), _measured("stage2", 3, 10.0),
+               _measured("stage2", 4, 12.0), _measured("final", 6, 10.0)]
+    for record in records:
+        folder = tmp_path / f"{record['setting']}_{record['cells']}cells"
+        folder.mkdir()
+        (folder / "confusion.json").write_text(json.dumps(record))
+    (tmp_path / "sweep.json").write_text(json.dumps({**dataclasses.asdict(config), "search_dir": None}))
+    lines = []
+    result = confusion.sweep(config, str(tmp_path), progress=lines.append)
+    assert lines == []  # nothing measured again
+    assert result["measurements"] == records
+    assert result["recommended"] == {"stage1_cells": 5, "stage2_cells": 3, "final_cells": 6}
+    assert "Recommended: stage 1 with 5 cells, stage 2 with 3 cells, for a final network of 6 cells." \
+        in (tmp_path / "confusion.md").read_text()
 
 
 def test_a_sweep_never_writes_into_a_run_or_the_users_files(tmp_path):
@@ -90,3 +103,32 @@ def test_a_sweep_never_writes_into_a_run_or_the_users_files(tmp_path):
 def test_bad_depths_are_refused():
     with pytest.raises(ValueError, match="--stage1_depths"):
         confusion.ConfusionConfig(stage1_depths=(2,))
+
+
+def test_tiny_sweep_end_to_end(tmp_path):
+    # One batch per epoch and 3 x 6 batches drawn: the measuring pipeline
+    # repeats the data for as long as the estimate draws.
+    tiny = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], num_train_examples=16,
+                               num_iterations=6)
+    lines = []
+    result = confusion.sweep(tiny, str(tmp_path / "sweep"), progress=lines.append)
+    settings = [(m["setting"], m["cells"]) for m in result["measurements"]]
+    assert settings == [("stage1", 3), ("stage2", 3), ("final", 3)]
+    for m in result["measurements"]:
+        assert len(m["zetas"]) == 6 and all(z >= 0 for z in m["zetas"]) and m["parameters"] > 0
+    assert [line.split(":")[0] for line in lines] == [
+        "[1/3] stage1 3 cells", "[2/3] stage2 3 cells", "[3/3] final 3 cells"]
+    # Each supernet setting trains the stage it names.
+    for stage in (1, 2):
+        folder = tmp_path / "sweep" / f"stage{stage}_3cells"
+        assert sorted(p.name for p in folder.iterdir() if p.name.startswith("stage")) == [f"stage{stage}"]
+    assert result["recommended"] == {"stage1_cells": 3, "stage2_cells": 3, "final_cells": 3}
+    assert "| stage1 | 3 |" in (tmp_path / "sweep" / "confusion.md").read_text()
+    assert (tmp_path / "sweep" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    # A rerun reuses the finished settings only when they were measured with these settings.
+    again = confusion.sweep(tiny, str(tmp_path / "sweep"), progress=None)
+    assert again["measurements"] == result["measurements"]
+    other = dataclasses.replace(tiny, num_batches=4)
+    with pytest.raises(ValueError, match=r"holds a confusion sweep with other settings \(num_batches=3 "
+                                         r"there, 4 now\)"):
+        confusion.sweep(other, str(tmp_path / "sweep"), progress=None)
