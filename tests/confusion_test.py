@@ -100,6 +100,16 @@ def test_a_sweep_never_writes_into_a_run_or_the_users_files(tmp_path):
     assert os.listdir(run) == ["config.json"]
 
 
+def test_the_default_sweep_is_the_one_recorded_in_benchmarks():
+    # docs/analyses.md reads benchmarks/results/confusion_default_cpu.json as
+    # what `confusion_sweep` does without flags.
+    with open(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results",
+                           "confusion_default_cpu.json")) as f:
+        recorded = json.load(f)["config"]
+    default = json.loads(json.dumps(dataclasses.asdict(confusion.CONFUSION_PRESETS["default"])))
+    assert default == recorded
+
+
 def test_bad_depths_are_refused():
     with pytest.raises(ValueError, match="--stage1_depths"):
         confusion.ConfusionConfig(stage1_depths=(2,))
