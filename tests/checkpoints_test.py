@@ -77,6 +77,7 @@ def test_checkpoint_of_another_network_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("classes,channels,message", [
     (5, 3, "its network tells 10 classes apart, this one 5 \\(data with other classes"),
+    (12, 3, "its network tells 10 classes apart, this one 12 \\(data with other classes"),
     (10, 1, "its network takes images with 3 channel\\(s\\), these have 1 \\(grey images"),
 ])
 def test_a_checkpoint_for_other_data_names_what_differs_and_leaves_no_warnings(
@@ -132,7 +133,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, da
     else:
         (tmp_path / "checkpoint").write_text("not a checkpoint state\x00")
     target = _net()
-    path = checkpoints.restore_latest(checkpoints.make(target), str(tmp_path))
+    with caplog.at_level("WARNING"):
+        path = checkpoints.restore_latest(checkpoints.make(target), str(tmp_path))
+    # A fallback says which checkpoint it skipped; a damaged state file is not
+    # read at all (checkpoints are found from their files).
+    assert ("skipped damaged" in caplog.text) == (damage != "garbage_state")
     expected = second if damage == "garbage_state" else first
     assert path == str(tmp_path / ("ckpt-2" if damage == "garbage_state" else "ckpt-1"))
     for value, variable in zip(expected, target.variables):
@@ -147,3 +152,127 @@ def test_every_checkpoint_damaged_is_an_error_naming_them(tmp_path):
     with pytest.raises(ValueError, match="every checkpoint .* is damaged: .*ckpt-2.*ckpt-1"):
         checkpoints.restore_latest(checkpoints.make(_net()), str(tmp_path))
     assert checkpoints.restore_latest(checkpoints.make(_net()), str(tmp_path / "empty")) is None
+
+
+def test_keys_are_layer_paths_with_positions_at_every_level():
+    # A deeper layer sharing a base name with a shallower one changes neither's
+    # key: positions count siblings only (the keys of every checkpoint written).
+    import keras
+
+    inner = keras.Sequential([keras.layers.Dense(3, name="dense_4")], name="block")
+    model = keras.Sequential([inner, keras.layers.Dense(2, name="dense_9")], name="model")
+    model.build((None, 5))
+    assert sorted(checkpoints.model_variables(model)) == [
+        "model/block/dense/bias", "model/block/dense/kernel", "model/dense/bias", "model/dense/kernel"]
+
+
+def test_variables_sharing_a_key_are_refused_and_many_are_not():
+    import keras
+
+    class Twice(keras.layers.Layer):
+        def build(self, input_shape):
+            self.a = self.add_weight(shape=(1,), name="w")
+            self.b = self.add_weight(shape=(2,), name="w")
+
+        def call(self, x):
+            return x
+
+    model = keras.Sequential([Twice(name="twice")], name="model")
+    model.build((None, 1))
+    with pytest.raises(ValueError, match="model: variable names are not unique"):
+        checkpoints.model_variables(model)
+    # More variables than Python's cached small integers: counts compare by value.
+    many = keras.Sequential([keras.layers.Dense(1) for _ in range(150)], name="many")
+    many.build((None, 1))
+    assert len(checkpoints.model_variables(many)) == 300
+
+
+def _unrestored_warnings(caplog):
+    import gc
+
+    gc.collect()
+    return [r for r in caplog.records if "unrestored values" in r.getMessage()
+            or "could not be found in the restored object" in r.getMessage()
+            or "Unresolved object" in r.getMessage()]
+
+
+def test_a_restore_expects_the_whole_checkpoint_unless_partial(tmp_path, caplog):
+    # A checkpoint that also holds an optimizer, read into the model alone:
+    # TensorFlow says at exit what was left out, unless the caller said that
+    # only part is wanted (as evaluation does).
+    net = _net()
+    optimizer = tf.keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.build(net.trainable_variables)
+    path = tf.train.Checkpoint(model_variables=checkpoints.model_variables(net),
+                               optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    checkpoint = checkpoints.make(_net())
+    checkpoints.restore(checkpoint, path, partial=True)
+    del checkpoint
+    assert not _unrestored_warnings(caplog)
+    for restore in (lambda c: checkpoints.restore(c, path),
+                    lambda c: checkpoints.restore_latest(c, str(tmp_path))):
+        caplog.clear()
+        checkpoint = checkpoints.make(_net())
+        restore(checkpoint)
+        del checkpoint
+        assert _unrestored_warnings(caplog)
+
+
+def test_another_networks_checkpoint_leaves_no_warnings_and_quotes_the_first_line(tmp_path, caplog):
+    path = checkpoints.make(_net("DARTS_V2")).save(str(tmp_path / "ckpt"))
+    checkpoint = checkpoints.make(_net("DARTS_V1"))
+    with pytest.raises(ValueError) as error:
+        checkpoints.restore(checkpoint, path)
+    cause = str(error.value.__cause__)
+    assert len(cause.splitlines()) > 1
+    assert str(error.value).endswith("?): " + cause.splitlines()[0][:300])
+    del checkpoint
+    assert not _unrestored_warnings(caplog)
+
+
+@pytest.mark.parametrize("where", ["missing", "empty"])
+def test_a_folder_without_the_checkpoint_is_not_taken_for_an_old_one(tmp_path, where):
+    path = str(tmp_path / "ckpt-1") if where == "missing" else str(tmp_path)
+    with pytest.raises(ValueError) as error:
+        checkpoints.restore(checkpoints.make(_net()), path)
+    assert "does not fit this network" in str(error.value)
+    assert "0.2 or older" not in str(error.value)
+
+
+def test_the_class_count_of_the_newest_readable_checkpoint(tmp_path):
+    def save(classes, number, auxiliary=True):
+        net = network.FinalNetwork(genotype_lib.PUBLISHED["DARTS_V2"], classes, 4, 3,
+                                   auxiliary=auxiliary, name="net")
+        net(tf.zeros([1, 32, 32, 3]))  # the auxiliary head's classifier has the width too
+        checkpoint = checkpoints.make(net)
+        tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=3).save(checkpoint_number=number)
+
+    assert checkpoints.class_count(str(tmp_path)) is None
+    save(7, 1, auxiliary=False)
+    assert checkpoints.class_count(str(tmp_path)) == 7
+    save(5, 2)
+    assert checkpoints.class_count(str(tmp_path)) == 5
+    (tmp_path / "ckpt-2.index").write_bytes(b"damaged")  # the newest unreadable: the one before
+    assert checkpoints.class_count(str(tmp_path)) == 7
+    plain = tf.train.Checkpoint(step=tf.Variable(1)).save(str(tmp_path / "other" / "ckpt"))
+    assert checkpoints.class_count(os.path.dirname(plain)) is None  # no classifier in it
+
+
+def test_the_genotype_a_checkpoint_was_trained_with(tmp_path):
+    record = checkpoints.genotype_record('{"version": 1}')
+    assert record.trainable is False
+    with_genotype = tf.train.Checkpoint(genotype=record).save(str(tmp_path / "a" / "ckpt"))
+    assert checkpoints.recorded_genotype(with_genotype) == '{"version": 1}'
+    without = tf.train.Checkpoint(step=tf.Variable(1)).save(str(tmp_path / "b" / "ckpt"))
+    assert checkpoints.recorded_genotype(without) is None
+    assert checkpoints.recorded_genotype(str(tmp_path / "missing")) is None
+
+
+def test_why_a_checkpoint_is_unreadable_is_its_error_and_first_line(tmp_path):
+    _saved_twice(tmp_path)
+    assert checkpoints.readable(str(tmp_path / "ckpt-1")) is None
+    (tmp_path / _data_file(str(tmp_path / "ckpt-2"))).write_bytes(b"")
+    problem = checkpoints.readable(str(tmp_path / "ckpt-2"))
+    name, _, message = problem.partition(": ")
+    assert name.isidentifier() and name.endswith("Error")
+    assert message and "\n" not in message
