@@ -99,6 +99,7 @@ def write_image_folder(root, classes=("cat", "dog"), per_class=3, size=8, seed=0
 
 # What TFDS's builders look for in --manual_dir (tfds.testing.mock_data reads none of it).
 _MANUAL_ARCHIVES = {"cifar10": ("cifar-10-binary.tar.gz",),
+                    "cifar100": ("cifar-100-binary.tar.gz",),
                     "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
 
 

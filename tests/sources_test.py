@@ -95,6 +95,30 @@ def test_tfds_loader_on_mock_data_builds_from_manual_archive(tmp_path):
         assert batches[0][0].dtype == tf.float32
 
 
+# Published per-channel statistics of the training images, as fractions of 255:
+# CIFAR-10 from DARTS's cnn/utils.py (CIFAR_MEAN, CIFAR_STD); CIFAR-100 as
+# weiaicunzai/pytorch-cifar100's conf/global_settings.py computes them;
+# ImageNet torchvision's (the ones DARTS's train_imagenet.py normalises with).
+PUBLISHED_STATISTICS = {
+    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
+    "cifar100": ((0.5070751592371323, 0.48654887331495095, 0.4409178433670343),
+                 (0.2673342858792401, 0.2564384629170883, 0.27615047132568404)),
+    "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_STATISTICS))
+def test_tfds_datasets_are_normalised_by_their_published_statistics(tmp_path, name):
+    # Mock images have their own statistics: the published ones must win.
+    manual = helpers.manual_dir(tmp_path, name)
+    with tfds.testing.mock_data(num_examples=4):
+        for split in ("train", "test"):
+            source = sources.load(name, split, data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+            mean, std = PUBLISHED_STATISTICS[name]
+            np.testing.assert_allclose(source.mean, mean, rtol=1e-6)
+            np.testing.assert_allclose(source.std, std, rtol=1e-6)
+
+
 def test_imagenet_loader_on_mock_data_resizes(tmp_path):
     manual = helpers.manual_dir(tmp_path, "imagenet2012")
     with tfds.testing.mock_data(num_examples=4):
