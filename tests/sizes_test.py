@@ -18,6 +18,14 @@ def test_describe_reports_the_mobile_setting():
         sizes.describe(genotype_lib.PUBLISHED["DARTS_V1"], "mnist")
 
 
+def test_describe_puts_darts_v2_on_imagenet_in_the_mobile_setting():
+    # The DARTS paper's mobile setting: under 600M multiply-adds at 224 x 224;
+    # DARTS_V2 has 529.9M (quark0/darts, docs/reference_numbers.md).
+    result = sizes.describe(genotype_lib.PUBLISHED["DARTS_V2"], "imagenet_mobile")
+    assert result["multiply_adds"] == 529_911_552
+    assert result["mobile_setting"] is True
+
+
 def test_multiply_adds_match_a_hand_count():
     skip = [("skip_connect", 0), ("skip_connect", 1)] * 4
     genotype = genotype_lib.Genotype.from_edges(skip, [2, 3, 4, 5], skip, [2, 3, 4, 5])
