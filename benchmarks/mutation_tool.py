@@ -219,8 +219,11 @@ test-command = "{command}"
             counts["pending"] += 1
             continue
         outcome = result.get("test_outcome")
-        if result.get("worker_outcome") != "normal" and outcome is None:
-            counts["incompetent"] += 1  # the mutant did not import, or the worker failed
+        if outcome == "incompetent" or (result.get("worker_outcome") != "normal"
+                                         and outcome is None):
+            # The mutant could not be applied or tested (cosmic-ray raised), or
+            # the worker failed: neither killed nor survived, and not scored.
+            counts["incompetent"] += 1
         elif outcome == "survived":
             mutation = item["mutations"][0]
             start = tuple(mutation["start_pos"])
