@@ -32,16 +32,30 @@ def _kill(child: int) -> None:
         os.kill(child, signal.SIGKILL)
 
 
+def _wait(child: int, connection: socket.socket):
+    """The fork's exit status; None when the client went away first (cosmic-ray's
+    timeout), which ends the fork."""
+    while True:
+        done, code = os.waitpid(child, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(code)
+        readable, _, _ = select.select([connection], [], [], 0.2)
+        if readable and not connection.recv(1):
+            _kill(child)
+            os.waitpid(child, 0)
+            return None
+
+
 def serve(path: str) -> None:
     import importlib
     import importlib.util
 
-    import numpy  # noqa: F401  (imported for the forks)
     import pytest
-    import keras  # noqa: F401
-    import tensorflow  # noqa: F401
-    if importlib.util.find_spec("tensorflow_datasets"):
-        importlib.import_module("tensorflow_datasets")
+
+    # Imported once here, for every fork (TensorFlow's import is the cost saved).
+    for name in ("numpy", "tensorflow", "keras", "tensorflow_datasets"):
+        if importlib.util.find_spec(name):
+            importlib.import_module(name)
     # A mutant and the original it replaces may share a size and a second:
     # no bytecode is cached, so no fork runs a stale copy of either.
     sys.dont_write_bytecode = True
@@ -79,18 +93,7 @@ def serve(path: str) -> None:
                 sys.stderr.flush()
                 os._exit(status)
             running[:] = [child]
-            status = None
-            while status is None:
-                done, code = os.waitpid(child, os.WNOHANG)
-                if done:
-                    status = os.waitstatus_to_exitcode(code)
-                    break
-                # A client that went away (cosmic-ray's timeout) ends its fork.
-                readable, _, _ = select.select([connection], [], [], 0.2)
-                if readable and not connection.recv(1):
-                    _kill(child)
-                    os.waitpid(child, 0)
-                    break
+            status = _wait(child, connection)
             running.clear()
             if status is not None:
                 connection.sendall(f"{status}\n".encode())
