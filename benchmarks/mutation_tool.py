@@ -186,7 +186,7 @@ def _skip_annotations(session: str, spans: list) -> None:
 
 def _run_module(module: str, tests: list[str]) -> dict:
     scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
-    workers = []
+    processes = []  # fork servers and HTTP workers, ended with the module
     try:
         checkout = _copy_checkout(os.path.join(scratch, "checkout"))
         spans = _annotation_spans(os.path.join(checkout, "stacnas_tf", f"{module}.py"))
@@ -202,10 +202,10 @@ def _run_module(module: str, tests: list[str]) -> dict:
             # instead of each spreading over all of them.
             env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
         if _FORK.value:  # the baseline's, and the local distributor's
-            workers.append(_start_forkserver(checkout, env))
+            processes.append(_start_forkserver(checkout, env))
         if _WORKERS.value > 1:
             worker_processes, urls = _start_workers(scratch, _WORKERS.value, env)
-            workers.extend(worker_processes)
+            processes.extend(worker_processes)
             distributor = f'name = "http"\n\n[cosmic-ray.distributor.http]\nworker-urls = {urls!r}'
         config = os.path.join(scratch, "cosmic-ray.toml")
         with open(config, "w") as f:
@@ -231,9 +231,9 @@ test-command = "{command}"
         dump = subprocess.run([_COSMIC_RAY.value, "dump", session], cwd=checkout, env=env,
                               capture_output=True, text=True, check=True).stdout
     finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait()
+        for process in processes:
+            process.terminate()
+            process.wait()
         shutil.rmtree(scratch, ignore_errors=True)
     counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0,
               "equivalent_annotation": 0}
