@@ -117,9 +117,8 @@ def test_a_derived_cell_is_plain_unless_asked_to_be_deformable():
     deformable.edge_logits.assign(logits)
     np.testing.assert_allclose(deformable.edge_scales().numpy(),
                                np.arange(1, 9) / np.arange(2, 10), rtol=1e-6)
-    # Each edge's output is scaled by its own scale: the cell with the op's
-    # half removed from edges 0 and 1 of node 0 equals the plain cell's node
-    # 0 computed without them.
+    # With equal logits every edge carries half its op, so node 0 (the first
+    # 4 channels) is half the plain cell's, with the same weights.
     inputs = _states(8, channels=4)
     deformable.build(((None, 8, 8, 4), (None, 8, 8, 4)))
     plain.build(((None, 8, 8, 4), (None, 8, 8, 4)))
@@ -128,13 +127,12 @@ def test_a_derived_cell_is_plain_unless_asked_to_be_deformable():
     deformable.edge_logits.assign(np.zeros((8, 2), np.float32))
     half = deformable(inputs, training=False).numpy()
     full = plain(inputs, training=False).numpy()
-    # Node 0 (the first 4 channels) is the sum of its two edges, each halved.
     np.testing.assert_allclose(half[..., :4], 0.5 * full[..., :4], rtol=1e-4, atol=1e-5)
 
 
 def test_edge_scales_stay_float32_under_mixed_precision():
-    # The deformable logits are trained in float32 (their Adam updates are far
-    # below float16's resolution near 0.5); the scales are cast only at the product.
+    # The deformable logits and their softmax stay float32 under mixed
+    # precision, as the supernet's alpha does; only the product is cast.
     edges = genotype.PUBLISHED["DARTS_V2"].cell(0, False).edges
     with precision.policy_scope("mixed_float16"):
         cell = cells.DerivedCell(edges, [2, 3, 4, 5], 4, False, False, deformable=True)
