@@ -31,8 +31,8 @@ def test_imagenet_evaluation_crop_is_torchvisions_resize_256_center_crop_224(hei
     yy, xx = np.mgrid[0:height, 0:width]
     image = np.stack([(xx * 0.6) % 256, (yy * 0.8) % 256, ((xx + yy) * 0.3) % 256], -1).astype(np.uint8)
     image[100:140, 150:170] = 255
-    # torchvision: Resize(int(size * 256 / 224)) as DARTS's train_imagenet.py
-    # writes it for 224 (Resize(256)); 37 for 32 (36.57 rounded).
+    # DARTS's train_imagenet.py: Resize(256) then CenterCrop(224); at other
+    # sizes the shorter side keeps the ratio, round(size * 256 / 224): 37 for 32.
     shorter = round(size * 256 / 224)
     new_w, new_h = ((int(shorter * width / height), shorter) if height <= width
                     else (shorter, int(shorter * height / width)))
