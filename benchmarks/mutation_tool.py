@@ -120,14 +120,16 @@ FORK_SOCKET = ".pytest-forkserver.sock"  # relative: each checkout's tests reach
 
 def _start_forkserver(checkout: str, env: dict) -> subprocess.Popen:
     python = os.path.join(REPO, ".venv", "bin", "python")
-    log = open(os.path.join(checkout, "..", os.path.basename(checkout) + "-forkserver.log"), "w")
-    server = subprocess.Popen([python, os.path.join(checkout, "benchmarks", "pytest_forkserver.py"),
-                               "serve", FORK_SOCKET], cwd=checkout, env=dict(env, PYTHONPATH=checkout),
-                              stdout=log, stderr=subprocess.STDOUT)
+    log = os.path.join(checkout, "..", os.path.basename(checkout) + "-forkserver.log")
+    with open(log, "w") as output:  # the server keeps its own copy of the descriptor
+        server = subprocess.Popen([python, os.path.join(checkout, "benchmarks", "pytest_forkserver.py"),
+                                   "serve", FORK_SOCKET], cwd=checkout,
+                                  env=dict(env, PYTHONPATH=checkout), stdout=output,
+                                  stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while not os.path.exists(os.path.join(checkout, FORK_SOCKET)):
         if server.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"the pytest fork server for {checkout} did not start; see {log.name}")
+            raise RuntimeError(f"the pytest fork server for {checkout} did not start; see {log}")
         time.sleep(0.5)
     return server
 
@@ -143,10 +145,10 @@ def _start_workers(scratch: str, count: int, env: dict) -> tuple[list, list[str]
         with socket.socket() as probe:  # a free port, chosen by the kernel
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        log = open(os.path.join(scratch, f"worker{index}.log"), "w")
-        workers.append(subprocess.Popen(
-            [_COSMIC_RAY.value, "http-worker", "--port", str(port)], cwd=checkout,
-            env=dict(env, PYTHONPATH=checkout), stdout=log, stderr=subprocess.STDOUT))
+        with open(os.path.join(scratch, f"worker{index}.log"), "w") as output:
+            workers.append(subprocess.Popen(
+                [_COSMIC_RAY.value, "http-worker", "--port", str(port)], cwd=checkout,
+                env=dict(env, PYTHONPATH=checkout), stdout=output, stderr=subprocess.STDOUT))
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:  # wait until each listens, so no mutant is sent into the void
         deadline = time.time() + 60

@@ -102,11 +102,12 @@ def serve(path: str) -> None:
 def run(path: str, args: list) -> int:
     deadline = time.time() + 120
     while True:
+        client = socket.socket(socket.AF_UNIX)
         try:
-            client = socket.socket(socket.AF_UNIX)
             client.connect(path)
             break
         except OSError:
+            client.close()
             if time.time() > deadline:
                 raise
             time.sleep(0.5)

@@ -15,6 +15,16 @@ def _net(name="DARTS_V2"):
     return net
 
 
+def _unrestored_warnings(caplog):
+    """What TensorFlow logs of values a restore left, once the checkpoint objects are gone."""
+    import gc
+
+    gc.collect()
+    return [r for r in caplog.records if "unrestored values" in r.getMessage()
+            or "could not be found in the restored object" in r.getMessage()
+            or "Unresolved object" in r.getMessage()]
+
+
 def test_round_trip_keeps_batch_norm_statistics_and_rng_state(tmp_path):
     source = _net()
     source.derived_cells[0].drop_paths[0].seed_generator.next()
@@ -82,8 +92,6 @@ def test_checkpoint_of_another_network_is_a_clear_error(tmp_path):
 ])
 def test_a_checkpoint_for_other_data_names_what_differs_and_leaves_no_warnings(
         tmp_path, caplog, classes, channels, message):
-    import gc
-
     path = checkpoints.make(_net()).save(str(tmp_path / "ckpt"))
     other = network.FinalNetwork(genotype_lib.PUBLISHED["DARTS_V2"], classes, 4, 3,
                                  auxiliary=False, name="net")
@@ -94,9 +102,7 @@ def test_a_checkpoint_for_other_data_names_what_differs_and_leaves_no_warnings(
     # A half-done restore makes TensorFlow list every value it left, when the
     # checkpoint object goes (at exit, after the one line a user should read).
     del checkpoint, other
-    gc.collect()
-    assert not [r for r in caplog.records if "unrestored values" in r.getMessage()
-                or "could not be found in the restored object" in r.getMessage()]
+    assert not _unrestored_warnings(caplog)
 
 
 def _saved_twice(tmp_path):
@@ -185,15 +191,6 @@ def test_variables_sharing_a_key_are_refused_and_many_are_not():
     many = keras.Sequential([keras.layers.Dense(1) for _ in range(150)], name="many")
     many.build((None, 1))
     assert len(checkpoints.model_variables(many)) == 300
-
-
-def _unrestored_warnings(caplog):
-    import gc
-
-    gc.collect()
-    return [r for r in caplog.records if "unrestored values" in r.getMessage()
-            or "could not be found in the restored object" in r.getMessage()
-            or "Unresolved object" in r.getMessage()]
 
 
 def test_a_restore_expects_the_whole_checkpoint_unless_partial(tmp_path, caplog):
