@@ -80,7 +80,7 @@ MODULES = {
     "pipelines": ["tests/pipelines_test.py"],
     "checkpoints": ["tests/checkpoints_test.py"],
     "supernet": ["tests/supernet_test.py"],
-    "resumable": ["tests/training_test.py"],
+    "resumable": ["tests/resumable_test.py", "tests/training_test.py"],
     "training": ["tests/training_test.py", "tests/config_effects_test.py"],
     "exporting": ["tests/exporting_test.py"],
     "analysis/confusion": ["tests/confusion_test.py"],
