@@ -1,0 +1,192 @@
+"""The one-level update's pieces on a few variables, against TensorFlow's own
+clipping and DARTS's order of operations (PyTorch: clip_grad_norm_, then SGD
+adds weight_decay x w to the clipped gradient; Adam on alpha is never clipped)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stacnas_tf import one_level
+from stacnas_tf import strategy as strategy_lib
+
+STRATEGY = strategy_lib.make_strategy("mirrored", cpu_replicas=2)
+
+WEIGHTS = [np.array([[1.0, -2.0], [0.5, 3.0]], "float32"), np.array([4.0, -1.0], "float32")]
+ALPHA = [np.array([[0.3, -0.2, 0.1]], "float32")]
+
+
+def _variables():
+    return ([tf.Variable(w) for w in WEIGHTS], [tf.Variable(a) for a in ALPHA])
+
+
+def _loss(weights, alpha):
+    # Every variable reaches the loss, with gradients of different sizes.
+    return (tf.reduce_sum(weights[0] ** 2) * 2.0 + tf.reduce_sum(weights[1] * 3.0)
+            + tf.reduce_sum(alpha[0] * [1.0, 2.0, -1.0]))
+
+
+def _raw_gradients():
+    weight_grads = [4.0 * WEIGHTS[0], np.full(2, 3.0, "float32")]
+    arch_grads = [np.array([[1.0, 2.0, -1.0]], "float32")]
+    return weight_grads, arch_grads
+
+
+def _numpy(tensors):
+    return [np.asarray(t) for t in tensors]
+
+
+def test_weight_gradients_are_clipped_by_global_norm_then_decayed():
+    weights, _ = _variables()
+    grads, _ = _raw_gradients()
+    clipped, norm = one_level.weight_update([tf.constant(g) for g in grads], weights,
+                                            grad_clip_norm=5.0, weight_decay=0.01)
+    expected_clipped, expected_norm = tf.clip_by_global_norm(grads, 5.0)
+    assert float(norm) == pytest.approx(float(expected_norm), rel=1e-6)  # before clipping
+    assert float(norm) > 5.0
+    for got, g, w in zip(_numpy(clipped), _numpy(expected_clipped), WEIGHTS):
+        np.testing.assert_allclose(got, g + 0.01 * w, rtol=1e-5)
+    # Below the threshold nothing is clipped; without one, nothing either.
+    for clip in (100.0, None, 0.0):
+        kept, _ = one_level.weight_update([tf.constant(g) for g in grads], weights, clip, 0.01)
+        for got, g, w in zip(_numpy(kept), grads, WEIGHTS):
+            np.testing.assert_allclose(got, g + 0.01 * w, rtol=1e-6)
+    # A threshold given as a tensor (a float16 run's scaled one) clips the same.
+    as_tensor, _ = one_level.weight_update([tf.constant(g) for g in grads], weights,
+                                           tf.constant(5.0), 0.01)
+    for got, want in zip(_numpy(as_tensor), _numpy(clipped)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_architecture_gradients_are_decayed_never_clipped():
+    _, alpha = _variables()
+    _, grads = _raw_gradients()
+    [got] = one_level.architecture_update([tf.constant(10.0 * grads[0])], alpha, 0.001)
+    np.testing.assert_allclose(got, 10.0 * grads[0] + 0.001 * ALPHA[0], rtol=1e-6)
+
+
+def test_processed_gradients_split_weights_from_alpha():
+    weights, alpha = _variables()
+    with tf.GradientTape() as tape:
+        loss = _loss(weights, alpha)
+    weight_grads, arch_grads, norm = one_level.processed_gradients(
+        tape, loss, weights, alpha, grad_clip_norm=5.0, weight_decay=0.01, arch_weight_decay=0.001)
+    raw_weights, raw_alpha = _raw_gradients()
+    clipped, raw_norm = tf.clip_by_global_norm(raw_weights, 5.0)
+    assert float(norm) == pytest.approx(float(raw_norm), rel=1e-6)
+    for got, g, w in zip(_numpy(weight_grads), _numpy(clipped), WEIGHTS):
+        np.testing.assert_allclose(got, g + 0.01 * w, rtol=1e-5)
+    np.testing.assert_allclose(arch_grads[0], raw_alpha[0] + 0.001 * ALPHA[0], rtol=1e-6)
+
+
+def test_a_loss_scale_scales_every_term_alike():
+    """float16: the gradients come from loss x S; clipping threshold and decays
+    are scaled too, so dividing by S gives the unscaled update exactly."""
+    results = []
+    for scale in (None, 64.0):
+        weights, alpha = _variables()
+        with tf.GradientTape() as tape:
+            loss = _loss(weights, alpha) * (scale or 1.0)
+        results.append(one_level.processed_gradients(
+            tape, loss, weights, alpha, grad_clip_norm=5.0, weight_decay=0.01,
+            arch_weight_decay=0.001, loss_scale=None if scale is None else tf.constant(scale)))
+    (w1, a1, n1), (w64, a64, n64) = results
+    assert float(n64) == pytest.approx(float(n1), rel=1e-6)  # the norm is the unscaled one
+    for got, want in zip(_numpy(w64) + _numpy(a64), _numpy(w1) + _numpy(a1)):
+        np.testing.assert_allclose(got, 64.0 * want, rtol=1e-5)
+    # Without clipping the same holds.
+    weights, alpha = _variables()
+    with tf.GradientTape() as tape:
+        loss = _loss(weights, alpha) * 8.0
+    w8, _, _ = one_level.processed_gradients(tape, loss, weights, alpha, grad_clip_norm=0.0,
+                                             weight_decay=0.01, arch_weight_decay=0.0,
+                                             loss_scale=tf.constant(8.0))
+    raw, _ = _raw_gradients()
+    for got, g, w in zip(_numpy(w8), raw, WEIGHTS):
+        np.testing.assert_allclose(got, 8.0 * (g + 0.01 * w), rtol=1e-5)
+
+
+def test_a_variable_the_loss_does_not_reach_gets_a_zero_gradient():
+    weights, alpha = _variables()
+    unused = tf.Variable(tf.ones([2, 3]))
+    with tf.GradientTape() as tape:
+        loss = _loss(weights, alpha)
+    grads = one_level.reduced_gradients(tape, loss, weights + [unused])
+    np.testing.assert_array_equal(grads[2], np.zeros([2, 3]))
+    assert grads[2].dtype == tf.float32
+    np.testing.assert_allclose(grads[1], [3.0, 3.0])
+
+
+def _per_replica(strategy, function):
+    return [np.asarray(t) for t in strategy.experimental_local_results(strategy.run(function))]
+
+
+def test_gradients_are_summed_over_replicas_and_applied_once():
+    assert STRATEGY.num_replicas_in_sync == 2
+    with STRATEGY.scope():
+        weight = tf.Variable([1.0, 2.0])
+        sgd = keras.optimizers.SGD(1.0)
+
+    def step():
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(weight * (replica + 1.0))  # gradient 1 on replica 0, 2 on 1
+        [grad] = one_level.reduced_gradients(tape, loss, [weight])
+        one_level.apply(sgd, [grad], [weight])
+        return grad
+
+    grads = _per_replica(STRATEGY, tf.function(step))
+    for grad in grads:
+        np.testing.assert_allclose(grad, [3.0, 3.0])  # 1 + 2 on every replica
+    # Keras sums over replicas once more; apply divides first: one step of the summed gradient.
+    np.testing.assert_allclose(weight.numpy(), [1.0 - 3.0, 2.0 - 3.0])
+
+
+def test_both_optimizers_step_only_what_they_are_given():
+    weights, alpha = _variables()
+    sgd, adam = keras.optimizers.SGD(0.5), keras.optimizers.Adam(0.1)
+    weight_grads, arch_grads = _raw_gradients()
+    one_level.apply(sgd, weight_grads, weights, adam, arch_grads, alpha)
+    for got, w, g in zip(weights, WEIGHTS, weight_grads):
+        np.testing.assert_allclose(got.numpy(), w - 0.5 * g, rtol=1e-6)
+    # Adam's first step moves each logit by lr x sign(g).
+    np.testing.assert_allclose(alpha[0].numpy(), ALPHA[0] - 0.1 * np.sign(arch_grads[0]),
+                               rtol=1e-4)
+    # No architecture optimizer or no logits (a final network): the weights alone.
+    for arch_optimizer, arch_vars in ((None, alpha), (adam, ())):
+        before = alpha[0].numpy().copy()
+        one_level.apply(sgd, weight_grads, weights, arch_optimizer, arch_grads, arch_vars)
+        np.testing.assert_array_equal(alpha[0].numpy(), before)
+    assert int(adam.iterations) == 1
+
+
+def test_loss_scaling_is_matched_for_the_architecture_optimizer():
+    adam = keras.optimizers.Adam(0.1)
+    scaled_sgd = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1),
+                                                     initial_scale=128.0)
+    scaled_sgd.build([tf.Variable(1.0)])  # its scale is a variable made on building
+    assert one_level.loss_scale(adam) is None
+    assert float(one_level.loss_scale(scaled_sgd)) == 128.0
+    wrapped = one_level.matching_loss_scaling(scaled_sgd, adam)
+    assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
+    assert wrapped.inner_optimizer is adam and wrapped.name == "architecture_loss_scale_optimizer"
+    assert one_level.matching_loss_scaling(keras.optimizers.SGD(0.1), adam) is adam
+    assert one_level.matching_loss_scaling(scaled_sgd, wrapped) is wrapped
+    assert one_level.matching_loss_scaling(scaled_sgd, None) is None
+
+
+def test_architecture_gradients_move_to_their_optimizers_own_scale():
+    grads = [tf.constant([2.0, -4.0])]
+    arch = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.1), initial_scale=32.0)
+    arch.build([tf.Variable(1.0)])
+    [got] = one_level.rescaled(grads, tf.constant(128.0), arch)
+    np.testing.assert_allclose(got, [2.0 * 32 / 128, -4.0 * 32 / 128])
+    assert one_level.rescaled(grads, None, arch) is grads
+    assert one_level.rescaled(grads, tf.constant(128.0), keras.optimizers.Adam(0.1)) is grads
+
+
+def test_logs_stay_scalars_off_multi_worker_strategies():
+    logs = {"loss": tf.constant(1.5)}
+    assert one_level.replica_logs(logs) is logs
+    with STRATEGY.scope():
+        assert one_level.replica_logs(logs) is logs
