@@ -133,6 +133,22 @@ def test_a_missing_history_is_refused_when_the_checkpoint_holds_epochs(tmp_path)
         _Run(tmp_path).fit()
 
 
+@pytest.mark.parametrize("recorded", [
+    [{"epoch": 1}, {"epoch": 1}],  # an epoch twice
+    [{"epoch": 2}, {"epoch": 3}],  # the first missing
+    [{"epoch": 1}, [2]],
+    {"epoch": 1},
+])
+def test_a_history_not_numbered_1_2_is_refused(tmp_path, recorded):
+    run = _Run(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(callbacks=[helpers.interrupt_after_epoch(2)])
+    files.write_json(run.folder.history_path, recorded)
+    with pytest.raises(ValueError, match=r"history.json is not a history \(a list of per-epoch "
+                                         r"records, epochs 1, 2, ...\); restore it"):
+        _Run(tmp_path).fit()
+
+
 def test_a_long_finished_run_is_read_back_not_refused(tmp_path):
     # 300 epochs: past the integers Python keeps one copy of (-5..256), so the
     # epoch numbers must be compared by value.
