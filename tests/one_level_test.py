@@ -124,15 +124,16 @@ def _per_replica(strategy, function):
 def test_gradients_are_summed_over_replicas_and_applied_once():
     assert STRATEGY.num_replicas_in_sync == 2
     with STRATEGY.scope():
-        weight = tf.Variable([1.0, 2.0])
-        sgd = keras.optimizers.SGD(1.0)
+        weight, alpha = tf.Variable([1.0, 2.0]), tf.Variable([0.5])
+        sgd, arch_sgd = keras.optimizers.SGD(1.0), keras.optimizers.SGD(0.1)
 
     def step():
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32)
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(weight * (replica + 1.0))  # gradient 1 on replica 0, 2 on 1
-        [grad] = one_level.reduced_gradients(tape, loss, [weight])
-        one_level.apply(sgd, [grad], [weight])
+            # gradients 1 and 10 on replica 0, 2 and 20 on replica 1
+            loss = tf.reduce_sum(weight * (replica + 1.0)) + tf.reduce_sum(alpha * 10 * (replica + 1))
+        grad, arch_grad = one_level.reduced_gradients(tape, loss, [weight, alpha])
+        one_level.apply(sgd, [grad], [weight], arch_sgd, [arch_grad], [alpha])
         return grad
 
     grads = _per_replica(STRATEGY, tf.function(step))
@@ -140,6 +141,7 @@ def test_gradients_are_summed_over_replicas_and_applied_once():
         np.testing.assert_allclose(grad, [3.0, 3.0])  # 1 + 2 on every replica
     # Keras sums over replicas once more; apply divides first: one step of the summed gradient.
     np.testing.assert_allclose(weight.numpy(), [1.0 - 3.0, 2.0 - 3.0])
+    np.testing.assert_allclose(alpha.numpy(), [0.5 - 0.1 * 30.0], rtol=1e-6)
 
 
 def test_both_optimizers_step_only_what_they_are_given():
@@ -185,8 +187,97 @@ def test_architecture_gradients_move_to_their_optimizers_own_scale():
     assert one_level.rescaled(grads, tf.constant(128.0), keras.optimizers.Adam(0.1)) is grads
 
 
-def test_logs_stay_scalars_off_multi_worker_strategies():
-    logs = {"loss": tf.constant(1.5)}
+class _MultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+    """What `replica_logs` reads of a MultiWorkerMirroredStrategy (making a real
+    one sets up collective ops for the whole test process)."""
+
+    def __init__(self, task_type):
+        self._resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec({"worker": ["a:1", "b:1"]}), task_type=task_type, task_id=0)
+
+    @property
+    def cluster_resolver(self):
+        return self._resolver
+
+
+def test_logs_become_one_element_vectors_on_a_multi_worker_cluster(monkeypatch):
+    logs = {"loss": tf.constant(1.5), "accuracy": tf.constant(0.25)}
     assert one_level.replica_logs(logs) is logs
-    with STRATEGY.scope():
+    with STRATEGY.scope():  # several replicas on one machine: Keras reduces scalars
         assert one_level.replica_logs(logs) is logs
+    monkeypatch.setattr(tf.distribute, "get_strategy", lambda: _MultiWorker("worker"))
+    reshaped = one_level.replica_logs(logs)
+    assert {k: (v.shape, float(v[0])) for k, v in reshaped.items()} == {
+        "loss": ((1,), 1.5), "accuracy": ((1,), 0.25)}
+    # The strategy without a cluster (one local process) keeps them.
+    monkeypatch.setattr(tf.distribute, "get_strategy", lambda: _MultiWorker(None))
+    assert one_level.replica_logs(logs) is logs
+
+
+class _Hooked(one_level.TrainingHooks, keras.Model):
+    """A linear classifier with one logit vector as its 'architecture': the
+    smallest model `TrainingHooks` serves, trained as the supernet's step does."""
+
+    num_classes, grad_clip_norm, weight_decay, architecture_weight_decay = 3, 5.0, 0.0, 0.0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(3, name="dense")
+        self.architecture_optimizer = None
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.alpha = self.add_weight(shape=(3,), initializer="ones", name="alpha")
+
+    def call(self, images, training=None):
+        return self.dense(images) * self.alpha
+
+    @property
+    def weight_variables(self):
+        return self.dense.trainable_variables
+
+    @property
+    def architecture_variables(self):
+        return [self.alpha]
+
+    def compile(self, optimizer, architecture_optimizer, **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        self.architecture_optimizer = one_level.matching_loss_scaling(self.optimizer,
+                                                                      architecture_optimizer)
+        # As the supernet's compile: what fit would otherwise build from a batch.
+        self.optimizer.build(self.weight_variables)
+        self.architecture_optimizer.build(self.architecture_variables)
+        self._build_compiled_state()
+
+    def train_step(self, data):
+        images, labels = data
+
+        def forward():
+            logits = self(images, training=True)
+            return self.compute_loss(x=images, y=labels, y_pred=logits, training=True), logits
+
+        loss, logits, weight_grads, arch_grads, _ = self._one_level_gradients(forward)
+        one_level.apply(self.optimizer, weight_grads, self.weight_variables,
+                        self.architecture_optimizer, arch_grads, self.architecture_variables)
+        return self._step_logs(images, labels, logits, loss)
+
+
+@pytest.mark.parametrize("strategy", [tf.distribute.get_strategy(), STRATEGY],
+                         ids=["one_replica", "two_replicas"])
+def test_the_logged_loss_is_the_mean_over_every_example(strategy):
+    """Batches of 4 and 2 (6 examples), learning rates 0: the epoch's loss is the
+    mean cross-entropy over the 6 examples, whatever the replicas."""
+    x = np.random.default_rng(1).normal(size=(6, 4)).astype("float32")
+    y = np.array([0, 1, 2, 0, 1, 2])
+    with strategy.scope():
+        model = _Hooked(name="hooked")
+        model.build((None, 4))
+        model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    logits = model(x).numpy()
+    per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    history = model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), epochs=1, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(float(np.mean(per_example)), rel=1e-5)
+    accuracy = np.mean(logits.argmax(-1) == y)
+    assert history.history["accuracy"][0] == pytest.approx(accuracy)
