@@ -1,6 +1,8 @@
 """resumable.fit on a one-layer model: what each epoch leaves in the folder,
 and how a rerun, a divergence and a non-chief worker go on from it."""
 
+import glob
+import io
 import os
 import types
 
@@ -90,7 +92,11 @@ def test_each_epoch_is_recorded_then_checkpointed_with_its_count(tmp_path):
     assert files.read_json(run.folder.history_path) == history
     assert _checkpoint_numbers(run.folder) == [EPOCHS - 1, EPOCHS]  # two kept
     assert run.dataset_calls == [(0, None)]  # one strategy: no input context
-    assert os.listdir(os.path.join(run.folder.tensorboard_dir, "train"))  # Keras's TensorBoard
+    # Keras's TensorBoard logs, without the graph (a supernet's has thousands of ops).
+    [events] = glob.glob(os.path.join(run.folder.tensorboard_dir, "train", "events.*"))
+    summaries = list(tf.compat.v1.train.summary_iterator(events))
+    assert any(e.summary.value for e in summaries)
+    assert not any(e.graph_def for e in summaries)
 
 
 def test_a_rerun_goes_on_after_the_saved_epoch_with_its_history(tmp_path):
@@ -108,6 +114,10 @@ def test_a_rerun_goes_on_after_the_saved_epoch_with_its_history(tmp_path):
     again = _Run(tmp_path)
     assert again.fit() == history
     assert again.dataset_calls == []
+    # Nor does one asking for fewer epochs than the folder holds.
+    fewer = _Run(tmp_path)
+    assert fewer.fit(epochs=3) == history
+    assert fewer.dataset_calls == []
 
 
 def test_an_epoch_recorded_but_not_checkpointed_is_done_again(tmp_path):
@@ -180,6 +190,26 @@ def test_a_header_is_printed_only_when_the_run_prints(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("stage 1 of 2\n")
     _Run(tmp_path / "none").fit(epochs=1, verbose=2)
     assert "None" not in capsys.readouterr().out
+
+
+class _FlushRecorder(io.StringIO):
+    """sys.stdout that records what it held at each flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushed = []
+
+    def flush(self):
+        self.flushed.append(self.getvalue())
+        super().flush()
+
+
+def test_the_header_is_flushed_before_training_starts(tmp_path, monkeypatch):
+    # A piped log (tee, nohup) shows which stage runs before its first epoch ends.
+    stdout = _FlushRecorder()
+    monkeypatch.setattr("sys.stdout", stdout)
+    _Run(tmp_path).fit(epochs=1, header="stage 1 of 2", verbose=2)
+    assert stdout.flushed[0] == "stage 1 of 2\n"
 
 
 def test_settings_are_taken_by_keyword_only(tmp_path):
