@@ -281,3 +281,38 @@ def test_the_logged_loss_is_the_mean_over_every_example(strategy):
     assert history.history["loss"][0] == pytest.approx(float(np.mean(per_example)), rel=1e-5)
     accuracy = np.mean(logits.argmax(-1) == y)
     assert history.history["accuracy"][0] == pytest.approx(accuracy)
+
+
+def test_under_loss_scaling_the_gradients_come_from_the_scaled_loss():
+    """A LossScaleOptimizer at scale 256: the step's gradients are 256 x the
+    unscaled ones (its optimizer divides them out), alpha's at its optimizer's 32."""
+    x = np.random.default_rng(2).normal(size=(4, 4)).astype("float32")
+    y = np.array([0, 1, 2, 0])
+    grads = {}
+    for scale in (None, 256.0):
+        keras.utils.set_random_seed(0)
+        model = _Hooked(name="hooked")
+        model.build((None, 4))
+        optimizer = keras.optimizers.SGD(0.1)
+        if scale is not None:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=scale)
+        arch_optimizer = keras.optimizers.SGD(0.1)
+        if scale is not None:  # its own scale: alpha's gradients are brought to it
+            arch_optimizer = keras.optimizers.LossScaleOptimizer(arch_optimizer, initial_scale=32.0)
+        model.compile(optimizer, arch_optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+        def forward():
+            logits = model(x, training=True)
+            return model.compute_loss(x=x, y=y, y_pred=logits, training=True), logits
+
+        loss, _, weight_grads, arch_grads, norm = model._one_level_gradients(forward)
+        grads[scale] = (float(loss), _numpy(weight_grads), _numpy(arch_grads), float(norm))
+    (loss, weights, alpha, norm), (scaled_loss, scaled_weights, scaled_alpha, scaled_norm) = (
+        grads[None], grads[256.0])
+    assert scaled_loss == pytest.approx(loss, rel=1e-6)  # the loss reported is unscaled
+    assert scaled_norm == pytest.approx(norm, rel=1e-5)
+    for got, want in zip(scaled_weights, weights):
+        np.testing.assert_allclose(got, 256.0 * want, rtol=1e-4, atol=1e-6)
+    for got, want in zip(scaled_alpha, alpha):
+        np.testing.assert_allclose(got, 32.0 * want, rtol=1e-4, atol=1e-6)
