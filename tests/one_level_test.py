@@ -316,3 +316,12 @@ def test_under_loss_scaling_the_gradients_come_from_the_scaled_loss():
         np.testing.assert_allclose(got, 256.0 * want, rtol=1e-4, atol=1e-6)
     for got, want in zip(scaled_alpha, alpha):
         np.testing.assert_allclose(got, 32.0 * want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_decays_and_the_threshold_are_taken_by_keyword_only():
+    # Three floats in a row: by position, weight and architecture decay could be swapped unseen.
+    weights, alpha = _variables()
+    with tf.GradientTape() as tape:
+        loss = _loss(weights, alpha)
+    with pytest.raises(TypeError):
+        one_level.processed_gradients(tape, loss, weights, alpha, 5.0, 0.01, 0.001)
