@@ -117,6 +117,19 @@ def test_a_variable_the_loss_does_not_reach_gets_a_zero_gradient():
     np.testing.assert_allclose(grads[1], [3.0, 3.0])
 
 
+def test_outside_a_replica_the_gradients_are_the_tapes():
+    # In a strategy's scope but outside `strategy.run` there is no replica context
+    # (an analysis computing gradients eagerly under the search's strategy).
+    weights, alpha = _variables()
+    with STRATEGY.scope():
+        assert tf.distribute.get_replica_context() is None
+        with tf.GradientTape() as tape:
+            loss = _loss(weights, alpha)
+        grads = one_level.reduced_gradients(tape, loss, weights + alpha)
+    for got, want in zip(_numpy(grads), sum(_raw_gradients(), [])):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def _per_replica(strategy, function):
     return [np.asarray(t) for t in strategy.experimental_local_results(strategy.run(function))]
 
@@ -130,8 +143,8 @@ def test_gradients_are_summed_over_replicas_and_applied_once():
     def step():
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32)
         with tf.GradientTape() as tape:
-            # gradients 1 and 10 on replica 0, 2 and 20 on replica 1
-            loss = tf.reduce_sum(weight * (replica + 1.0)) + tf.reduce_sum(alpha * 10 * (replica + 1))
+            # gradients 1 and 5 on replica 0, 2 and 10 on replica 1: alpha's sum 15 is odd
+            loss = tf.reduce_sum(weight * (replica + 1.0)) + tf.reduce_sum(alpha * 5 * (replica + 1))
         grad, arch_grad = one_level.reduced_gradients(tape, loss, [weight, alpha])
         one_level.apply(sgd, [grad], [weight], arch_sgd, [arch_grad], [alpha])
         return grad
@@ -141,7 +154,7 @@ def test_gradients_are_summed_over_replicas_and_applied_once():
         np.testing.assert_allclose(grad, [3.0, 3.0])  # 1 + 2 on every replica
     # Keras sums over replicas once more; apply divides first: one step of the summed gradient.
     np.testing.assert_allclose(weight.numpy(), [1.0 - 3.0, 2.0 - 3.0])
-    np.testing.assert_allclose(alpha.numpy(), [0.5 - 0.1 * 30.0], rtol=1e-6)
+    np.testing.assert_allclose(alpha.numpy(), [0.5 - 0.1 * 15.0], rtol=1e-6)
 
 
 def test_both_optimizers_step_only_what_they_are_given():
