@@ -57,6 +57,9 @@ def test_output_shape_and_reduction_cells():
     net = _network(num_cells=5)
     assert tuple(net(tf.zeros([2, 8, 8, 1])).shape) == (2, 10)
     assert [c.reduction for c in net.search_cells] == [False, True, False, True, False]
+    # Checkpoint keys follow these names (stacnas_tf/checkpoints.py).
+    assert [c.name for c in net.search_cells] == [
+        "cell_0_normal", "cell_1_reduce", "cell_2_normal", "cell_3_reduce", "cell_4_normal"]
     assert net.search_cells[-1].filters == 16  # doubled twice
     assert net.stem_conv.filters == 12  # 3C stem
 
@@ -171,9 +174,27 @@ def test_architecture_logits_config_saving_and_training():
         expected_num_trainable_weights=2)
 
 
+def test_defaults_are_darts_train_search_settings():
+    # quark0/darts cnn/train_search.py: --init_channels 16, --layers 8, --weight_decay 3e-4,
+    # --arch_weight_decay 1e-3, --grad_clip 5; model_search.py: stem_multiplier=3.
+    config = supernet.SearchNetwork(search_space.stage1_space(SPACE, 8, False), 10).get_config()
+    assert {k: config[k] for k in ("channels", "num_cells", "stem_multiplier", "weight_decay",
+                                   "architecture_weight_decay", "grad_clip_norm", "optimization",
+                                   "seed")} == {
+        "channels": 16, "num_cells": 8, "stem_multiplier": 3, "weight_decay": 3e-4,
+        "architecture_weight_decay": 1e-3, "grad_clip_norm": 5.0, "optimization": "one_level",
+        "seed": None}
+
+
+def test_a_one_cell_supernet_is_one_reduction_cell():
+    net = _network(num_cells=1)
+    assert [(c.name, c.reduction) for c in net.search_cells] == [("cell_0_reduce", True)]
+    assert tuple(net(tf.zeros([2, 8, 8, 1])).shape) == (2, 10)
+
+
 def test_bad_arguments_are_refused():
     stage = search_space.stage1_space(SPACE, 3, False)
-    with pytest.raises(ValueError, match="num_cells"):
+    with pytest.raises(ValueError, match="num_cells: expected a positive number of cells, got 0"):
         supernet.SearchNetwork(stage, 10, num_cells=0)
     with pytest.raises(ValueError, match="channels"):
         supernet.SearchNetwork(stage, 10, channels=5)
