@@ -62,6 +62,9 @@ def test_output_shape_and_reduction_cells():
         "cell_0_normal", "cell_1_reduce", "cell_2_normal", "cell_3_reduce", "cell_4_normal"]
     assert net.search_cells[-1].filters == 16  # doubled twice
     assert net.stem_conv.filters == 12  # 3C stem
+    # DARTS model_search.py's stem: Conv2d, then BatchNorm2d with its default affine=True
+    # (the cells' batch norms are the ones without).
+    assert [w.name for w in net.stem_bn.trainable_weights] == ["gamma", "beta"]
 
 
 def test_build_creates_the_variables_of_a_call_and_one_trace_serves_the_steps():
