@@ -72,3 +72,32 @@ def test_multiply_adds_of_darts_v2_on_imagenet_match_the_reference():
                                auxiliary=True)
     net(tf.zeros([1, 224, 224, 3]), training=False)
     assert sizes.multiply_adds(net, (224, 224, 3)) == 529_911_552
+
+
+def test_multiply_adds_of_any_keras_model_match_a_hand_count():
+    # Layers and settings the DARTS networks do not use: valid padding with
+    # stride and dilation, groups, a depth multiplier, a dense layer on a map.
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((9, 9, 4)),
+        keras.layers.Conv2D(6, 3, strides=2, padding="valid"),  # -> 4x4x6
+        keras.layers.Conv2D(4, 1, groups=2),  # -> 4x4x4
+        keras.layers.DepthwiseConv2D(2, dilation_rate=2, depth_multiplier=3),  # -> 2x2x12
+        keras.layers.Dense(5),  # on every pixel -> 2x2x5
+    ])
+    # pixels x kernel area x input channels per group x filters (6 channels in 2 groups)
+    expected = (4 * 4 * 9 * 4 * 6) + (4 * 4 * 1 * 3 * 4) + (2 * 2 * 4 * 4 * 3) + (2 * 2 * 12 * 5)
+    assert sizes.multiply_adds(model, (9, 9, 4)) == expected
+
+
+def test_counting_leaves_keras_classes_as_they_were():
+    import keras
+
+    classes = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    before = [(cls.call, "call" in cls.__dict__) for cls in classes]
+    model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(2, 1)])
+    sizes.multiply_adds(model, (4, 4, 2))
+    with pytest.raises(ValueError):  # a model that fails while counting
+        sizes.multiply_adds(model, (4, 4, 3))
+    assert [(cls.call, "call" in cls.__dict__) for cls in classes] == before
