@@ -53,6 +53,18 @@ def test_every_logit_set_starts_from_its_own_draw():
             np.testing.assert_array_equal(a, b.numpy())
 
 
+def test_searches_with_other_seeds_start_from_other_logits():
+    # Every logit set of every seed its own draw: no seed's set repeats another seed's.
+    drawn = []
+    for seed in (0, 1, 2, 5):
+        stage = search_space.stage1_space(SPACE, 3, False)
+        net = supernet.SearchNetwork(stage, 10, channels=4, num_cells=3, seed=seed)
+        drawn += [v.numpy() for v in net.architecture_variables]
+    for a in range(len(drawn)):
+        for b in range(a):
+            assert not np.allclose(drawn[a], drawn[b]), (a, b)
+
+
 def test_output_shape_and_reduction_cells():
     net = _network(num_cells=5)
     assert tuple(net(tf.zeros([2, 8, 8, 1])).shape) == (2, 10)
@@ -199,8 +211,9 @@ def test_bad_arguments_are_refused():
     stage = search_space.stage1_space(SPACE, 3, False)
     with pytest.raises(ValueError, match="num_cells: expected a positive number of cells, got 0"):
         supernet.SearchNetwork(stage, 10, num_cells=0)
-    with pytest.raises(ValueError, match="channels"):
-        supernet.SearchNetwork(stage, 10, channels=5)
+    for channels in (5, 0, -2):
+        with pytest.raises(ValueError, match=f"channels: expected an even number >= 2, got {channels}"):
+            supernet.SearchNetwork(stage, 10, channels=channels)
 
 
 def _bi_level_step(weight_batch, arch_batch):
