@@ -1,9 +1,12 @@
+import json
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from stacnas_tf import optimizers
+from stacnas_tf import precision
 from stacnas_tf import search_space
 from stacnas_tf import supernet
 
@@ -218,7 +221,8 @@ def test_bad_arguments_are_refused():
 
 def _bi_level_step(weight_batch, arch_batch):
     keras.utils.set_random_seed(7)  # the same initial weights on every call
-    net = _network(optimization="bi_level")
+    # As a resumed search reads it from config.json: not an interned literal.
+    net = _network(optimization=json.loads('"bi_level"'))
     _compile(net)
     net.train_step((weight_batch, arch_batch))
     return ([v.numpy() for v in net.architecture_variables],
@@ -252,6 +256,51 @@ def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
         # Adam's first step moves each entry by lr * g / (|g| + eps').
         expected = before.numpy() - 3e-4 * g / (np.abs(g) + 1e-8)
         np.testing.assert_allclose(after, expected, atol=2e-6)
+
+
+def test_bi_level_alpha_gradient_is_taken_in_training_mode():
+    # SGD on alpha (Adam's first step sees only the gradient's signs): alpha moves
+    # by lr x (the gradient of the training-mode loss on its batch + decay x alpha).
+    x, y = helpers.random_batch(seed=4)
+    keras.utils.set_random_seed(7)
+    reference = _network()
+    _compile(reference)
+    with tf.GradientTape() as tape:
+        loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
+    grads = tape.gradient(loss, reference.architecture_variables)
+    keras.utils.set_random_seed(7)
+    net = _network(optimization="bi_level")
+    net.compile(optimizers.FusedSGD(0.1, momentum=0.9), keras.optimizers.SGD(1.0))
+    net.train_step((helpers.random_batch(seed=5), (x, y)))
+    for before, grad, after in zip(reference.architecture_variables, grads,
+                                   net.architecture_variables):
+        expected = before.numpy() - (grad.numpy() + 1e-3 * before.numpy())
+        np.testing.assert_allclose(after.numpy(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_alpha_and_its_softmax_stay_float32_inside_a_mixed_precision_call():
+    with precision.policy_scope("mixed_float16"):
+        net = _network()
+    seen = []
+    run_cells = net.run_cells
+
+    def recording(images, training=None, on_cell=None):
+        return run_cells(images, training,
+                         on_cell=lambda cell, inputs, weights: seen.append(weights.dtype))
+
+    net.run_cells = recording  # inside the call, where Keras casts autocast variables
+    net(tf.zeros([1, 8, 8, 1]))
+    assert seen == [tf.float32] * 3
+
+
+def test_padding_entries_beyond_an_edges_candidates_get_no_weight():
+    logits = supernet.ArchitectureLogits([[4, 2, 1]], seed=0)
+    [probabilities] = [p.numpy() for p in logits.probabilities()]
+    assert probabilities.shape == (3, 4)
+    np.testing.assert_array_equal(probabilities[1, 2:], 0.0)
+    np.testing.assert_array_equal(probabilities[2, 1:], 0.0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    assert probabilities[2, 0] == 1.0
 
 
 def test_unknown_optimization_is_refused():
