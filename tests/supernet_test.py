@@ -113,6 +113,8 @@ def test_build_creates_the_variables_of_a_call_and_one_trace_serves_the_steps():
 def test_train_step_updates_weights_with_sgd_and_logits_with_adam():
     net = _network()
     weight_opt, arch_opt = _compile(net)
+    # Keras's default ("auto") would compile with XLA wherever there is a GPU.
+    assert net.jit_compile is False
     x, y = helpers.random_batch()
     before_alpha = [v.numpy().copy() for v in net.architecture_variables]
     before_weights = [v.numpy().copy() for v in net.weight_variables]
