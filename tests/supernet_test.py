@@ -76,7 +76,8 @@ def test_output_shape_and_reduction_cells():
     assert [c.name for c in net.search_cells] == [
         "cell_0_normal", "cell_1_reduce", "cell_2_normal", "cell_3_reduce", "cell_4_normal"]
     assert net.search_cells[-1].filters == 16  # doubled twice
-    assert net.stem_conv.filters == 12  # 3C stem
+    # DARTS model_search.py's stem: nn.Conv2d(3, 3C, 3, padding=1, bias=False)
+    assert tuple(net.stem_conv.kernel.shape) == (3, 3, 1, 12) and net.stem_conv.bias is None
     # DARTS model_search.py's stem: Conv2d, then BatchNorm2d with its default affine=True
     # (the cells' batch norms are the ones without).
     assert [w.name for w in net.stem_bn.trainable_weights] == ["gamma", "beta"]
