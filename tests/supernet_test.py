@@ -220,6 +220,20 @@ def test_bad_arguments_are_refused():
     for channels in (5, 0, -2):
         with pytest.raises(ValueError, match=f"channels: expected an even number >= 2, got {channels}"):
             supernet.SearchNetwork(stage, 10, channels=channels)
+    assert supernet.SearchNetwork(stage, 10, channels=2).channels == 2  # the smallest accepted
+    four_cells = search_space.stage1_space(SPACE, 4, True)
+    with pytest.raises(ValueError, match="per-cell logits need 3 cells of candidates, got 4"):
+        supernet.SearchNetwork(four_cells, 10, num_cells=3)
+
+
+def test_the_compiled_loss_is_cross_entropy_on_logits():
+    net = _network()
+    _compile(net)
+    logits = tf.constant([[2.0, -1.0] + [0.0] * 8, [0.5] * 10])
+    labels = tf.constant([0, 3])
+    expected = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    assert float(net.compute_loss(y=labels, y_pred=logits)) == pytest.approx(
+        float(tf.reduce_mean(expected)), rel=1e-6)
 
 
 def _bi_level_step(weight_batch, arch_batch):
@@ -259,6 +273,28 @@ def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
         # Adam's first step moves each entry by lr * g / (|g| + eps').
         expected = before.numpy() - 3e-4 * g / (np.abs(g) + 1e-8)
         np.testing.assert_allclose(after, expected, atol=2e-6)
+
+
+def test_bi_level_weight_step_is_sgd_on_the_training_mode_loss_with_the_new_alpha():
+    weight_batch, arch_batch = helpers.random_batch(seed=5), helpers.random_batch(seed=4)
+    keras.utils.set_random_seed(7)
+    net = _network(optimization="bi_level")
+    _compile(net)  # FusedSGD lr 0.1, momentum 0.9: its first step is lr x gradient
+    before = [v.numpy().copy() for v in net.weight_variables]
+    net.train_step((weight_batch, arch_batch))
+    keras.utils.set_random_seed(7)
+    reference = _network()  # the same weights, given the stepped alpha
+    for mine, stepped in zip(reference.architecture_variables, net.architecture_variables):
+        mine.assign(stepped)
+    x, y = weight_batch
+    _compile(reference)
+    with tf.GradientTape() as tape:
+        loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
+    grads = tape.gradient(loss, reference.weight_variables)
+    clipped, _ = tf.clip_by_global_norm(grads, 5.0)  # DARTS's grad_clip, then weight decay
+    for b, g, after in zip(before, clipped, net.weight_variables):
+        np.testing.assert_allclose(after.numpy(), b - 0.1 * (g.numpy() + 3e-4 * b), rtol=1e-4,
+                                   atol=1e-6, err_msg=after.path)
 
 
 def test_bi_level_alpha_gradient_is_taken_in_training_mode():
