@@ -89,6 +89,10 @@ def test_multiply_adds_of_any_keras_model_match_a_hand_count():
     # pixels x kernel area x input channels per group x filters (6 channels in 2 groups)
     expected = (4 * 4 * 9 * 4 * 6) + (4 * 4 * 1 * 3 * 4) + (2 * 2 * 4 * 4 * 3) + (2 * 2 * 12 * 5)
     assert sizes.multiply_adds(model, (9, 9, 4)) == expected
+    # "same" padding at stride 2 on an odd side: ceil(9 / 2) = 5 rows and columns.
+    odd = keras.Sequential([keras.Input((9, 9, 2)), keras.layers.Conv2D(3, 3, strides=2,
+                                                                        padding="same")])
+    assert sizes.multiply_adds(odd, (9, 9, 2)) == 5 * 5 * 9 * 2 * 3
 
 
 def test_counting_leaves_keras_classes_as_they_were():
