@@ -24,6 +24,10 @@ def test_describe_puts_darts_v2_on_imagenet_in_the_mobile_setting():
     result = sizes.describe(genotype_lib.PUBLISHED["DARTS_V2"], "imagenet_mobile")
     assert result["multiply_adds"] == 529_911_552
     assert result["mobile_setting"] is True
+    # NASNet's cell has 604.0M (the same reference): over the bound.
+    result = sizes.describe(genotype_lib.PUBLISHED["NASNET"], "imagenet_mobile")
+    assert result["multiply_adds"] == 604_031_616
+    assert result["mobile_setting"] is False
 
 
 def test_multiply_adds_match_a_hand_count():
