@@ -97,6 +97,9 @@ def test_multiply_adds_of_any_keras_model_match_a_hand_count():
     odd = keras.Sequential([keras.Input((9, 9, 2)), keras.layers.Conv2D(3, 3, strides=2,
                                                                         padding="same")])
     assert sizes.multiply_adds(odd, (9, 9, 2)) == 5 * 5 * 9 * 2 * 3
+    # An even kernel, valid padding: 9 - (4 - 1) = 6 rows and columns.
+    even = keras.Sequential([keras.Input((9, 9, 2)), keras.layers.Conv2D(3, 4)])
+    assert sizes.multiply_adds(even, (9, 9, 2)) == 6 * 6 * 16 * 2 * 3
 
 
 def test_counting_leaves_keras_classes_as_they_were():
