@@ -259,15 +259,25 @@ def test_bi_level_step_takes_alpha_from_its_own_batch_and_weights_from_the_other
     assert any(np.abs(a - b).max() > 1e-9 for a, b in zip(alpha, alpha_other_a))
 
 
-def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
-    x, y = helpers.random_batch(seed=4)
-    keras.utils.set_random_seed(7)
-    reference = _network()
-    _compile(reference)
+def _seeded_network(**kwargs):
+    keras.utils.set_random_seed(7)  # the same initial weights as _bi_level_step's
+    return _network(**kwargs)
+
+
+def _training_mode_gradients(net, batch, variables):
+    """Gradients of `net`'s compiled loss on `batch`, the network in training mode."""
+    x, y = batch
     with tf.GradientTape() as tape:
-        loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
-    grads = tape.gradient(loss, reference.architecture_variables)
-    alpha, _ = _bi_level_step(helpers.random_batch(seed=5), (x, y))
+        loss = net.compute_loss(x=x, y=y, y_pred=net(x, training=True), training=True)
+    return tape.gradient(loss, variables)
+
+
+def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
+    arch_batch = helpers.random_batch(seed=4)
+    reference = _seeded_network()
+    _compile(reference)
+    grads = _training_mode_gradients(reference, arch_batch, reference.architecture_variables)
+    alpha, _ = _bi_level_step(helpers.random_batch(seed=5), arch_batch)
     for before, grad, after in zip(reference.architecture_variables, grads, alpha):
         g = grad.numpy() + 1e-3 * before.numpy()
         # Adam's first step moves each entry by lr * g / (|g| + eps').
@@ -277,20 +287,15 @@ def test_bi_level_alpha_step_is_adams_first_step_on_the_architecture_batch():
 
 def test_bi_level_weight_step_is_sgd_on_the_training_mode_loss_with_the_new_alpha():
     weight_batch, arch_batch = helpers.random_batch(seed=5), helpers.random_batch(seed=4)
-    keras.utils.set_random_seed(7)
-    net = _network(optimization="bi_level")
+    net = _seeded_network(optimization="bi_level")
     _compile(net)  # FusedSGD lr 0.1, momentum 0.9: its first step is lr x gradient
     before = [v.numpy().copy() for v in net.weight_variables]
     net.train_step((weight_batch, arch_batch))
-    keras.utils.set_random_seed(7)
-    reference = _network()  # the same weights, given the stepped alpha
+    reference = _seeded_network()  # the same weights, given the stepped alpha
     for mine, stepped in zip(reference.architecture_variables, net.architecture_variables):
         mine.assign(stepped)
-    x, y = weight_batch
     _compile(reference)
-    with tf.GradientTape() as tape:
-        loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
-    grads = tape.gradient(loss, reference.weight_variables)
+    grads = _training_mode_gradients(reference, weight_batch, reference.weight_variables)
     clipped, _ = tf.clip_by_global_norm(grads, 5.0)  # DARTS's grad_clip, then weight decay
     for b, g, after in zip(before, clipped, net.weight_variables):
         np.testing.assert_allclose(after.numpy(), b - 0.1 * (g.numpy() + 3e-4 * b), rtol=1e-4,
@@ -300,17 +305,13 @@ def test_bi_level_weight_step_is_sgd_on_the_training_mode_loss_with_the_new_alph
 def test_bi_level_alpha_gradient_is_taken_in_training_mode():
     # SGD on alpha (Adam's first step sees only the gradient's signs): alpha moves
     # by lr x (the gradient of the training-mode loss on its batch + decay x alpha).
-    x, y = helpers.random_batch(seed=4)
-    keras.utils.set_random_seed(7)
-    reference = _network()
+    arch_batch = helpers.random_batch(seed=4)
+    reference = _seeded_network()
     _compile(reference)
-    with tf.GradientTape() as tape:
-        loss = reference.compute_loss(x=x, y=y, y_pred=reference(x, training=True), training=True)
-    grads = tape.gradient(loss, reference.architecture_variables)
-    keras.utils.set_random_seed(7)
-    net = _network(optimization="bi_level")
+    grads = _training_mode_gradients(reference, arch_batch, reference.architecture_variables)
+    net = _seeded_network(optimization="bi_level")
     net.compile(optimizers.FusedSGD(0.1, momentum=0.9), keras.optimizers.SGD(1.0))
-    net.train_step((helpers.random_batch(seed=5), (x, y)))
+    net.train_step((helpers.random_batch(seed=5), arch_batch))
     for before, grad, after in zip(reference.architecture_variables, grads,
                                    net.architecture_variables):
         expected = before.numpy() - (grad.numpy() + 1e-3 * before.numpy())
