@@ -172,3 +172,110 @@ def test_steps_per_epoch_checks_the_batch_size():
     assert sources.steps_per_epoch(source, 100, num_examples=1000) == 10
     with pytest.raises(ValueError, match="--batch_size=5000"):
         sources.steps_per_epoch(source, 5000)
+
+
+def test_arrays_that_do_not_fit_are_refused_with_what_was_expected():
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    with pytest.raises(ValueError, match=r"^data: no images \(an empty array of shape "
+                                         r"\(0, 8, 8, 3\)\)"):
+        sources.from_arrays(np.zeros((0, 8, 8, 3), np.uint8), np.zeros(0, np.int64))
+    for count in ("10", True, 1):
+        with pytest.raises(ValueError, match="^num_classes: expected a count of classes >= 2"):
+            sources.from_arrays(images, np.arange(4) % 2, num_classes=count)
+    with pytest.raises(ValueError, match=r"^data: labels must lie in 0\.\.9 \(10 classes, at least "
+                                         r"2\); got 0\.\.10\."):
+        sources.from_arrays(images, np.array([0, 1, 2, 10]), num_classes=10)
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.0 \(1 classes, at least 2\)"):
+        sources.from_arrays(images, np.zeros(4, np.int64))  # one class counted from the labels
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.9 .*got 0\.\.11"):
+        sources.from_arrays(images, np.array([0, 1, 2, 11]), num_classes=10)
+    assert sources.from_arrays(images, np.arange(4) % 2, num_classes=2).num_classes == 2
+    with pytest.raises(ValueError, match=r"integer images must be pixels in 0-255; got values in "
+                                         r"\[256, 256\]"):
+        sources.from_arrays(np.full((4, 8, 8, 1), 256), np.arange(4) % 2)
+    with pytest.raises(ValueError, match=r"the float images lie in \[0, 1\]"):
+        sources.from_arrays(np.full((4, 8, 8, 1), 0.5), np.arange(4) % 2)
+    with pytest.raises(ValueError, match="^class_names: every class needs its own name; 'a' names "
+                                         "more than one class"):
+        sources.from_arrays(images, np.arange(4) % 3, class_names=["a", "b", "a"])
+    named = sources.from_arrays(images, np.arange(4) % 3, class_names=["a", "b", "c"])
+    assert named.class_names == ("a", "b", "c")
+
+
+def test_statistics_are_per_channel_on_the_0_to_1_scale():
+    # A hand count: channel 0 all 255, channel 1 all 0, channel 2 half of each.
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    images[..., 0] = 255
+    images[0, ..., 2] = 255
+    source = sources.from_arrays(images, np.array([0, 1]))
+    assert source.mean == pytest.approx((1.0, 0.0, 0.5))
+    assert source.std == pytest.approx((1e-3, 1e-3, 0.5))  # a constant channel's std is floored
+
+
+def test_datasets_of_one_hot_labels_are_refused_and_batches_are_unbatched():
+    images, labels = np.zeros((4, 8, 8, 3), np.uint8), np.arange(4) % 2
+    one_hot = np.eye(10, dtype=np.float32)[labels]
+    for dataset in (tf.data.Dataset.from_tensor_slices((images, one_hot)),
+                    tf.data.Dataset.from_tensor_slices((images[..., :1], one_hot)),
+                    tf.data.Dataset.from_tensor_slices((images, one_hot)).batch(2)):
+        with pytest.raises(ValueError, match=r"^data: expected one integer class label per image, "
+                                             r"got labels of shape .*one-hot"):
+            sources.from_dataset(dataset)
+    batched = sources.from_dataset(tf.data.Dataset.from_tensor_slices((images, labels)).batch(3))
+    # Grey batches without a channel axis: [batch, 8, 8] images, [batch] labels.
+    grey = sources.from_dataset(tf.data.Dataset.from_tensor_slices((images[..., 0], labels)).batch(2))
+    assert [(s.num_examples, s.image_shape) for s in (batched, grey)] == [(4, (8, 8, 3)),
+                                                                          (4, (8, 8, 1))]
+
+
+def _write_idx(path, header, body):
+    import gzip
+
+    with gzip.open(path, "wb") as f:
+        f.write(bytes(header) + bytes(body))
+
+
+@pytest.mark.parametrize("header", [
+    [1, 0, 0x08, 3],  # another magic number
+    [0, 1, 0x08, 3],
+    [0, 0, 0x09, 3],  # signed bytes
+    [0, 0, 0x0D, 3],  # floats
+    [0, 0, 0x08],  # cut short: no dimension count
+])
+def test_fashion_mnist_files_that_are_not_idx_unsigned_bytes_are_refused(tmp_path, header):
+    dims = [0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4]
+    if len(header) == 3:
+        _write_idx(tmp_path / "train-images-idx3-ubyte.gz", header, [])
+    else:
+        _write_idx(tmp_path / "train-images-idx3-ubyte.gz", header + dims, [0] * 32)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", [0, 0, 0x08, 1, 0, 0, 0, 2], [0, 1])
+    with pytest.raises(ValueError, match="^fashion_mnist: .*train-images-idx3-ubyte.gz is not an "
+                                         "IDX file of unsigned bytes"):
+        sources.load("fashion_mnist", data_dir=str(tmp_path))
+    # The same files with the right header load: 2 images of 4x4.
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", [0, 0, 0x08, 3] + dims, [0] * 32)
+    assert sources.load("fashion_mnist", data_dir=str(tmp_path)).image_shape == (4, 4, 1)
+
+
+def test_input_shapes_need_sides_divisible_by_4():
+    source = sources.from_arrays(np.zeros((4, 8, 12, 1), np.uint8), np.arange(4) % 2)
+    assert sources.model_input_shape(source, None) == (8, 12, 1)
+    assert sources.model_input_shape(source, 16) == (16, 16, 1)
+    for image_size, side in ((10, "10x10"), (6, "6x6")):
+        with pytest.raises(ValueError, match=f"--image_size: in_memory images are {side}; the two "
+                                             "reduction cells need sides divisible by 4"):
+            sources.model_input_shape(source, image_size)
+    narrow = sources.from_arrays(np.zeros((4, 8, 6, 1), np.uint8), np.arange(4) % 2)
+    with pytest.raises(ValueError, match="images are 8x6"):
+        sources.model_input_shape(narrow, None)
+
+
+def test_example_counts_up_to_the_data_are_accepted():
+    source = sources.from_arrays(np.zeros((8, 8, 8, 1), np.uint8), np.arange(8) % 2)
+    sources.check_example_count(source, None, 4)
+    sources.check_example_count(source, 8, 4)
+    sources.check_example_count(source, 8, 8)  # one batch a step is enough
+    with pytest.raises(ValueError, match="^--num_train_examples=9: in_memory has 8 training examples"):
+        sources.check_example_count(source, 9, 4)
+    with pytest.raises(ValueError, match="^--batch_size=8 is larger than the 6 training examples"):
+        sources.check_example_count(source, 6, 8)
