@@ -261,6 +261,7 @@ def test_input_shapes_need_sides_divisible_by_4():
     source = sources.from_arrays(np.zeros((4, 8, 12, 1), np.uint8), np.arange(4) % 2)
     assert sources.model_input_shape(source, None) == (8, 12, 1)
     assert sources.model_input_shape(source, 16) == (16, 16, 1)
+    assert sources.model_input_shape(source, 12) == (12, 12, 1)
     for image_size, side in ((10, "10x10"), (6, "6x6")):
         with pytest.raises(ValueError, match=f"--image_size: in_memory images are {side}; the two "
                                              "reduction cells need sides divisible by 4"):
