@@ -262,14 +262,17 @@ class _Hooked(one_level.TrainingHooks, keras.Model):
         self.architecture_optimizer.build(self.architecture_variables)
         self._build_compiled_state()
 
-    def train_step(self, data):
-        images, labels = data
-
+    def one_level_gradients(self, images, labels):
+        """As the supernet's: (loss, logits, weight grads, alpha grads, raw norm)."""
         def forward():
             logits = self(images, training=True)
             return self.compute_loss(x=images, y=labels, y_pred=logits, training=True), logits
 
-        loss, logits, weight_grads, arch_grads, _ = self._one_level_gradients(forward)
+        return self._one_level_gradients(forward)
+
+    def train_step(self, data):
+        images, labels = data
+        loss, logits, weight_grads, arch_grads, _ = self.one_level_gradients(images, labels)
         one_level.apply(self.optimizer, weight_grads, self.weight_variables,
                         self.architecture_optimizer, arch_grads, self.architecture_variables)
         return self._step_logs(images, labels, logits, loss)
@@ -306,20 +309,13 @@ def test_under_loss_scaling_the_gradients_come_from_the_scaled_loss():
         keras.utils.set_random_seed(0)
         model = _Hooked(name="hooked")
         model.build((None, 4))
-        optimizer = keras.optimizers.SGD(0.1)
-        if scale is not None:
+        optimizer, arch_optimizer = keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1)
+        if scale is not None:  # alpha's optimizer at a scale of its own: its gradients go to it
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=scale)
-        arch_optimizer = keras.optimizers.SGD(0.1)
-        if scale is not None:  # its own scale: alpha's gradients are brought to it
             arch_optimizer = keras.optimizers.LossScaleOptimizer(arch_optimizer, initial_scale=32.0)
         model.compile(optimizer, arch_optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-
-        def forward():
-            logits = model(x, training=True)
-            return model.compute_loss(x=x, y=y, y_pred=logits, training=True), logits
-
-        loss, _, weight_grads, arch_grads, norm = model._one_level_gradients(forward)
+        loss, _, weight_grads, arch_grads, norm = model.one_level_gradients(x, y)
         grads[scale] = (float(loss), _numpy(weight_grads), _numpy(arch_grads), float(norm))
     (loss, weights, alpha, norm), (scaled_loss, scaled_weights, scaled_alpha, scaled_norm) = (
         grads[None], grads[256.0])
