@@ -37,40 +37,6 @@ def test_packaged_datasets_name_their_classes_as_their_publishers_do():
         str(name) for name in datasets.load_digits().target_names)
 
 
-def _hashes(source):
-    import hashlib
-
-    return [hashlib.sha256(image.tobytes()).hexdigest()
-            for image, _ in source.dataset.as_numpy_iterator()]
-
-
-def test_no_source_tests_on_an_image_it_trains_on(tmp_path):
-    # By content: a test split that overlapped the training split (a wrong file,
-    # a split computed twice with other seeds) would pass every count.
-    helpers.write_image_folder(tmp_path / "split" / "train", per_class=4, seed=1)
-    helpers.write_image_folder(tmp_path / "split" / "test", per_class=4, seed=2)
-    helpers.write_image_folder(tmp_path / "held_out", per_class=10, seed=3)
-    rng = np.random.RandomState(4)
-    in_memory = sources.from_arrays(rng.randint(0, 256, (50, 8, 8, 1)), np.arange(50) % 5)
-    pairs = {
-        "fashion_mnist": (sources.load("fashion_mnist"), sources.load("fashion_mnist", "test")),
-        "digits": (sources.load("digits"), sources.load("digits", "test")),
-        "folder with test/": tuple(sources.load(f"folder:{tmp_path / 'split'}", split)
-                                   for split in ("train", "test")),
-        "folder without test/": tuple(sources.load(f"folder:{tmp_path / 'held_out'}", split)
-                                      for split in ("train", "test")),
-        "images given in Python": sources.held_out_splits(in_memory),
-    }
-    sizes = {}
-    for name, (train, test) in pairs.items():
-        train_hashes, test_hashes = _hashes(train), _hashes(test)
-        assert len(set(train_hashes)) == len(train_hashes) == train.num_examples, name
-        assert test_hashes and not set(train_hashes) & set(test_hashes), name
-        sizes[name] = [len(train_hashes), len(test_hashes)]
-    # Fashion-MNIST's published split sizes; digits' 1,797 images, 20% held out.
-    assert sizes["fashion_mnist"] == [60000, 10000] and sizes["digits"] == [1437, 360]
-
-
 def test_missing_fashion_mnist_files_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz.*dataset-fashion-mnist"):
         sources.load("fashion_mnist", data_dir=str(tmp_path))
@@ -280,3 +246,38 @@ def test_example_counts_up_to_the_data_are_accepted():
         sources.check_example_count(source, 9, 4)
     with pytest.raises(ValueError, match="^--batch_size=8 is larger than the 6 training examples"):
         sources.check_example_count(source, 6, 8)
+
+
+def _hashes(source):
+    import hashlib
+
+    # Read in batches: one image at a time costs seconds on Fashion-MNIST's 70,000.
+    return [hashlib.sha256(image.tobytes()).hexdigest()
+            for images, _ in source.dataset.batch(4096).as_numpy_iterator() for image in images]
+
+
+def test_no_source_tests_on_an_image_it_trains_on(tmp_path):
+    # By content: a test split that overlapped the training split (a wrong file,
+    # a split computed twice with other seeds) would pass every count.
+    helpers.write_image_folder(tmp_path / "split" / "train", per_class=4, seed=1)
+    helpers.write_image_folder(tmp_path / "split" / "test", per_class=4, seed=2)
+    helpers.write_image_folder(tmp_path / "held_out", per_class=10, seed=3)
+    rng = np.random.RandomState(4)
+    in_memory = sources.from_arrays(rng.randint(0, 256, (50, 8, 8, 1)), np.arange(50) % 5)
+    pairs = {
+        "fashion_mnist": (sources.load("fashion_mnist"), sources.load("fashion_mnist", "test")),
+        "digits": (sources.load("digits"), sources.load("digits", "test")),
+        "folder with test/": tuple(sources.load(f"folder:{tmp_path / 'split'}", split)
+                                   for split in ("train", "test")),
+        "folder without test/": tuple(sources.load(f"folder:{tmp_path / 'held_out'}", split)
+                                      for split in ("train", "test")),
+        "images given in Python": sources.held_out_splits(in_memory),
+    }
+    sizes = {}
+    for name, (train, test) in pairs.items():
+        train_hashes, test_hashes = _hashes(train), _hashes(test)
+        assert len(set(train_hashes)) == len(train_hashes) == train.num_examples, name
+        assert test_hashes and not set(train_hashes) & set(test_hashes), name
+        sizes[name] = [len(train_hashes), len(test_hashes)]
+    # Fashion-MNIST's published split sizes; digits' 1,797 images, 20% held out.
+    assert sizes["fashion_mnist"] == [60000, 10000] and sizes["digits"] == [1437, 360]
