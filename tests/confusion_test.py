@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from stacnas_tf import config as config_lib
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import search_space
 from stacnas_tf.analysis import confusion
@@ -110,9 +111,46 @@ def test_the_default_sweep_is_the_one_recorded_in_benchmarks():
     assert default == recorded
 
 
-def test_bad_depths_are_refused():
-    with pytest.raises(ValueError, match="--stage1_depths"):
-        confusion.ConfusionConfig(stage1_depths=(2,))
+@pytest.mark.parametrize("changes, message", [
+    ({"stage1_depths": (2,)}, r"^--stage1_depths: expected depths of at least 3 cells, got \(2,\)"),
+    ({"stage2_depths": (4, 2)}, r"^--stage2_depths: expected depths of at least 3 cells"),
+    ({"stage1_depths": ()}, r"^--stage1_depths: expected depths of at least 3 cells, got \(\)"),
+    ({"stage2_depths": (3, 4, 3)}, r"^--stage2_depths: a depth is listed twice: \(3, 4, 3\)"),
+    ({"stage1_depths": (5, 5)}, r"^--stage1_depths: a depth is listed twice"),
+    ({"final_cells": 2}, r"^--final_cells must be >= 3"),
+    ({"train_epochs": 0}, r"--train_epochs >= 1"),
+    ({"num_batches": 1}, r"^--num_batches: expected at least 2, got 1"),
+    ({"num_iterations": 0}, r"^--num_iterations: expected a positive count, got 0"),
+])
+def test_bad_sweeps_are_refused_naming_the_flag(changes, message):
+    with pytest.raises(ValueError, match=message):
+        confusion.ConfusionConfig(**changes)
+
+
+def test_the_smallest_sweep_allowed_and_lists_given_as_depths():
+    config = confusion.ConfusionConfig(stage1_depths=[3], stage2_depths=[3, 4], final_cells=3,
+                                       train_epochs=1, num_batches=2, num_iterations=1)
+    assert (config.stage1_depths, config.stage2_depths) == ((3,), (3, 4))  # tuples: hashable, JSON lists
+
+
+def test_the_sweep_trains_each_setting_as_its_config_says():
+    config = confusion.ConfusionConfig(dataset="digits", image_size=8, num_train_examples=96,
+                                       channels=6, batch_size=12, train_epochs=3, final_cells=5,
+                                       genotype="DARTS_V1", seed=7)
+    search = config.search_config()
+    assert (search.dataset, search.image_size, search.num_train_examples, search.channels,
+            search.batch_size, search.stage1_epochs, search.stage2_epochs, search.seed) == (
+        "digits", 8, 96, 6, 12, 3, 3, 7)
+    final = config.train_config()
+    assert (final.genotype, final.dataset, final.image_size, final.num_train_examples,
+            final.num_eval_examples, final.channels, final.num_cells, final.epochs,
+            final.batch_size, final.seed) == ("DARTS_V1", "digits", 8, 96, 12, 6, 5, 3, 12, 7)
+    # No drop path: the supernets it is compared with have none. The rest is the default recipe.
+    assert final.drop_path == 0.0
+    default = config_lib.TRAIN_PRESETS["default"]
+    assert final == default.replace(genotype="DARTS_V1", dataset="digits", image_size=8,
+                                    num_train_examples=96, num_eval_examples=12, channels=6,
+                                    num_cells=5, epochs=3, batch_size=12, drop_path=0.0, seed=7)
 
 
 def test_tiny_sweep_end_to_end(tmp_path):

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import numpy as np
@@ -194,6 +195,126 @@ def test_datasets_of_one_hot_labels_are_refused_and_batches_are_unbatched():
                                                                           (4, (8, 8, 1))]
 
 
+def test_arrays_are_given_by_keyword_and_labels_of_one_column_are_a_vector():
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    column = (np.arange(4) % 2)[:, None]  # [N, 1], as Keras's sparse labels often are
+    source = sources.from_arrays(images=images, labels=column, num_classes=3)
+    assert [int(label) for _, label in source.dataset] == [0, 1, 0, 1]
+    assert source.num_classes == 3
+    with pytest.raises(TypeError):  # settings after the arrays are keyword-only
+        sources.from_arrays(images, column, 3)
+    with pytest.raises(ValueError, match="one-hot labels: argmax them first"):
+        sources.from_arrays(images, np.eye(2, dtype=np.int64)[np.arange(4) % 2])
+    negative = np.zeros((4, 8, 8, 1), np.int64)
+    negative[0, 0, 0, 0] = -1  # would wrap to 255 as uint8
+    with pytest.raises(ValueError, match=r"integer images must be pixels in 0-255; got values in "
+                                         r"\[-1, 0\]"):
+        sources.from_arrays(negative, np.arange(4) % 2)
+    with pytest.raises(ValueError, match=r"float images must be pixels in \[0, 255\]; got values "
+                                         r"in \[-0.5, 0\]"):
+        sources.from_arrays(negative * 0.5, np.arange(4) % 2)
+    dark = np.zeros((4, 8, 8, 1), np.float32)
+    dark[0, 0, 0, 0] = 2.0  # pixels, not [0, 1]: kept
+    assert int(next(iter(sources.from_arrays(dark, np.arange(4) % 2).dataset))[0].numpy().max()) == 2
+    # Labels need not use class 0; negative ones are refused.
+    assert sources.from_arrays(images, np.array([1, 2, 1, 2])).num_classes == 3
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2 .*got -1\.\.2"):
+        sources.from_arrays(images, np.array([-1, 2, 1, 2]), num_classes=3)
+    with pytest.raises(ValueError, match="^class_names: expected 3 names"):
+        sources.from_arrays(images, np.arange(4) % 2, num_classes=3, class_names=["a", "b"])
+    bright = sources.from_arrays(np.full((4, 8, 8, 1), 7, np.int64), np.arange(4) % 2)
+    assert bright.mean == pytest.approx((7 / 255,))  # integer pixels need no 0 among them
+    with pytest.raises(ValueError, match=r"float images must be pixels in \[0, 255\]"):
+        sources.from_arrays(np.full((4, 8, 8, 1), 255.5), np.arange(4) % 2)  # would round to 256
+    for shape in ((4, 8), (4, 3)):  # no image side at all (3 is no channel count here)
+        with pytest.raises(ValueError, match=rf"^data: expected images \[N, H, W\] .*got shape "
+                                             rf"\({shape[0]}, {shape[1]}\)\."):
+            sources.from_arrays(np.zeros(shape, np.uint8), np.arange(4) % 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a source is a value: shared, never edited
+        source.num_examples = 3
+    # As many classes as ImageNet's and more (a count past Python's small integers).
+    many = sources.from_arrays(np.zeros((300, 4, 4, 1), np.uint8), np.arange(300),
+                               class_names=[f"class {k}" for k in range(300)])
+    assert (many.num_classes, many.class_names[299]) == (300, "class 299")
+
+
+def test_batches_of_grey_images_are_unbatched_whatever_their_sides():
+    # [batch, 3, 8] is a batch of 3x8 grey images (its last side, 8, is no channel count).
+    labels = np.arange(6) % 2
+    found = []
+    for images, batch in ((np.zeros((6, 3, 8), np.uint8), 2), (np.zeros((6, 8, 2), np.uint8), 2),
+                          (np.zeros((6, 8, 8), np.uint8), 3)):
+        # drop_remainder: a batch axis of known size (3), no channel count either.
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch, drop_remainder=True)
+        source = sources.from_dataset(dataset)
+        found.append((source.num_examples, source.image_shape))
+    assert found == [(6, (3, 8, 1)), (6, (8, 2, 1)), (6, (8, 8, 1))]
+
+
+def test_datasets_of_labels_or_images_that_do_not_fit_are_refused_for_what_is_wrong():
+    dataset = tf.data.Dataset.from_tensors((np.zeros((8, 8), np.uint8), np.arange(8) % 2))
+    with pytest.raises(ValueError, match="^data: expected one integer class label per image"):
+        sources.from_dataset(dataset)
+    grid = tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 1), np.uint8),
+                                               np.zeros((4, 2, 5, 1), np.int64)))  # rank-3 labels
+    with pytest.raises(ValueError, match=r"per image, got labels of shape \(2, 5, 1\)"):
+        sources.from_dataset(grid)
+    two_channels = tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 2), np.uint8),
+                                                       np.arange(4) % 2))
+    with pytest.raises(ValueError, match=r"expected images \[N, H, W\] or \[N, H, W, 1 or 3\], "
+                                         r"got shape \(4, 8, 8, 2\)"):
+        sources.from_dataset(two_channels)
+    volumes = tf.data.Dataset.from_tensors((np.zeros((2, 4, 4, 4, 2), np.uint8), np.arange(2)))
+    with pytest.raises(ValueError, match=r"got shape \(1, 2, 4, 4, 4, 2\)"):  # read as is
+        sources.from_dataset(volumes)
+    rows = tf.data.Dataset.from_tensors((np.zeros((8, 3), np.uint8), np.arange(8) % 2))
+    with pytest.raises(ValueError, match=r"per image \(1\), got int64 labels of shape \(1, 8\)"):
+        sources.from_dataset(rows)  # one 8x3 image with eight labels
+    with pytest.raises(ValueError, match=r"^data: expected a tf.data.Dataset of \(image, label\) "
+                                         r"pairs"):
+        sources.from_dataset(tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 1), np.uint8),)))
+    # A dataset of unknown length (filtered) is read to its end.
+    filtered = tf.data.Dataset.from_tensor_slices((np.zeros((6, 8, 8, 1), np.uint8),
+                                                   np.arange(6) % 2)).filter(lambda x, y: y < 2)
+    assert int(filtered.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+    assert sources.from_dataset(filtered).num_examples == 6
+
+
+def test_tfds_test_splits_are_the_ones_each_dataset_publishes(tmp_path, monkeypatch):
+    # TFDS's catalog: CIFAR's held-out split is "test"; ImageNet's labelled one is "validation".
+    requested = []
+    make_builder = tfds.builder
+
+    def builder(*args, **kwargs):
+        built = make_builder(*args, **kwargs)
+        as_dataset = built.as_dataset
+        monkeypatch.setattr(built, "as_dataset", lambda split, **kw: (
+            requested.append((built.name, split)), as_dataset(split=split, **kw))[1])
+        return built
+
+    monkeypatch.setattr(tfds, "builder", builder)
+    with tfds.testing.mock_data(num_examples=2):
+        for name in ("".join(["cifar", "10"]), "cifar100", "".join(["imagenet", "2012"])):  # by value
+            manual = helpers.manual_dir(tmp_path / name, name)
+            for split in ("train", "test"):
+                sources.load(name, split, data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
+    assert requested == [("cifar10", "train"), ("cifar10", "test"), ("cifar100", "train"),
+                         ("cifar100", "test"), ("imagenet2012", "train"),
+                         ("imagenet2012", "validation")]
+
+
+def test_folder_statistics_come_from_the_first_256_images_of_its_order(tmp_path):
+    # Past 256 the images are far brighter: a larger sample would move the mean.
+    for index in range(260):  # a train/ folder: none of its images held out
+        helpers.write_png(tmp_path / "data" / "train" / ("a" if index % 2 else "b") / f"{index:03d}.png",
+                          np.full((4, 4, 1), 255 if index >= 256 else index % 7, np.uint8))
+    helpers.write_image_folder(tmp_path / "data" / "test", classes=("a", "b"), size=4, channels=1)
+    source = sources.load(f"folder:{tmp_path / 'data'}")
+    assert source.num_examples == 260
+    first = np.stack([image for image, _ in source.dataset.take(256).as_numpy_iterator()])
+    assert source.mean == pytest.approx((first.mean() / 255,), rel=1e-5)
+
+
 def _write_idx(path, header, body):
     import gzip
 
@@ -223,6 +344,64 @@ def test_fashion_mnist_files_that_are_not_idx_unsigned_bytes_are_refused(tmp_pat
     assert sources.load("fashion_mnist", data_dir=str(tmp_path)).image_shape == (4, 4, 1)
 
 
+def test_fashion_mnist_files_of_another_length_than_their_header_are_refused(tmp_path):
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", [0, 0, 0x08, 1, 0, 0, 0, 1], [3])
+    header = [0, 0, 0x08, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0]  # 1 image of 1x65,536
+    for body, accepted in ((2 ** 16 - 1, False), (2 ** 16 + 1, False), (2 ** 16, True)):
+        _write_idx(tmp_path / "train-images-idx3-ubyte.gz", header, [7] * body)
+        if accepted:  # a side past 2 bytes: each dimension is 4 bytes, big-endian (IDX)
+            assert sources.load("fashion_mnist", data_dir=str(tmp_path)).image_shape == (1, 2 ** 16, 1)
+        else:
+            with pytest.raises(ValueError, match=r"is truncated \(expected shape \(1, 1, 65536\)\)"):
+                sources.load("fashion_mnist", data_dir=str(tmp_path))
+
+
+def test_digits_pixels_are_scikit_learns_0_to_16_scaled_to_0_to_255():
+    from sklearn import datasets
+
+    digits = datasets.load_digits()
+    train, test = sources.load("digits"), sources.load("digits", "test")
+    ours = {(label, image.tobytes()) for source in (train, test)
+            for image, label in source.dataset.as_numpy_iterator()}
+    expected = {(label, np.round(image * 255 / 16).astype(np.uint8)[..., None].tobytes())
+                for image, label in zip(digits.images, digits.target)}
+    assert ours == expected and max(image.max() for image, _ in train.dataset.as_numpy_iterator()) == 255
+
+
+def test_names_and_splits_are_compared_by_value_not_identity():
+    # Flags parse to strings built at run time, not the interned literals of the code.
+    name, split = "".join(["fashion", "_mnist"]), "".join(["tr", "ain"])
+    assert sources.load(name, split).num_examples == 60000
+    assert sources.load("".join(["dig", "its"]), "".join(["te", "st"])).num_examples == 360
+    with pytest.raises(ValueError, match="^--dataset=in_memory: this run's images were given in Python"):
+        sources.load("".join(["in_", "memory"]))
+
+
+def test_digits_hold_out_the_last_fifth_of_a_permutation_seeded_0():
+    # The split recorded runs were made on: changing it would change every digits result.
+    from sklearn import datasets
+
+    digits = datasets.load_digits()
+    order = np.random.RandomState(0).permutation(len(digits.target))
+    test = sources.load("digits", "test")
+    assert [int(label) for _, label in test.dataset] == digits.target[order[1437:]].tolist()
+
+
+def test_an_idx_file_of_a_header_alone_is_refused_as_truncated(tmp_path):
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", [0, 0, 0x08, 0], [])  # no dimensions, no data
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", [0, 0, 0x08, 1, 0, 0, 0, 1], [3])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz is truncated \(expected shape \(\)\)"):
+        sources.load("fashion_mnist", data_dir=str(tmp_path))
+
+
+def test_digits_without_scikit_learn_say_what_to_install(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    with pytest.raises(FileNotFoundError, match=r"scikit-learn is not installed \(pip install "):
+        sources.digits_path()
+
+
 def test_input_shapes_need_sides_divisible_by_4():
     source = sources.from_arrays(np.zeros((4, 8, 12, 1), np.uint8), np.arange(4) % 2)
     assert sources.model_input_shape(source, None) == (8, 12, 1)
@@ -232,6 +411,11 @@ def test_input_shapes_need_sides_divisible_by_4():
         with pytest.raises(ValueError, match=f"--image_size: in_memory images are {side}; the two "
                                              "reduction cells need sides divisible by 4"):
             sources.model_input_shape(source, image_size)
+    for sides in ((None, 8), (8, None)):  # one side unknown (images of varying size)
+        varying = dataclasses.replace(source, image_shape=(*sides, 1))
+        with pytest.raises(ValueError, match="in_memory images vary in size; set --image_size"):
+            sources.model_input_shape(varying, None)
+        assert sources.model_input_shape(varying, 8) == (8, 8, 1)
     narrow = sources.from_arrays(np.zeros((4, 8, 6, 1), np.uint8), np.arange(4) % 2)
     with pytest.raises(ValueError, match="images are 8x6"):
         sources.model_input_shape(narrow, None)
