@@ -243,12 +243,12 @@ def test_batches_of_grey_images_are_unbatched_whatever_their_sides():
     labels = np.arange(6) % 2
     found = []
     for images, batch in ((np.zeros((6, 3, 8), np.uint8), 2), (np.zeros((6, 8, 2), np.uint8), 2),
-                          (np.zeros((6, 8, 8), np.uint8), 3)):
+                          (np.zeros((6, 8, 4), np.uint8), 2), (np.zeros((6, 8, 8), np.uint8), 3)):
         # drop_remainder: a batch axis of known size (3), no channel count either.
         dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch, drop_remainder=True)
         source = sources.from_dataset(dataset)
         found.append((source.num_examples, source.image_shape))
-    assert found == [(6, (3, 8, 1)), (6, (8, 2, 1)), (6, (8, 8, 1))]
+    assert found == [(6, (3, 8, 1)), (6, (8, 2, 1)), (6, (8, 4, 1)), (6, (8, 8, 1))]
 
 
 def test_datasets_of_labels_or_images_that_do_not_fit_are_refused_for_what_is_wrong():
@@ -273,6 +273,15 @@ def test_datasets_of_labels_or_images_that_do_not_fit_are_refused_for_what_is_wr
     with pytest.raises(ValueError, match=r"^data: expected a tf.data.Dataset of \(image, label\) "
                                          r"pairs"):
         sources.from_dataset(tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 1), np.uint8),)))
+    with pytest.raises(ValueError, match=r"^data: expected a tf.data.Dataset of \(image, label\) "
+                                         r"pairs"):  # (image, label, weight) triples
+        sources.from_dataset(tf.data.Dataset.from_tensor_slices(
+            (np.zeros((4, 8, 8, 1), np.uint8), np.arange(4) % 2, np.ones(4))))
+    mixed_sizes = tf.data.Dataset.from_generator(
+        lambda: ((np.zeros((side, side, 1), np.uint8), 0) for side in (8, 4)),
+        output_signature=(tf.TensorSpec((None, None, 1), tf.uint8), tf.TensorSpec((), tf.int64)))
+    with pytest.raises(ValueError, match="^data: the images differ in shape; resize them to one size"):
+        sources.from_dataset(mixed_sizes)
     # A dataset of unknown length (filtered) is read to its end.
     filtered = tf.data.Dataset.from_tensor_slices((np.zeros((6, 8, 8, 1), np.uint8),
                                                    np.arange(6) % 2)).filter(lambda x, y: y < 2)
