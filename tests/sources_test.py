@@ -90,7 +90,7 @@ def test_imagenet_loader_on_mock_data_resizes(tmp_path):
     manual = helpers.manual_dir(tmp_path, "imagenet2012")
     with tfds.testing.mock_data(num_examples=4):
         source = sources.load("imagenet2012", "test", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))
-        assert source.num_classes == 1000
+        assert source.num_classes == 1000 and source.image_shape == (None, None, 3)  # sizes vary
         images, _ = next(iter(pipelines.eval_pipeline(source, 2, image_size=32)))
         assert images.shape == (2, 32, 32, 3)
 
@@ -130,7 +130,9 @@ def test_a_dataset_that_repeats_forever_is_refused_not_read_forever():
 
 
 def test_tfds_never_downloads_and_says_what_to_put_where(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cifar-100-binary.tar.gz.*--manual_dir"):
+    with pytest.raises(FileNotFoundError, match=f"^cifar100: not prepared in --data_dir={tmp_path} "
+                                                "and cannot be downloaded here. Put "
+                                                "cifar-100-binary.tar.gz.*--manual_dir"):
         sources.load("cifar100", data_dir=str(tmp_path))
 
 
@@ -222,6 +224,15 @@ def test_arrays_are_given_by_keyword_and_labels_of_one_column_are_a_vector():
         sources.from_arrays(images, np.array([-1, 2, 1, 2]), num_classes=3)
     with pytest.raises(ValueError, match="^class_names: expected 3 names"):
         sources.from_arrays(images, np.arange(4) % 2, num_classes=3, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="^class_names: expected 2 names .*got 3"):
+        sources.from_arrays(images, np.arange(4) % 2, num_classes=2, class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"one integer class label per image \(4\), got int64 labels "
+                                         r"of shape \(4, 0\)"):
+        sources.from_arrays(images, np.zeros((4, 0), np.int64))
+    with pytest.raises(ValueError, match=r"of shape \(4, 1, 1\)"):  # only [N, 1] is a column
+        sources.from_arrays(images, np.zeros((4, 1, 1), np.int64))
+    with pytest.raises(ValueError, match=r"got shape \(4, 2, 8, 8, 1\)"):  # a batch of volumes
+        sources.from_arrays(np.zeros((4, 2, 8, 8, 1), np.uint8), np.arange(4) % 2)
     bright = sources.from_arrays(np.full((4, 8, 8, 1), 7, np.int64), np.arange(4) % 2)
     assert bright.mean == pytest.approx((7 / 255,))  # integer pixels need no 0 among them
     with pytest.raises(ValueError, match=r"float images must be pixels in \[0, 255\]"):
@@ -249,6 +260,10 @@ def test_batches_of_grey_images_are_unbatched_whatever_their_sides():
         source = sources.from_dataset(dataset)
         found.append((source.num_examples, source.image_shape))
     assert found == [(6, (3, 8, 1)), (6, (8, 2, 1)), (6, (8, 4, 1)), (6, (8, 8, 1))]
+    named = sources.from_dataset(dataset=dataset, num_classes=3, class_names=["a", "b", "c"])
+    assert named.class_names == ("a", "b", "c")
+    with pytest.raises(TypeError):  # settings after the dataset are keyword-only
+        sources.from_dataset(dataset, 3)
 
 
 def test_datasets_of_labels_or_images_that_do_not_fit_are_refused_for_what_is_wrong():
@@ -336,6 +351,7 @@ def _write_idx(path, header, body):
     [0, 1, 0x08, 3],
     [0, 0, 0x09, 3],  # signed bytes
     [0, 0, 0x0D, 3],  # floats
+    [0, 0, 0x07, 3],  # no IDX type
     [0, 0, 0x08],  # cut short: no dimension count
 ])
 def test_fashion_mnist_files_that_are_not_idx_unsigned_bytes_are_refused(tmp_path, header):
@@ -359,7 +375,9 @@ def test_fashion_mnist_files_of_another_length_than_their_header_are_refused(tmp
     for body, accepted in ((2 ** 16 - 1, False), (2 ** 16 + 1, False), (2 ** 16, True)):
         _write_idx(tmp_path / "train-images-idx3-ubyte.gz", header, [7] * body)
         if accepted:  # a side past 2 bytes: each dimension is 4 bytes, big-endian (IDX)
-            assert sources.load("fashion_mnist", data_dir=str(tmp_path)).image_shape == (1, 2 ** 16, 1)
+            source = sources.load("fashion_mnist", data_dir=str(tmp_path))
+            # Ten classes, as Fashion-MNIST has, whichever labels the files hold (only 3 here).
+            assert (source.image_shape, source.num_classes) == ((1, 2 ** 16, 1), 10)
         else:
             with pytest.raises(ValueError, match=r"is truncated \(expected shape \(1, 1, 65536\)\)"):
                 sources.load("fashion_mnist", data_dir=str(tmp_path))
@@ -382,6 +400,7 @@ def test_names_and_splits_are_compared_by_value_not_identity():
     name, split = "".join(["fashion", "_mnist"]), "".join(["tr", "ain"])
     assert sources.load(name, split).num_examples == 60000
     assert sources.load("".join(["dig", "its"]), "".join(["te", "st"])).num_examples == 360
+    assert sources.load("digits", "".join(["tr", "ain"])).num_examples == 1437
     with pytest.raises(ValueError, match="^--dataset=in_memory: this run's images were given in Python"):
         sources.load("".join(["in_", "memory"]))
 
