@@ -19,8 +19,11 @@ def test_zeta_is_the_floored_largest_negative_inner_product():
     assert confusion.zeta(gradients) == pytest.approx(2.0)
     assert confusion.zeta(np.array([[1.0, 1.0], [2.0, 0.5]])) == 0.0  # all agree: floored
     assert confusion.max_negative_inner(np.array([[1.0, 1.0], [2.0, 0.5]])) == pytest.approx(-2.5)
-    with pytest.raises(ValueError, match="two gradients"):
+    with pytest.raises(ValueError, match=r"needs at least two gradients, got shape \(1, 3\)"):
         confusion.zeta(np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"got shape \(6,\)"):  # one flat vector is one gradient
+        confusion.zeta(np.ones(6))
+    assert confusion.zeta(np.array([[1.0, 0.0], [-3.0, 0.0]])) == pytest.approx(3.0)  # two suffice
 
 
 def test_estimate_equals_a_hand_computation_from_per_batch_gradients():
@@ -32,7 +35,7 @@ def test_estimate_equals_a_hand_computation_from_per_batch_gradients():
     result = confusion.estimate(model, model.trainable_variables, batches, num_batches=3,
                                 num_iterations=2)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    hand = []
+    hand, unfloored = [], []
     for iteration in range(2):
         rows = []
         for x, y in batches[3 * iteration: 3 * iteration + 3]:
@@ -41,12 +44,38 @@ def test_estimate_equals_a_hand_computation_from_per_batch_gradients():
             rows.append(np.concatenate([g.numpy().ravel() for g in
                                         tape.gradient(loss, model.trainable_variables)]))
         inner = np.array(rows, np.float64) @ np.array(rows, np.float64).T
-        hand.append(max(0.0, max(-inner[0, 1], -inner[0, 2], -inner[1, 2])))
+        unfloored.append(max(-inner[0, 1], -inner[0, 2], -inner[1, 2]))
+        hand.append(max(0.0, unfloored[-1]))
     np.testing.assert_allclose(result["zetas"], hand, rtol=1e-5, atol=1e-9)
+    assert result["zeta_mean"] == pytest.approx(np.mean(hand), rel=1e-5)
+    assert result["zeta_std"] == pytest.approx(np.std(hand), rel=1e-4, abs=1e-9)
+    assert result["max_negative_inner_mean"] == pytest.approx(np.mean(unfloored), rel=1e-5)
     assert result["parameters"] == 4 * 5 + 5 + 5 * 3 + 3
     assert result["confusion"] == pytest.approx(np.mean(hand) / (43 / 1e6))
-    with pytest.raises(ValueError, match="ran out"):
+    with pytest.raises(ValueError, match="^gradient confusion: the data ran out after 1 iterations"):
         confusion.estimate(model, model.trainable_variables, batches, num_batches=4, num_iterations=2)
+    for num_batches, num_iterations in ((1, 2), (3, 0)):
+        with pytest.raises(ValueError, match=f"^--num_batches must be >= 2 and --num_iterations >= 1, "
+                                             f"got {num_batches} and {num_iterations}"):
+            confusion.estimate(model, model.trainable_variables, batches, num_batches, num_iterations)
+    smallest = confusion.estimate(model, model.trainable_variables, batches, num_batches=2,
+                                  num_iterations=1)
+    assert len(smallest["zetas"]) == 1
+
+
+def test_a_model_with_an_auxiliary_output_is_measured_on_its_main_logits():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(5, activation="tanh")(inputs)
+    main, auxiliary = keras.layers.Dense(3)(hidden), keras.layers.Dense(3)(hidden)
+    both = keras.Model(inputs, [main, auxiliary])
+    only_main = keras.Model(inputs, main)
+    rng = np.random.default_rng(2)
+    batches = [(rng.normal(size=(6, 4)).astype(np.float32), rng.integers(0, 3, 6)) for _ in range(3)]
+    variables = only_main.trainable_variables
+    assert (confusion.estimate(both, variables, batches, num_batches=3, num_iterations=1)["zetas"]
+            == pytest.approx(confusion.estimate(only_main, variables, batches, num_batches=3,
+                                                num_iterations=1)["zetas"]))
 
 
 def test_stage2_winners_from_a_genotype():
@@ -67,7 +96,8 @@ def _measured(setting, cells, confusion_value):
             "confusion": confusion_value}
 
 
-def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_networks(tmp_path):
+def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_networks(tmp_path,
+                                                                                     monkeypatch):
     # Section 3.3: the search network's depth matches the final network's
     # gradient confusion. Measurements a sweep finished are reused, so the
     # choice is tested on set numbers: stage 1 at 4 and 5 cells is 0.5 away
@@ -82,13 +112,69 @@ def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_netw
         folder.mkdir()
         (folder / "confusion.json").write_text(json.dumps(record))
     (tmp_path / "sweep.json").write_text(json.dumps({**dataclasses.asdict(config), "search_dir": None}))
-    lines = []
+    lines, figures = [], []
+    write_figure = confusion.files.write_figure
+    monkeypatch.setattr(confusion.files, "write_figure", lambda path, figure, kind: (
+        figures.append(figure), write_figure(path, figure, kind)))
     result = confusion.sweep(config, str(tmp_path), progress=lines.append)
     assert lines == []  # nothing measured again
+    # The picture: confusion against depth for each stage, the final network as a line.
+    axes = figures[0].axes[0]
+    drawn = [(line.get_label(), line.get_xydata().tolist()) for line in axes.lines]
+    assert drawn == [("stage1 supernet", [[3, 4.0], [4, 9.5], [5, 10.5]]),
+                     ("stage2 supernet", [[3, 10.0], [4, 12.0]]),
+                     ("final network (6 cells)", [[0, 10.0], [1, 10.0]])]
+    png = (tmp_path / "confusion.png").read_bytes()
+    # 6 x 4 inches at 100 dots per inch (the IHDR chunk's width and height).
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (600, 400)
     assert result["measurements"] == records
     assert result["recommended"] == {"stage1_cells": 5, "stage2_cells": 3, "final_cells": 6}
     assert "Recommended: stage 1 with 5 cells, stage 2 with 3 cells, for a final network of 6 cells." \
         in (tmp_path / "confusion.md").read_text()
+
+
+def _finished_sweep(folder, config, search_dir=None):
+    """A sweep folder whose every setting is measured already (reused, not trained)."""
+    records = ([_measured("stage1", d, 1.0) for d in config.stage1_depths]
+               + [_measured("stage2", d, 1.0) for d in config.stage2_depths]
+               + [_measured("final", config.final_cells, 1.0)])
+    for record in records:
+        setting = folder / f"{record['setting']}_{record['cells']}cells"
+        setting.mkdir(parents=True)
+        (setting / "confusion.json").write_text(json.dumps(record))
+    (folder / "sweep.json").write_text(json.dumps({**dataclasses.asdict(config),
+                                                   "search_dir": search_dir}))
+
+
+def _stage1_result(search_dir, per_cell, num_cells=3):
+    space = search_space.stage1_space(search_space.SearchSpace(), num_cells, per_cell)
+    names = space.set_names(num_cells)
+    logits = {name: [{"weights": [1.0 / len(edge)] * len(edge)} for edge in cell]
+              for name, cell in zip(names, space.cells)}
+    winners = {name: [edge[1] for edge in cell] for name, cell in zip(names, space.cells)}
+    os.makedirs(search_dir / "stage1")
+    (search_dir / "stage1" / "result.json").write_text(json.dumps(
+        {"space": space.to_dict(), "num_cells": num_cells, "logits": logits, "winners": winners}))
+
+
+def test_stage2_winners_come_from_a_search_given_and_per_cell_ones_are_refused(tmp_path):
+    config = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], stage1_depths=(3,),
+                                 stage2_depths=(3,))
+    _stage1_result(tmp_path / "search", per_cell=False)
+    _finished_sweep(tmp_path / "sweep", config, search_dir=str(tmp_path / "search"))
+    result = confusion.sweep(config, str(tmp_path / "sweep"), search_dir=str(tmp_path / "search"),
+                             progress=None)
+    assert result["stage2_winners_from"] == f"stage 1 of {tmp_path / 'search'}"
+    _stage1_result(tmp_path / "per_cell", per_cell=True)
+    with pytest.raises(ValueError, match=f"^--search_dir: {tmp_path / 'per_cell'} has per-cell logits; "
+                                         "use a shared-logits search"):
+        confusion.sweep(config, str(tmp_path / "sweep3"), search_dir=str(tmp_path / "per_cell"),
+                        progress=None)
+    assert not (tmp_path / "sweep3").exists()
+    # Without a search, the genotype's edges stand in for stage 1's winners.
+    _finished_sweep(tmp_path / "by_genotype", config)
+    assert confusion.sweep(config, str(tmp_path / "by_genotype"), progress=None)[
+        "stage2_winners_from"] == "genotype STACNAS_CIFAR10"
 
 
 def test_a_sweep_never_writes_into_a_run_or_the_users_files(tmp_path):
@@ -166,6 +252,13 @@ def test_tiny_sweep_end_to_end(tmp_path):
         assert len(m["zetas"]) == 6 and all(z >= 0 for z in m["zetas"]) and m["parameters"] > 0
     assert [line.split(":")[0] for line in lines] == [
         "[1/3] stage1 3 cells", "[2/3] stage2 3 cells", "[3/3] final 3 cells"]
+    final = result["measurements"][-1]
+    assert lines[-1].endswith(f"zeta {final['zeta_mean']:.4g}, {final['parameters']:,} parameters, "
+                              f"confusion {final['confusion']:.4g}")
+    # Equation 8 counts the network's weights: the trained network's own count (no auxiliary head).
+    trained = json.loads((tmp_path / "sweep" / "final_3cells" / "metrics.json").read_text())
+    assert final["parameters"] == trained["parameters"]
+    assert final["confusion"] == pytest.approx(final["zeta_mean"] / (trained["parameters"] / 1e6))
     # Each supernet setting trains the stage it names.
     for stage in (1, 2):
         folder = tmp_path / "sweep" / f"stage{stage}_3cells"
