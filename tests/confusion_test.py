@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from stacnas_tf import augmentation
 from stacnas_tf import config as config_lib
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import search_space
@@ -239,13 +240,26 @@ def test_the_sweep_trains_each_setting_as_its_config_says():
                                     num_cells=5, epochs=3, batch_size=12, drop_path=0.0, seed=7)
 
 
-def test_tiny_sweep_end_to_end(tmp_path):
+def test_tiny_sweep_end_to_end(tmp_path, monkeypatch):
     # One batch per epoch and 3 x 6 batches drawn: the measuring pipeline
     # repeats the data for as long as the estimate draws.
     tiny = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], num_train_examples=16,
-                               num_iterations=6)
+                               num_iterations=6, seed=3)
+    measuring = []  # the pipelines that outlast any training (the measurements')
+    train_pipeline = confusion.pipelines.train_pipeline
+
+    def spy(source, batch_size, **kwargs):
+        if kwargs["epochs"] > 100:
+            measuring.append((kwargs["seed"], kwargs["augment"], batch_size, kwargs["num_examples"]))
+        return train_pipeline(source, batch_size, **kwargs)
+
+    monkeypatch.setattr(confusion.pipelines, "train_pipeline", spy)
     lines = []
     result = confusion.sweep(tiny, str(tmp_path / "sweep"), progress=lines.append)
+    # Each setting measured on batches of its own, none the training's (seed 3), unaugmented.
+    seeds = [seed for seed, *_ in measuring]
+    assert len(set(seeds)) == 3 and 3 not in seeds
+    assert {tuple(rest) for _, *rest in measuring} == {(augmentation.Augment(), 16, 16)}
     settings = [(m["setting"], m["cells"]) for m in result["measurements"]]
     assert settings == [("stage1", 3), ("stage2", 3), ("final", 3)]
     for m in result["measurements"]:
