@@ -371,15 +371,15 @@ def test_fashion_mnist_files_that_are_not_idx_unsigned_bytes_are_refused(tmp_pat
 
 def test_fashion_mnist_files_of_another_length_than_their_header_are_refused(tmp_path):
     _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", [0, 0, 0x08, 1, 0, 0, 0, 1], [3])
-    header = [0, 0, 0x08, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0]  # 1 image of 1x65,536
-    for body, accepted in ((2 ** 16 - 1, False), (2 ** 16 + 1, False), (2 ** 16, True)):
-        _write_idx(tmp_path / "train-images-idx3-ubyte.gz", header, [7] * body)
-        if accepted:  # a side past 2 bytes: each dimension is 4 bytes, big-endian (IDX)
+    header = [0, 0, 0x08, 3, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0]  # 1 image of 1x16,777,216
+    for body, accepted in ((2 ** 24 - 1, False), (2 ** 24 + 1, False), (2 ** 24, True)):
+        _write_idx(tmp_path / "train-images-idx3-ubyte.gz", header, bytes([7]) * body)
+        if accepted:  # a side past 3 bytes: each dimension is 4 bytes, big-endian (IDX)
             source = sources.load("fashion_mnist", data_dir=str(tmp_path))
             # Ten classes, as Fashion-MNIST has, whichever labels the files hold (only 3 here).
-            assert (source.image_shape, source.num_classes) == ((1, 2 ** 16, 1), 10)
+            assert (source.image_shape, source.num_classes) == ((1, 2 ** 24, 1), 10)
         else:
-            with pytest.raises(ValueError, match=r"is truncated \(expected shape \(1, 1, 65536\)\)"):
+            with pytest.raises(ValueError, match=r"is truncated \(expected shape \(1, 1, 16777216\)\)"):
                 sources.load("fashion_mnist", data_dir=str(tmp_path))
 
 
