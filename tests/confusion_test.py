@@ -240,7 +240,7 @@ def test_the_sweep_trains_each_setting_as_its_config_says():
                                     num_cells=5, epochs=3, batch_size=12, drop_path=0.0, seed=7)
 
 
-def test_tiny_sweep_end_to_end(tmp_path, monkeypatch):
+def test_tiny_sweep_end_to_end(tmp_path, monkeypatch, capsys):
     # One batch per epoch and 3 x 6 batches drawn: the measuring pipeline
     # repeats the data for as long as the estimate draws.
     tiny = dataclasses.replace(confusion.CONFUSION_PRESETS["tiny"], num_train_examples=16,
@@ -273,10 +273,21 @@ def test_tiny_sweep_end_to_end(tmp_path, monkeypatch):
     trained = json.loads((tmp_path / "sweep" / "final_3cells" / "metrics.json").read_text())
     assert final["parameters"] == trained["parameters"]
     assert final["confusion"] == pytest.approx(final["zeta_mean"] / (trained["parameters"] / 1e6))
-    # Each supernet setting trains the stage it names.
+    # Each supernet setting trains the stage it names, on that stage's candidates: stage 2
+    # on the groups the genotype's edges imply (shared logits, as the paper's default).
+    space = search_space.SearchSpace()
+    expected = {1: search_space.stage1_space(space, 3, False),
+                2: search_space.stage2_space(space, confusion.genotype_stage2_winners(
+                    genotype_lib.PUBLISHED["STACNAS_CIFAR10"], space), 3, 3, False)}
     for stage in (1, 2):
         folder = tmp_path / "sweep" / f"stage{stage}_3cells"
         assert sorted(p.name for p in folder.iterdir() if p.name.startswith("stage")) == [f"stage{stage}"]
+        weights = json.loads((folder / f"stage{stage}" / "history.json").read_text())[-1]["weights"]
+        # Candidates per edge (the history records each edge's softmax weights, one per candidate).
+        assert [[len(edge) for edge in weights[name]] for name in ("normal", "reduce")] == [
+            [len(edge) for edge in cell] for cell in expected[stage].cells]
+    assert expected[1].cells != expected[2].cells
+    assert capsys.readouterr().out == ""  # only `progress` speaks: the trainings run quietly
     assert result["recommended"] == {"stage1_cells": 3, "stage2_cells": 3, "final_cells": 3}
     assert "| stage1 | 3 |" in (tmp_path / "sweep" / "confusion.md").read_text()
     assert (tmp_path / "sweep" / "confusion.png").read_bytes()[:4] == b"\x89PNG"

@@ -229,6 +229,9 @@ def test_arrays_are_given_by_keyword_and_labels_of_one_column_are_a_vector():
     with pytest.raises(ValueError, match=r"one integer class label per image \(4\), got int64 labels "
                                          r"of shape \(4, 0\)"):
         sources.from_arrays(images, np.zeros((4, 0), np.int64))
+    with pytest.raises(ValueError, match=r"one integer class label per image \(4\), got int64 labels "
+                                         r"of shape \(3,\)"):
+        sources.from_arrays(images, np.arange(3) % 2)  # one label short
     with pytest.raises(ValueError, match=r"of shape \(4, 1, 1\)"):  # only [N, 1] is a column
         sources.from_arrays(images, np.zeros((4, 1, 1), np.int64))
     with pytest.raises(ValueError, match=r"got shape \(4, 2, 8, 8, 1\)"):  # a batch of volumes
