@@ -218,6 +218,8 @@ def test_the_smallest_sweep_allowed_and_lists_given_as_depths():
     config = confusion.ConfusionConfig(stage1_depths=[3], stage2_depths=[3, 4], final_cells=3,
                                        train_epochs=1, num_batches=2, num_iterations=1)
     assert (config.stage1_depths, config.stage2_depths) == ((3,), (3, 4))  # tuples: hashable, JSON lists
+    with pytest.raises(dataclasses.FrozenInstanceError):  # checked once, in __post_init__
+        config.final_cells = 2
 
 
 def test_the_sweep_trains_each_setting_as_its_config_says():
