@@ -24,6 +24,8 @@ def test_zeta_is_the_floored_largest_negative_inner_product():
         confusion.zeta(np.ones((1, 3)))
     with pytest.raises(ValueError, match=r"got shape \(6,\)"):  # one flat vector is one gradient
         confusion.zeta(np.ones(6))
+    with pytest.raises(ValueError, match=r"got shape \(2, 2, 2\)"):  # rows must be flat
+        confusion.zeta(np.ones((2, 2, 2)))
     assert confusion.zeta(np.array([[1.0, 0.0], [-3.0, 0.0]])) == pytest.approx(3.0)  # two suffice
 
 
@@ -52,7 +54,8 @@ def test_estimate_equals_a_hand_computation_from_per_batch_gradients():
     assert result["zeta_std"] == pytest.approx(np.std(hand), rel=1e-4, abs=1e-9)
     assert result["max_negative_inner_mean"] == pytest.approx(np.mean(unfloored), rel=1e-5)
     assert result["parameters"] == 4 * 5 + 5 + 5 * 3 + 3
-    assert result["confusion"] == pytest.approx(np.mean(hand) / (43 / 1e6))
+    assert result["confusion"] == pytest.approx(np.mean(hand) / (43 / 1e6), rel=1e-5)
+    assert result["confusion"] == pytest.approx(result["zeta_mean"] * 1e6 / 43, rel=1e-12)  # per million
     with pytest.raises(ValueError, match="^gradient confusion: the data ran out after 1 iterations"):
         confusion.estimate(model, model.trainable_variables, batches, num_batches=4, num_iterations=2)
     for num_batches, num_iterations in ((1, 2), (3, 0)):
