@@ -31,7 +31,9 @@ def test_zeta_is_the_floored_largest_negative_inner_product():
 
 def test_estimate_equals_a_hand_computation_from_per_batch_gradients():
     keras.utils.set_random_seed(0)
+    # Batch norm: gradients are taken in training mode (batch statistics), as while training.
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"),
+                              keras.layers.BatchNormalization(center=False, scale=False),
                               keras.layers.Dense(3)])
     rng = np.random.default_rng(1)
     batches = [(rng.normal(size=(6, 4)).astype(np.float32), rng.integers(0, 3, 6)) for _ in range(6)]
@@ -174,12 +176,13 @@ def test_stage2_winners_come_from_a_search_given_and_per_cell_ones_are_refused(t
     result = confusion.sweep(config, str(tmp_path / "sweep"), search_dir=str(tmp_path / "search"),
                              progress=None)
     assert result["stage2_winners_from"] == f"stage 1 of {tmp_path / 'search'}"
-    _stage1_result(tmp_path / "per_cell", per_cell=True)
-    with pytest.raises(ValueError, match=f"^--search_dir: {tmp_path / 'per_cell'} has per-cell logits; "
-                                         "use a shared-logits search"):
-        confusion.sweep(config, str(tmp_path / "sweep3"), search_dir=str(tmp_path / "per_cell"),
-                        progress=None)
-    assert not (tmp_path / "sweep3").exists()
+    for num_cells in (3, 1):  # per-cell sets: one per cell, however many
+        per_cell = tmp_path / f"per_cell{num_cells}"
+        _stage1_result(per_cell, per_cell=True, num_cells=num_cells)
+        with pytest.raises(ValueError, match=f"^--search_dir: {per_cell} has per-cell logits; "
+                                             "use a shared-logits search"):
+            confusion.sweep(config, str(tmp_path / "sweep3"), search_dir=str(per_cell), progress=None)
+        assert not (tmp_path / "sweep3").exists()
     # Without a search, the genotype's edges stand in for stage 1's winners.
     _finished_sweep(tmp_path / "by_genotype", config)
     assert confusion.sweep(config, str(tmp_path / "by_genotype"), progress=None)[
