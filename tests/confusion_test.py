@@ -107,6 +107,20 @@ def _measured(setting, cells, confusion_value):
             "confusion": confusion_value}
 
 
+def _finished_sweep(folder, config, records=None, search_dir=None):
+    """A sweep folder whose every setting is measured already (reused, not trained):
+    `records`, or the same confusion at every depth."""
+    records = records or ([_measured("stage1", d, 1.0) for d in config.stage1_depths]
+                          + [_measured("stage2", d, 1.0) for d in config.stage2_depths]
+                          + [_measured("final", config.final_cells, 1.0)])
+    for record in records:
+        setting = folder / f"{record['setting']}_{record['cells']}cells"
+        setting.mkdir(parents=True)
+        (setting / "confusion.json").write_text(json.dumps(record))
+    (folder / "sweep.json").write_text(json.dumps({**dataclasses.asdict(config),
+                                                   "search_dir": search_dir}))
+
+
 def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_networks(tmp_path,
                                                                                      monkeypatch):
     # Section 3.3: the search network's depth matches the final network's
@@ -118,11 +132,7 @@ def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_netw
     records = [_measured("stage1", 3, 4.0), _measured("stage1", 4, 9.5),
                _measured("stage1", 5, 10.5), _measured("stage2", 3, 10.0),
                _measured("stage2", 4, 12.0), _measured("final", 6, 10.0)]
-    for record in records:
-        folder = tmp_path / f"{record['setting']}_{record['cells']}cells"
-        folder.mkdir()
-        (folder / "confusion.json").write_text(json.dumps(record))
-    (tmp_path / "sweep.json").write_text(json.dumps({**dataclasses.asdict(config), "search_dir": None}))
+    _finished_sweep(tmp_path, config, records)
     lines, figures = [], []
     write_figure = confusion.files.write_figure
     monkeypatch.setattr(confusion.files, "write_figure", lambda path, figure, kind: (
@@ -142,19 +152,6 @@ def test_each_stage_takes_the_depth_whose_confusion_is_closest_to_the_final_netw
     assert result["recommended"] == {"stage1_cells": 5, "stage2_cells": 3, "final_cells": 6}
     assert "Recommended: stage 1 with 5 cells, stage 2 with 3 cells, for a final network of 6 cells." \
         in (tmp_path / "confusion.md").read_text()
-
-
-def _finished_sweep(folder, config, search_dir=None):
-    """A sweep folder whose every setting is measured already (reused, not trained)."""
-    records = ([_measured("stage1", d, 1.0) for d in config.stage1_depths]
-               + [_measured("stage2", d, 1.0) for d in config.stage2_depths]
-               + [_measured("final", config.final_cells, 1.0)])
-    for record in records:
-        setting = folder / f"{record['setting']}_{record['cells']}cells"
-        setting.mkdir(parents=True)
-        (setting / "confusion.json").write_text(json.dumps(record))
-    (folder / "sweep.json").write_text(json.dumps({**dataclasses.asdict(config),
-                                                   "search_dir": search_dir}))
 
 
 def _stage1_result(search_dir, per_cell, num_cells=3):
