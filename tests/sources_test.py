@@ -197,7 +197,7 @@ def test_datasets_of_one_hot_labels_are_refused_and_batches_are_unbatched():
                                                                           (4, (8, 8, 1))]
 
 
-def test_arrays_are_given_by_keyword_and_labels_of_one_column_are_a_vector():
+def test_from_arrays_takes_what_its_docstring_says_and_refuses_the_rest_by_shape():
     images = np.zeros((4, 8, 8, 1), np.uint8)
     column = (np.arange(4) % 2)[:, None]  # [N, 1], as Keras's sparse labels often are
     source = sources.from_arrays(images=images, labels=column, num_classes=3)
