@@ -13,6 +13,13 @@ from stacnas_tf import sources
 import helpers
 
 
+def _sklearn_digits():
+    """scikit-learn's own reading of the digits file: the reference for ours."""
+    from sklearn import datasets
+
+    return datasets.load_digits()
+
+
 def test_fashion_mnist_from_debian_files():
     train = sources.load("fashion_mnist")
     assert (train.num_examples, train.image_shape, train.num_classes) == (60000, (28, 28, 1), 10)
@@ -32,10 +39,8 @@ def test_packaged_datasets_name_their_classes_as_their_publishers_do():
         with gzip.open(readme, "rt") as f:
             table = dict(re.findall(r"^\| (\d) \| ([^|]+?) \|$", f.read(), re.MULTILINE))
         assert sources.load("fashion_mnist").class_names == tuple(table[str(k)] for k in range(10))
-    from sklearn import datasets
-
     assert sources.load("digits", "test").class_names == tuple(
-        str(name) for name in datasets.load_digits().target_names)
+        str(name) for name in _sklearn_digits().target_names)
 
 
 def test_missing_fashion_mnist_files_name_the_file_and_the_fix(tmp_path):
@@ -389,9 +394,7 @@ def test_fashion_mnist_files_of_another_length_than_their_header_are_refused(tmp
 
 
 def test_digits_pixels_are_scikit_learns_0_to_16_scaled_to_0_to_255():
-    from sklearn import datasets
-
-    digits = datasets.load_digits()
+    digits = _sklearn_digits()
     train, test = sources.load("digits"), sources.load("digits", "test")
     ours = {(label, image.tobytes()) for source in (train, test)
             for image, label in source.dataset.as_numpy_iterator()}
@@ -412,9 +415,7 @@ def test_names_and_splits_are_compared_by_value_not_identity():
 
 def test_digits_hold_out_the_last_fifth_of_a_permutation_seeded_0():
     # The split recorded runs were made on: changing it would change every digits result.
-    from sklearn import datasets
-
-    digits = datasets.load_digits()
+    digits = _sklearn_digits()
     order = np.random.RandomState(0).permutation(len(digits.target))
     test = sources.load("digits", "test")
     assert [int(label) for _, label in test.dataset] == digits.target[order[1437:]].tolist()
