@@ -43,6 +43,8 @@ import time
 from absl import app
 from absl import flags
 
+from benchmarks import mutation_selection
+
 _COSMIC_RAY = flags.DEFINE_string("cosmic_ray", "cosmic-ray", "The cosmic-ray program.")
 _MODULES = flags.DEFINE_list("modules", None, "Modules of MODULES to run (default: all).")
 _OUTPUT = flags.DEFINE_string("output", "benchmarks/results/mutation_tool.json",
@@ -53,6 +55,11 @@ _FORK = flags.DEFINE_boolean(
     "fork", True, "Run each mutant's tests in a fork of a process that has imported "
     "TensorFlow already (benchmarks/pytest_forkserver.py; 3-4x faster on small test files); "
     "--nofork starts a fresh Python for each.")
+_COVERAGE_SITE = flags.DEFINE_string(
+    "coverage_site", None, "A folder holding coverage.py and pytest-cov (`pip install --target "
+    "DIR coverage==7.18.0 pytest-cov==7.1.0 --no-deps`): each mutant then runs only the tests "
+    "that execute the line it changes (benchmarks/mutation_selection.py). Without it every "
+    "mutant runs its module's whole selection.")
 _WORKERS = flags.DEFINE_integer(
     "workers", 1, "Mutants tested at once, each in its own copy of the checkout with one "
     "thread per TensorFlow kernel and pool (cosmic-ray's HTTP workers); 1 runs them one "
@@ -193,6 +200,46 @@ def _skip_annotations(session: str, spans: list) -> None:
     subprocess.run([python, "-c", _SKIP_SCRIPT, session, json.dumps(spans)], check=True)
 
 
+def _selection_map(checkout: str, module: str, tests: list[str], env: dict,
+                   scratch: str) -> str:
+    """Measures which tests run each line of `module` (unmutated; as the tests run
+    and with tf.functions eager) and writes the map the test command selects by."""
+    python = os.path.join(REPO, ".venv", "bin", "python")
+    path = os.path.join(checkout, "stacnas_tf", f"{module}.py")
+    env = dict(env, PYTHONPATH=f"{checkout}:{_COVERAGE_SITE.value}")
+    passes = []
+    for eager in ("0", "1"):
+        data_file = os.path.join(scratch, f"coverage-eager{eager}")
+        items_file = os.path.join(scratch, "items.json")
+        result = subprocess.run(
+            [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+             "benchmarks.mutation_selection", f"--cov={os.path.dirname(path)}",
+             "--cov-context=test", "--cov-report=", *[t.strip("'") for t in tests]],
+            cwd=checkout, capture_output=True, text=True,
+            env=dict(env, COVERAGE_FILE=data_file, MUTATION_SELECTION_EAGER=eager,
+                     MUTATION_SELECTION_ITEMS=items_file))
+        # Eager tf.functions may fail a test that checks tracing; its lines still count.
+        if result.returncode not in (0, 1) or (eager == "0" and result.returncode):
+            raise RuntimeError(f"measuring coverage for {module} (eager={eager}) failed: "
+                               f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        reader = ("import json, sys; from coverage import CoverageData; "
+                  "d = CoverageData(basename=sys.argv[1]); d.read(); "
+                  "print(json.dumps(d.contexts_by_lineno(sys.argv[2])))")
+        measured = subprocess.run([python, "-c", reader, data_file, path], env=env,
+                                  capture_output=True, text=True, check=True).stdout
+        passes.append({int(line): contexts for line, contexts in json.loads(measured).items()})
+    with open(items_file) as f:
+        items = json.load(f)
+    with open(path) as f:
+        source = f.read()
+    selection = mutation_selection.build(os.path.join("stacnas_tf", f"{module}.py"), source,
+                                         passes, items, [t for t in tests if t.endswith(".py")])
+    selection_file = os.path.join(scratch, "selection.json")
+    with open(selection_file, "w") as f:
+        json.dump(selection, f)
+    return selection_file
+
+
 def _run_module(module: str, tests: list[str]) -> dict:
     scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
     processes = []  # fork servers and HTTP workers, ended with the module
@@ -210,6 +257,9 @@ def _run_module(module: str, tests: list[str]) -> dict:
             # One thread per kernel and per pool: the workers share the cores
             # instead of each spreading over all of them.
             env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+        if _COVERAGE_SITE.value:
+            env[mutation_selection.SELECTION_ENV] = _selection_map(checkout, module, tests,
+                                                                   env, scratch)
         if _FORK.value:  # the baseline's, and the local distributor's
             processes.append(_start_forkserver(checkout, env))
         if _WORKERS.value > 1:

@@ -100,6 +100,11 @@ def serve(path: str) -> None:
 
 
 def run(path: str, args: list) -> int:
+    # Coverage-based selection, when the mutation tool measured a map
+    # (benchmarks/mutation_selection.py); imported from beside this file.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import mutation_selection
+    args = mutation_selection.select_from_environment(args)
     deadline = time.time() + 120
     while True:
         client = socket.socket(socket.AF_UNIX)
