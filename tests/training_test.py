@@ -10,6 +10,7 @@ from stacnas_tf import augmentation
 from stacnas_tf import config as config_lib
 from stacnas_tf import genotype as genotype_lib
 from stacnas_tf import network as network_lib
+from stacnas_tf import sources as sources_lib
 from stacnas_tf import training as train
 
 import helpers
@@ -134,6 +135,66 @@ def test_a_missing_checkpoint_is_named_not_blamed_on_the_network(trained, tmp_pa
                                                 r"checkpoint \(expected .*ckpt-7.index.*holds: "
                                                 r".*ckpt-3"):
         train.evaluate(out, checkpoint_path=missing)
+
+
+def test_evaluate_takes_the_bounds_it_names(trained):
+    out, _ = trained
+    # The digits test split has 360 images: all of them, or fewer, in batches of one.
+    assert train.evaluate(out, num_examples=360)["examples"] == 360
+    assert train.evaluate(out, num_examples=3, batch_size=1)["examples"] == 3
+    with pytest.raises(ValueError, match="--num_examples=361: the test split has 360 examples"):
+        train.evaluate(out, num_examples=361)
+    # The folder's genotype read back from JSON is a copy, not the same object: equal.
+    copy = genotype_lib.Genotype.from_json(genotype_lib.PUBLISHED["DARTS_V2"].to_json())
+    assert copy is not genotype_lib.PUBLISHED["DARTS_V2"]
+    assert train.evaluate(out, genotype=copy, num_examples=32)["examples"] == 32
+
+
+def test_loading_a_trained_network_does_not_warn_of_the_optimizers_left_out(trained, caplog):
+    # The checkpoint holds the optimizers too; the network alone restores part
+    # of it on purpose, so TensorFlow's "unrestored values" warning would be noise.
+    import gc
+
+    out, _ = trained
+    net, path = train.load_network(out, 10, (8, 8, 1))
+    assert path.endswith("ckpt-3")
+    del net
+    gc.collect()
+    assert not [r for r in caplog.records if "unrestored" in r.getMessage()]
+
+
+def _array_sources(channels=(1, 1), seed=0):
+    images = np.random.default_rng(seed).integers(0, 256, (96, 8, 8, 1))
+    labels = np.arange(96) % 4
+    train_images, test_images = (np.repeat(part, count, axis=-1) for part, count in
+                                 zip((images[:64], images[64:]), channels))
+    return (sources_lib.from_arrays(train_images, labels[:64], split="train"),
+            sources_lib.from_arrays(test_images, labels[64:], split="test"))
+
+
+def test_images_given_in_python_are_checked_between_splits_and_on_resume(tmp_path):
+    config = TINY.replace(epochs=1, channels=4, cutout=0)
+    out = str(tmp_path / "run")
+    # Height and width are 8: a message reading either as the channels would say 8.
+    with pytest.raises(ValueError, match=r"in_memory: the test images have 3 channel\(s\), the "
+                                         r"train images 1: give both splits as grey"):
+        train.run_training(config, out, verbose=0, sources=_array_sources(channels=(1, 3)))
+    first = train.run_training(config, out, verbose=0, sources=_array_sources())
+    assert train.run_training(config, out, verbose=0, sources=_array_sources()) == first
+    with pytest.raises(ValueError, match="on other images .the test and train images differ"):
+        train.run_training(config, out, verbose=0, sources=_array_sources(seed=1))
+
+
+def test_imagenet_stem_needs_both_sides_multiples_of_32():
+    config = TINY.replace(network="imagenet", cutout=16)
+    train.check_recipe_fits_images(config, (64, 96, 3))
+    for shape in ((64, 80, 3), (80, 64, 3), (80, 80, 3)):
+        with pytest.raises(ValueError, match="--network=imagenet: .* multiples of 32"):
+            train.check_recipe_fits_images(config, shape)
+    # A cutout square must be smaller than the shorter side (16 on 17x64 fits).
+    train.check_recipe_fits_images(TINY.replace(cutout=16), (17, 64, 3))
+    with pytest.raises(ValueError, match="--cutout=16: .* expected a side below 16"):
+        train.check_recipe_fits_images(TINY.replace(cutout=16), (16, 64, 3))
 
 
 def test_deformable_training_moves_edge_scales(tmp_path):
