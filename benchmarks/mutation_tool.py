@@ -60,6 +60,11 @@ _COVERAGE_SITE = flags.DEFINE_string(
     "DIR coverage==7.18.0 pytest-cov==7.1.0 --no-deps`): each mutant then runs only the tests "
     "that execute the line it changes (benchmarks/mutation_selection.py). Without it every "
     "mutant runs its module's whole selection.")
+_SURVIVORS_ONLY = flags.DEFINE_boolean(
+    "survivors_only", False, "Test again only the survivors of each module's run in --output, "
+    "counting the mutants it killed as killed: refused unless the module is unchanged since "
+    "that run's commit and its test files have only gained lines (a test added cannot make a "
+    "failing one pass). For the run after tests are written against survivors.")
 _WORKERS = flags.DEFINE_integer(
     "workers", 1, "Mutants tested at once, each in its own copy of the checkout with one "
     "thread per TensorFlow kernel and pool (cosmic-ray's HTTP workers); 1 runs them one "
@@ -192,6 +197,59 @@ with use_db(sys.argv[1], WorkDB.Mode.open) as db:
 """
 
 
+_REUSE_SCRIPT = """
+import json, sys
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome, WorkResult, WorkerOutcome
+survivors = {tuple(key) for key in json.loads(sys.argv[2])}
+reused = 0
+with use_db(sys.argv[1], WorkDB.Mode.open) as db:
+    done = {result[0] for result in db.results}
+    for item in list(db.work_items):
+        mutation = item.mutations[0]
+        key = (mutation.operator_name, mutation.occurrence, mutation.start_pos[0])
+        if item.job_id not in done and key not in survivors:
+            db.set_result(item.job_id, WorkResult(
+                output=sys.argv[3], test_outcome=TestOutcome.KILLED, diff=None,
+                worker_outcome=WorkerOutcome.NORMAL))
+            reused += 1
+print(reused)
+"""
+
+
+def _check_rerun(module: str, tests: list[str], previous: dict) -> None:
+    """Refuses --survivors_only where a mutant killed before might not be now."""
+    if previous.get("pending") or previous.get("incompetent"):
+        raise ValueError(f"--survivors_only: the {module} run at {previous['commit']} left "
+                         "mutants untested; run the module whole.")
+    path = os.path.join("stacnas_tf", f"{module}.py")
+    changed = subprocess.run(["git", "diff", "--quiet", previous["commit"], "--", path], cwd=REPO)
+    if changed.returncode:
+        raise ValueError(f"--survivors_only: {path} changed since the run at "
+                         f"{previous['commit']}; run the module whole.")
+    # The tests' shared helpers too: a helper changed changes the tests using it.
+    test_files = [t for t in tests if t.endswith(".py")] + ["tests/helpers.py",
+                                                            "tests/conftest.py"]
+    numstat = subprocess.run(["git", "diff", "--numstat", previous["commit"], "--", *test_files],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout
+    shrunk = [line.split("\t")[2] for line in numstat.splitlines() if line.split("\t")[1] != "0"]
+    if shrunk:
+        raise ValueError(f"--survivors_only: {', '.join(shrunk)} lost or changed lines since the "
+                         f"run at {previous['commit']}; run the module whole.")
+
+
+def _reuse_killed(session: str, previous: dict) -> int:
+    """Marks every mutant that is not a survivor of `previous` killed (before
+    the run, so that only the survivors are tested); returns their count."""
+    python = os.path.join(os.path.dirname(shutil.which(_COSMIC_RAY.value)), "python")
+    keys = [(s["operator"], s["occurrence"], s["line"]) for s in previous["survivors"]]
+    output = subprocess.run(
+        [python, "-c", _REUSE_SCRIPT, session, json.dumps(keys),
+         f"killed in the run at {previous['commit']} ({previous['date']})"],
+        check=True, capture_output=True, text=True).stdout
+    return int(output)
+
+
 def _skip_annotations(session: str, spans: list) -> None:
     """Marks the mutants inside annotations skipped before the run: they are
     never evaluated, so testing them only costs a full test run each (143 of
@@ -240,7 +298,9 @@ def _selection_map(checkout: str, module: str, tests: list[str], env: dict,
     return selection_file
 
 
-def _run_module(module: str, tests: list[str]) -> dict:
+def _run_module(module: str, tests: list[str], previous: dict | None = None) -> dict:
+    """cosmic-ray over `module` against `tests`; with `previous` (a run of it),
+    only that run's survivors are tested again (--survivors_only)."""
     scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
     processes = []  # fork servers and HTTP workers, ended with the module
     try:
@@ -287,6 +347,13 @@ test-command = "{command}"
                                    f"{result.stderr[-2000:]}")
             if step[0] == "init" and spans:
                 _skip_annotations(session, spans)
+            if step[0] == "init" and previous is not None:
+                reused = _reuse_killed(session, previous)
+                if reused != previous["killed"]:
+                    raise RuntimeError(
+                        f"--survivors_only: {reused} mutants of {module} are not survivors of "
+                        f"the run at {previous['commit']}, which killed {previous['killed']}: "
+                        "they are not the same mutants; run the module whole.")
         dump = subprocess.run([_COSMIC_RAY.value, "dump", session], cwd=checkout, env=env,
                               capture_output=True, text=True, check=True).stdout
     finally:
@@ -325,7 +392,11 @@ test-command = "{command}"
         else:
             counts["killed"] += 1
     judged = counts["killed"] + counts["survived"]
-    return {"module": f"stacnas_tf/{module}.py", "tests": tests, **counts,
+    rerun = {} if previous is None else {
+        "killed_before": previous["killed"],
+        "rerun_of": {"commit": previous["commit"], "date": previous["date"],
+                     "survived": previous["survived"]}}
+    return {"module": f"stacnas_tf/{module}.py", "tests": tests, **counts, **rerun,
             "score": round(counts["killed"] / judged, 4) if judged else None,
             "seconds": round(time.time() - started), "survivors": survivors}
 
@@ -345,8 +416,14 @@ def main(argv):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                             capture_output=True, text=True).stdout.strip()
     for name in names:
+        previous = None
+        if _SURVIVORS_ONLY.value:
+            if name not in results:
+                raise ValueError(f"--survivors_only: {_OUTPUT.value} has no run of {name}.")
+            previous = results[name]
+            _check_rerun(name, MODULES[name], previous)
         print(f"{name}: mutating against {' '.join(MODULES[name])} ...", flush=True)
-        results[name] = {**_run_module(name, MODULES[name]), "commit": commit,
+        results[name] = {**_run_module(name, MODULES[name], previous), "commit": commit,
                          "date": datetime.date.today().isoformat(), "workers": _WORKERS.value,
                          "fork": _FORK.value}
         r = results[name]
