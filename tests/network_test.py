@@ -194,3 +194,64 @@ def test_plot_model_shows_the_networks_input_and_output_shapes():
     net = network.build(config, G["DARTS_V2"], 10, (8, 8, 1))
     dot = keras.utils.model_to_dot(net, show_shapes=True).to_string()
     assert "(None, 8, 8, 1)" in dot and "(None, 10)" in dot and "?" not in dot
+
+
+def test_label_smoothing_spreads_its_fraction_over_every_class():
+    # DARTS's ImageNet CrossEntropyLabelSmooth: targets (1 - e) * one_hot + e / classes.
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], np.float32)
+    labels = np.array([0, 1])
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    plain = -log_p[[0, 1], labels]
+    smoothed = 0.9 * plain - 0.1 / 3 * log_p.sum(axis=1)
+    for smoothing, expected in ((0.0, plain), (0.1, smoothed)):
+        loss = network.SparseCrossentropy(label_smoothing=smoothing, reduction=None)
+        np.testing.assert_allclose(loss(labels, logits), expected, rtol=1e-5)
+
+
+def test_a_network_without_its_auxiliary_head_trains_under_an_auxiliary_weight():
+    # compile()'s aux_weight defaults to DARTS's 0.4: a network built without the
+    # head (inference, fine-tuning) still trains, on its main loss.
+    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8)
+    net.compile(keras.optimizers.SGD(0.01), aux_weight=0.4)
+    images, labels = helpers.random_batch(4, channels=3)
+    loss = net.fit(images, labels, epochs=1, verbose=0).history["loss"][0]
+    assert np.isfinite(loss)
+
+
+def test_auxiliary_head_on_a_map_that_is_not_square():
+    head = network.AuxiliaryHead(10, "cifar")
+    assert head(np.zeros((2, 8, 11, 4), np.float32)).shape == (2, 10)
+    # Pooled by 5 at stride 3 to 2x3, the 2x2 convolution leaves 1x2 x 768 features.
+    assert tuple(head.classifier.kernel.shape) == (2 * 768, 10)
+
+
+def test_a_per_cell_genotype_of_the_other_kind_than_its_position_is_refused():
+    # A 3-cell network reduces at cells 1 and 2.
+    good = helpers.per_cell_genotype()
+    normal, reduce = good.cells[0], good.cells[1]
+    for per_cell, index, kind in (((reduce, reduce, reduce), 0, "a reduction"),
+                                  ((normal, normal, reduce), 1, "a normal")):
+        bad = genotype_lib.Genotype(normal=good.normal, reduce=good.reduce, cells=per_cell)
+        with pytest.raises(ValueError, match=f"per-cell genotype {index} is {kind} cell, but "
+                                             f"cell {index} of a 3-cell network is not"):
+            network.FinalNetwork(bad, 10, 4, 3, auxiliary=False)
+
+
+def test_build_adds_the_auxiliary_head_by_the_configs_weight_unless_told():
+    from stacnas_tf import config as config_lib
+
+    config = config_lib.TrainConfig(genotype="DARTS_V2", channels=4, num_cells=3, aux_weight=0.4)
+    for aux_weight, auxiliary, expected in ((0.4, None, True), (0.0, None, False),
+                                            (0.4, False, False), (0.0, True, True)):
+        net = network.build(config.replace(aux_weight=aux_weight), G["DARTS_V2"], 10,
+                            (32, 32, 3), auxiliary=auxiliary)
+        assert (net.auxiliary_head is not None) == expected, (aux_weight, auxiliary)
+
+
+def test_compile_defaults_are_the_darts_recipe():
+    # quark0/darts train.py: --auxiliary_weight 0.4, --grad_clip 5, --weight_decay 3e-4;
+    # train_search.py: --arch_weight_decay 1e-3. No label smoothing on CIFAR.
+    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8)
+    net.compile(keras.optimizers.SGD(0.01))
+    assert (net.aux_weight, net.grad_clip_norm, net.weight_decay,
+            net.architecture_weight_decay, net.loss.label_smoothing) == (0.4, 5.0, 3e-4, 1e-3, 0.0)
