@@ -22,7 +22,10 @@ tests that never run the changed line:
   - a line run while a test's fixtures are set up adds every test that shares
     one of its module- or session-scoped fixtures defined in the tests (the
     fixture runs once, for the first of them; the others read its result).
-Selected tests run in their collected order.
+Selected tests run fastest first (their seconds in the measuring pass, set-up
+included): a mutant that a cheap test kills costs that test, not the slow ones
+collected before it (-x stops at the first failure). A module-scoped fixture
+runs for whichever of its tests comes first.
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ import difflib
 import json
 import os
 
+import pytest
+
 SELECTION_ENV = "MUTATION_SELECTION"  # the map's path, read by the test command
 ITEMS_ENV = "MUTATION_SELECTION_ITEMS"  # where the plugin writes the collected tests
 EAGER_ENV = "MUTATION_SELECTION_EAGER"  # "1": every tf.function runs eagerly
+_ITEMS = pytest.StashKey[dict]()
 
 
 # pytest plugin hooks (active only with `-p benchmarks.mutation_selection`).
@@ -46,8 +52,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_finish(session):
-    path = os.environ.get(ITEMS_ENV)
-    if not path:
+    if not os.environ.get(ITEMS_ENV):
         return
     items = []
     for item in session.items:
@@ -59,9 +64,22 @@ def pytest_collection_finish(session):
             # sharing one of them says nothing about sharing a result.
             if definitions and definitions[-1].scope != "function" and definitions[-1].baseid:
                 shared.append(f"{definitions[-1].baseid}::{name}")
-        items.append({"nodeid": item.nodeid, "shared": shared})
-    with open(path, "w") as f:
-        json.dump(items, f)
+        items.append({"nodeid": item.nodeid, "shared": shared, "seconds": 0.0})
+    session.config.stash[_ITEMS] = {item["nodeid"]: item for item in items}
+
+
+def pytest_runtest_makereport(item, call):
+    # Timed as they run: set-up, call and tear-down. (None: pytest makes the report.)
+    entry = item.config.stash.get(_ITEMS, {}).get(item.nodeid)
+    if entry is not None:
+        entry["seconds"] += call.duration
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get(ITEMS_ENV)
+    if path and _ITEMS in session.config.stash:
+        with open(path, "w") as f:
+            json.dump(list(session.config.stash[_ITEMS].values()), f)
 
 
 def statement_starts(source: str) -> dict[int, int]:
@@ -94,6 +112,8 @@ def build(module_path: str, source: str, contexts_by_line: list[dict], items: li
             contexts.update(measured.get(starts.get(line, line), ()))
         if contexts:
             merged[str(line)] = sorted(contexts)
+    # Fastest first; sorted() keeps the collected order among equals.
+    items = sorted(items, key=lambda item: item.get("seconds", 0.0))
     return {"module_path": module_path, "source": source, "lines": merged, "items": items, "test_paths": test_paths}
 
 
@@ -110,8 +130,8 @@ def changed_lines(before: str, after: str) -> set[int]:
 
 
 def select(args: list[str], selection: dict, mutated: str) -> list[str]:
-    """pytest's arguments for a mutant: the tests that run a changed line, in
-    their collected order, in place of the test paths; `args` unchanged when
+    """pytest's arguments for a mutant: the tests that run a changed line,
+    fastest first, in place of the test paths; `args` unchanged when
     the map cannot tell (see the module's docstring) or nothing changed
     (the baseline)."""
     changed = changed_lines(selection["source"], mutated)

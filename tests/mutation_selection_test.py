@@ -60,11 +60,20 @@ def test_changed_lines_of_a_replacement_a_deletion_and_an_insertion():
     assert sel.changed_lines(before, before) == set()
 
 
-def test_a_mutant_runs_the_tests_of_its_line_in_collected_order():
+def test_a_mutant_runs_the_tests_of_its_line_in_place_of_the_paths():
     selection = _selection({8: [f"{OTHER}|run", f"{SMALL}|run"]})
     picked = sel.select(ARGS, selection, _mutant("value * scale", "value / scale"))
     # Options kept (-k too), test paths replaced by the tests, in collected order.
     assert picked == ["-x", "-q", "-k", "not slow", SMALL, OTHER]
+
+
+def test_the_fastest_tests_run_first():
+    timed = [dict(item, seconds=seconds) for item, seconds in zip(ITEMS, (3.0, 0.5, 9.0, 0.5))]
+    selection = sel.build("m.py", SOURCE, [{8: [f"{n}|run" for n in (SMALL, LARGE, READS, OTHER)]}],
+                          timed, ["tests/a_test.py", "tests/b_test.py"])
+    # Equal times keep their collected order.
+    assert sel.select(ARGS, selection, _mutant("value * scale", "value / scale"))[4:] == [
+        LARGE, OTHER, SMALL, READS]
 
 
 def test_a_continuation_line_takes_its_statements_tests():
@@ -108,9 +117,11 @@ def test_the_test_command_reads_the_map_and_the_module_on_disk(tmp_path, monkeyp
 
 
 def test_the_plugin_records_collected_tests_and_their_shared_fixtures(tmp_path):
-    # A real pytest collection: the order, -k's deselection, and which fixtures
+    # A real pytest run: the order, -k's deselection, the seconds, and which fixtures
     # are shared (module scope, defined in the tests) rather than pytest's own.
     (tmp_path / "x_test.py").write_text(textwrap.dedent('''\
+        import time
+
         import pytest
 
         @pytest.fixture(scope="module")
@@ -121,16 +132,18 @@ def test_the_plugin_records_collected_tests_and_their_shared_fixtures(tmp_path):
         def fresh():
             return 2
 
-        def test_b(model): pass
+        def test_b(model): time.sleep(0.2)
         def test_a(fresh, tmp_path): pass
         def test_slow(model): pass
         '''))
     items_file = tmp_path / "items.json"
     env = dict(os.environ, PYTHONPATH=helpers.REPO, **{sel.ITEMS_ENV: str(items_file)})
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-                    "benchmarks.mutation_selection", "--collect-only", "-k", "not slow",
-                    "x_test.py"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    assert json.loads(items_file.read_text()) == [
-        {"nodeid": "x_test.py::test_b", "shared": ["x_test.py::model"]},
-        {"nodeid": "x_test.py::test_a", "shared": []},
+                    "benchmarks.mutation_selection", "-k", "not slow", "x_test.py"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    items = json.loads(items_file.read_text())
+    assert [(item["nodeid"], item["shared"]) for item in items] == [
+        ("x_test.py::test_b", ["x_test.py::model"]),
+        ("x_test.py::test_a", []),
     ]
+    assert items[0]["seconds"] >= 0.2 > items[1]["seconds"]

@@ -172,14 +172,18 @@ def _array_sources(channels=(1, 1), seed=0):
             sources_lib.from_arrays(test_images, labels[64:], split="test"))
 
 
-def test_images_given_in_python_are_checked_between_splits_and_on_resume(tmp_path):
+def test_images_given_in_python_are_checked_between_splits_and_on_resume(tmp_path, capsys):
     config = TINY.replace(epochs=1, channels=4, cutout=0)
     out = str(tmp_path / "run")
     # Height and width are 8: a message reading either as the channels would say 8.
     with pytest.raises(ValueError, match=r"in_memory: the test images have 3 channel\(s\), the "
                                          r"train images 1: give both splits as grey"):
         train.run_training(config, out, verbose=0, sources=_array_sources(channels=(1, 3)))
-    first = train.run_training(config, out, verbose=0, sources=_array_sources())
+    first = train.run_training(config, out, verbose=2, sources=_array_sources())
+    # The header says what runs: 64 images in batches of 32, no XLA unless asked.
+    assert capsys.readouterr().out.startswith(
+        f"Training 3 cells, C=4: {first['parameters']:,} parameters (without auxiliary head), "
+        f"1 epochs of 2 steps, 1 replica(s), {config.precision}\n")
     assert train.run_training(config, out, verbose=0, sources=_array_sources()) == first
     with pytest.raises(ValueError, match="on other images .the test and train images differ"):
         train.run_training(config, out, verbose=0, sources=_array_sources(seed=1))
@@ -193,8 +197,9 @@ def test_imagenet_stem_needs_both_sides_multiples_of_32():
             train.check_recipe_fits_images(config, shape)
     # A cutout square must be smaller than the shorter side (16 on 17x64 fits).
     train.check_recipe_fits_images(TINY.replace(cutout=16), (17, 64, 3))
-    with pytest.raises(ValueError, match="--cutout=16: .* expected a side below 16"):
-        train.check_recipe_fits_images(TINY.replace(cutout=16), (16, 64, 3))
+    for side in (16, 12):
+        with pytest.raises(ValueError, match="--cutout=16: .* expected a side below " + str(side)):
+            train.check_recipe_fits_images(TINY.replace(cutout=16), (side, 64, 3))
 
 
 def test_deformable_training_moves_edge_scales(tmp_path):
@@ -311,3 +316,49 @@ def test_bad_inputs():
     for flag, kwargs in (("--batch_size", {"batch_size": 0}), ("--num_examples", {"num_examples": -5})):
         with pytest.raises(ValueError, match=flag):
             train.evaluate("/nonexistent-train-dir", **kwargs)
+
+
+def test_compile_network_uses_xla_only_when_asked():
+    net = network_lib.build(TINY, genotype_lib.PUBLISHED["DARTS_V2"], 10, (8, 8, 1))
+    # Asked for, not granted: Keras turns XLA off under op determinism (the
+    # trained fixture's), so the request is read from the compile config.
+    train.compile_network(net, TINY, steps_per_epoch=1)
+    assert net.get_compile_config()["jit_compile"] is False
+    train.compile_network(net, TINY, steps_per_epoch=1, jit_compile=True)
+    assert net.get_compile_config()["jit_compile"] is True
+
+
+def test_a_folder_holding_other_files_is_refused_before_the_images_are_read(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    # The images do not fit each other either: the folder is named first.
+    with pytest.raises(ValueError, match=r"is not empty \(notes.txt\) and holds no training"):
+        train.run_training(TINY, str(tmp_path), verbose=0, sources=_array_sources(channels=(1, 3)))
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_a_worker_checks_the_chiefs_settings_before_answering(trained, monkeypatch):
+    # A non-chief worker of a multi-worker run writes nothing: it must still
+    # refuse a folder the chief trained with other settings, not answer with
+    # the chief's metrics.
+    out, _ = trained
+    monkeypatch.setattr(train.strategy_lib, "is_chief", lambda strategy: False)
+    with pytest.raises(ValueError, match="epochs=3 there, 4 now"):
+        train.run_training(TINY.replace(epochs=4), out, verbose=0)
+
+
+def test_a_worker_checks_the_class_names_its_images_bring(trained, tmp_path, monkeypatch):
+    # The names are known once the images are: a worker given images of other
+    # classes than the chief's is refused before it trains.
+    import shutil
+
+    out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "metrics.json").unlink()  # unfinished, as after a crash
+    images, labels = helpers.random_batch(64, classes=10)
+    names = [f"class_{i}" for i in range(10)]
+    other = tuple(sources_lib.from_arrays(images, labels, class_names=names, split=split)
+                  for split in ("train", "test"))
+    monkeypatch.setattr(train.strategy_lib, "is_chief", lambda strategy: False)
+    with pytest.raises(ValueError, match="class_names"):
+        train.run_training(TINY, str(copy), verbose=0, sources=other)
