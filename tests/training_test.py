@@ -137,8 +137,13 @@ def test_a_missing_checkpoint_is_named_not_blamed_on_the_network(trained, tmp_pa
         train.evaluate(out, checkpoint_path=missing)
 
 
-def test_evaluate_takes_the_bounds_it_names(trained):
+def test_evaluate_takes_the_bounds_it_names(trained, capsys):
     out, _ = trained
+    # Quiet, and every argument after the split by name only.
+    assert train.evaluate(out, split="test", num_examples=32)["examples"] == 32
+    assert capsys.readouterr().out == ""
+    with pytest.raises(TypeError):
+        train.evaluate(out, "test", None)
     # The digits test split has 360 images: all of them, or fewer, in batches of one.
     assert train.evaluate(out, num_examples=360)["examples"] == 360
     assert train.evaluate(out, num_examples=3, batch_size=1)["examples"] == 3
@@ -362,3 +367,15 @@ def test_a_worker_checks_the_class_names_its_images_bring(trained, tmp_path, mon
     monkeypatch.setattr(train.strategy_lib, "is_chief", lambda strategy: False)
     with pytest.raises(ValueError, match="class_names"):
         train.run_training(TINY, str(copy), verbose=0, sources=other)
+
+
+def test_metrics_count_the_auxiliary_head_apart(tmp_path):
+    # 32x32 images leave the auxiliary head an 8x8 map (8x8 digits are too small).
+    images, labels = helpers.random_batch(64, side=32, channels=3, classes=4)
+    data = tuple(sources_lib.from_arrays(images, labels, split=split) for split in ("train", "test"))
+    config = TINY.replace(epochs=1, channels=4, cutout=0, aux_weight=0.4)
+    metrics = train.run_training(config, str(tmp_path / "run"), verbose=0, sources=data)
+    net = network_lib.build(config, genotype_lib.PUBLISHED["DARTS_V2"], 4, (32, 32, 3))
+    assert (metrics["parameters"], metrics["parameters_with_auxiliary"]) == (
+        net.parameter_count(), net.parameter_count(include_auxiliary=True))
+    assert metrics["parameters_with_auxiliary"] > metrics["parameters"]
