@@ -379,3 +379,25 @@ def test_metrics_count_the_auxiliary_head_apart(tmp_path):
     assert (metrics["parameters"], metrics["parameters_with_auxiliary"]) == (
         net.parameter_count(), net.parameter_count(include_auxiliary=True))
     assert metrics["parameters_with_auxiliary"] > metrics["parameters"]
+
+
+def test_the_architecture_optimizer_is_dartss_adam():
+    # quark0/darts architect.py: Adam(arch_lr, betas=(0.5, 0.999)) (eps PyTorch's 1e-8).
+    config = TINY.replace(deformable=True, arch_lr=3e-4)
+    net = network_lib.build(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (8, 8, 1))
+    _, _, adam = train.compile_network(net, config, steps_per_epoch=1)
+    assert (type(adam), float(adam.learning_rate), adam.beta_1, adam.beta_2, adam.epsilon) == (
+        keras.optimizers.Adam, pytest.approx(3e-4), 0.5, 0.999, 1e-8)
+
+
+def test_a_network_name_read_at_run_time_is_checked_as_well():
+    # A flag's value is built at run time, not interned as the literals are.
+    config = TINY.replace(network="".join(["image", "net"]))
+    with pytest.raises(ValueError, match="--network=imagenet"):
+        train.check_recipe_fits_images(config, (64, 80, 3))
+
+
+def test_a_quiet_training_prints_nothing(tmp_path, capsys):
+    config = TINY.replace(epochs=1, channels=4, cutout=0)
+    train.run_training(config, str(tmp_path / "run"), verbose=0, sources=_array_sources())
+    assert capsys.readouterr().out == ""
