@@ -401,3 +401,16 @@ def test_a_quiet_training_prints_nothing(tmp_path, capsys):
     config = TINY.replace(epochs=1, channels=4, cutout=0)
     train.run_training(config, str(tmp_path / "run"), verbose=0, sources=_array_sources())
     assert capsys.readouterr().out == ""
+
+
+def test_load_network_takes_the_checkpoint_and_head_by_name_only(trained):
+    out, _ = trained
+    net, path = train.load_network(trained=out, num_classes=10, image_shape=(8, 8, 1))
+    assert path.endswith("ckpt-3") and net.auxiliary_head is None
+    with pytest.raises(TypeError):
+        train.load_network(out, 10, (8, 8, 1), path)
+
+
+def test_a_schedule_name_read_at_run_time_picks_the_same_schedule():
+    config = TINY.replace(lr_schedule="".join(["cos", "ine"]))
+    assert isinstance(train.lr_schedule(config, 10), keras.optimizers.schedules.CosineDecay)
