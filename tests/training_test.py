@@ -414,3 +414,15 @@ def test_load_network_takes_the_checkpoint_and_head_by_name_only(trained):
 def test_a_schedule_name_read_at_run_time_picks_the_same_schedule():
     config = TINY.replace(lr_schedule="".join(["cos", "ine"]))
     assert isinstance(train.lr_schedule(config, 10), keras.optimizers.schedules.CosineDecay)
+
+
+def test_other_training_images_alone_are_enough_to_refuse(tmp_path):
+    config = TINY.replace(epochs=1, channels=4, cutout=0)
+    out = str(tmp_path / "run")
+    train.run_training(config, out, verbose=0, sources=_array_sources())
+    same_train, same_test = _array_sources()
+    other_train, _ = _array_sources(seed=1)
+    with pytest.raises(ValueError, match=r"on other images \(the train images differ"):
+        train.run_training(config, out, verbose=0, sources=(other_train, same_test))
+    with pytest.raises(ValueError, match=r"on other images \(the test images differ"):
+        train.run_training(config, out, verbose=0, sources=(same_train, _array_sources(seed=1)[1]))
