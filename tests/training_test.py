@@ -426,3 +426,15 @@ def test_other_training_images_alone_are_enough_to_refuse(tmp_path):
         train.run_training(config, out, verbose=0, sources=(other_train, same_test))
     with pytest.raises(ValueError, match=r"on other images \(the test images differ"):
         train.run_training(config, out, verbose=0, sources=(same_train, _array_sources(seed=1)[1]))
+
+
+def test_a_training_run_is_a_frozen_value(tmp_path):
+    import dataclasses
+
+    from stacnas_tf import run_folder
+
+    run = train.TrainingRun(config=TINY, genotype=genotype_lib.PUBLISHED["DARTS_V2"],
+                            folder=run_folder.TrainingFolder(str(tmp_path)),
+                            strategy=tf.distribute.get_strategy())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.verbose = 0
