@@ -438,3 +438,39 @@ def test_a_training_run_is_a_frozen_value(tmp_path):
                             strategy=tf.distribute.get_strategy())
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.verbose = 0
+
+
+def test_grey_test_images_for_colour_training_images_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"the test images have 1 channel\(s\), the train "
+                                         r"images 3"):
+        train.run_training(TINY.replace(epochs=1, channels=4, cutout=0), str(tmp_path / "run"),
+                           verbose=0, sources=_array_sources(channels=(3, 1)))
+
+
+def test_a_given_checkpoint_loads_without_the_unrestored_values_warning(trained, caplog):
+    import gc
+
+    out, _ = trained
+    path = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    net, _ = train.load_network(out, 10, (8, 8, 1), checkpoint_path=path)
+    del net
+    gc.collect()
+    assert not [r for r in caplog.records if "unrestored" in r.getMessage()]
+
+
+def test_another_genotype_is_named_by_its_published_name_or_its_cells(trained):
+    out, _ = trained
+    with pytest.raises(ValueError, match="--genotype: 'DARTS_V1' is not the genotype"):
+        train.evaluate(out, genotype=genotype_lib.PUBLISHED["DARTS_V1"])
+    unnamed = helpers.per_cell_genotype()
+    with pytest.raises(ValueError, match=r"--genotype: \"Genotype\(normal="):
+        train.evaluate(out, genotype=unnamed)
+
+
+def test_a_worker_writes_nothing_into_the_chiefs_folder(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.setattr(train.strategy_lib, "is_chief", lambda strategy: False)
+    train.run_training(TINY.replace(epochs=1, channels=4, cutout=0), str(out), verbose=0,
+                       sources=_array_sources())
+    assert os.listdir(out) == []
