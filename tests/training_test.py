@@ -438,6 +438,7 @@ def test_a_training_run_is_a_frozen_value(tmp_path):
                             strategy=tf.distribute.get_strategy())
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.verbose = 0
+    assert (run.jit_compile, run.verbose, run.sources, run.callbacks) == (False, "auto", None, ())
 
 
 def test_grey_test_images_for_colour_training_images_are_refused(tmp_path):
@@ -474,3 +475,18 @@ def test_a_worker_writes_nothing_into_the_chiefs_folder(tmp_path, monkeypatch):
     train.run_training(TINY.replace(epochs=1, channels=4, cutout=0), str(out), verbose=0,
                        sources=_array_sources())
     assert os.listdir(out) == []
+
+
+def test_run_training_takes_its_options_by_name_only(tmp_path):
+    # Refused by Python before anything runs (a third positional argument
+    # taken as the genotype would fail later, and otherwise).
+    with pytest.raises(TypeError):
+        train.run_training(TINY, str(tmp_path / "no" / "such" / "folder"), None)
+
+
+def test_evaluate_says_what_it_scored(trained):
+    out, _ = trained
+    assert train.evaluate(out, num_examples=32)["split"] == "test"
+    images, labels = helpers.random_batch(32, side=8, channels=1)
+    data = sources_lib.from_arrays(images, labels, num_classes=10, split="test")
+    assert train.evaluate(out, source=data)["split"] == "data"
