@@ -490,3 +490,15 @@ def test_evaluate_says_what_it_scored(trained):
     images, labels = helpers.random_batch(32, side=8, channels=1)
     data = sources_lib.from_arrays(images, labels, num_classes=10, split="test")
     assert train.evaluate(out, source=data)["split"] == "data"
+
+
+def test_a_worker_leaves_judging_the_folder_to_the_chief(tmp_path, monkeypatch):
+    # Files that are no run are the chief's to refuse (it claims the folder);
+    # a worker only reads the chief's checkpoints and writes nothing there.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.setattr(train.strategy_lib, "is_chief", lambda strategy: False)
+    train.run_training(TINY.replace(epochs=1, channels=4, cutout=0), str(out), verbose=0,
+                       sources=_array_sources())
+    assert os.listdir(out) == ["notes.txt"]
