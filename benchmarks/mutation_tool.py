@@ -409,6 +409,9 @@ def main(argv):
     unknown = sorted(set(names) - set(MODULES))
     if unknown:
         raise ValueError(f"--modules: unknown {unknown}; expected some of {sorted(MODULES)}.")
+    if _COVERAGE_SITE.value and not _FORK.value:
+        # The selection is made by the fork server's client (the test command).
+        raise ValueError("--coverage_site: needs the fork server; drop --nofork.")
     results = {}
     if os.path.exists(_OUTPUT.value):
         with open(_OUTPUT.value) as f:
