@@ -255,3 +255,15 @@ def test_compile_defaults_are_the_darts_recipe():
     net.compile(keras.optimizers.SGD(0.01))
     assert (net.aux_weight, net.grad_clip_norm, net.weight_decay,
             net.architecture_weight_decay, net.loss.label_smoothing) == (0.4, 5.0, 3e-4, 1e-3, 0.0)
+
+
+def test_the_training_loss_adds_the_weighted_auxiliary_loss():
+    # DARTS train.py: loss = criterion(logits) + auxiliary_weight * criterion(logits_aux).
+    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 32, auxiliary=True)
+    net.compile(keras.optimizers.SGD(0.0), aux_weight=0.4, weight_decay=0.0)
+    images, labels = helpers.random_batch(4, side=32, channels=3)
+    logits, aux_logits = net(images, training=True)  # batch statistics: the step's own outputs
+    main, aux = (float(tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+        labels, out, from_logits=True))) for out in (logits, aux_logits))
+    logged = net.train_on_batch(images, labels, return_dict=True)["loss"]
+    assert logged == pytest.approx(main + 0.4 * aux, rel=1e-5)
