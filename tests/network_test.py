@@ -267,3 +267,10 @@ def test_the_training_loss_adds_the_weighted_auxiliary_loss():
         labels, out, from_logits=True))) for out in (logits, aux_logits))
     logged = net.train_on_batch(images, labels, return_dict=True)["loss"]
     assert logged == pytest.approx(main + 0.4 * aux, rel=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(4, 8), (8, 4), (None, 8), (8, None)])
+def test_auxiliary_head_refuses_a_map_below_5x5_on_either_side(shape):
+    head = network.AuxiliaryHead(10, "cifar")
+    with pytest.raises(ValueError, match=f"at least 5x5, got {shape[0]}x{shape[1]}"):
+        head.build((None, *shape, 16))
