@@ -274,3 +274,14 @@ def test_auxiliary_head_refuses_a_map_below_5x5_on_either_side(shape):
     head = network.AuxiliaryHead(10, "cifar")
     with pytest.raises(ValueError, match=f"at least 5x5, got {shape[0]}x{shape[1]}"):
         head.build((None, *shape, 16))
+
+
+@pytest.mark.parametrize("stem,side,features", [
+    # (side - 5) // stride + 1 pooled, then the 2x2 convolution takes one off:
+    ("cifar", 14, 3 * 3 * 768),      # 14 -> 4 -> 3
+    ("imagenet", 14, 4 * 4 * 768),   # 14 -> 5 -> 4
+])
+def test_auxiliary_head_width_follows_its_pooling(stem, side, features):
+    head = network.AuxiliaryHead(10, stem)
+    assert head(np.zeros((1, side, side, 4), np.float32)).shape == (1, 10)
+    assert tuple(head.classifier.kernel.shape) == (features, 10)
