@@ -285,3 +285,10 @@ def test_auxiliary_head_width_follows_its_pooling(stem, side, features):
     head = network.AuxiliaryHead(10, stem)
     assert head(np.zeros((1, side, side, 4), np.float32)).shape == (1, 10)
     assert tuple(head.classifier.kernel.shape) == (features, 10)
+
+
+def test_the_loss_smooths_nothing_unless_asked():
+    logits, labels = np.array([[2.0, 0.5, -1.0]], np.float32), np.array([0])
+    plain = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    np.testing.assert_allclose(network.SparseCrossentropy(reduction=None)(labels, logits), plain,
+                               rtol=1e-6)
