@@ -381,7 +381,7 @@ def test_metrics_count_the_auxiliary_head_apart(tmp_path):
     assert metrics["parameters_with_auxiliary"] > metrics["parameters"]
 
 
-def test_the_architecture_optimizer_is_dartss_adam():
+def test_the_architecture_optimizer_is_the_darts_adam():
     # quark0/darts architect.py: Adam(arch_lr, betas=(0.5, 0.999)) (eps PyTorch's 1e-8).
     config = TINY.replace(deformable=True, arch_lr=3e-4)
     net = network_lib.build(config, genotype_lib.PUBLISHED["DARTS_V2"], 10, (8, 8, 1))
