@@ -57,6 +57,8 @@ def pytest_collection_finish(session):
     items = []
     for item in session.items:
         shared = []
+        # pytest's public `item.fixturenames` has no scopes; `_fixtureinfo`
+        # does (pinned by tests/mutation_selection_test.py's plugin run).
         info = getattr(item, "_fixtureinfo", None)
         for name in (info.names_closure if info else []):
             definitions = info.name2fixturedefs.get(name) or ()
