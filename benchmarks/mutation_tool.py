@@ -217,6 +217,11 @@ print(reused)
 """
 
 
+def _cosmic_ray_python() -> str:
+    """The Python of cosmic-ray's venv, which can open its session database."""
+    return os.path.join(os.path.dirname(shutil.which(_COSMIC_RAY.value)), "python")
+
+
 def _check_rerun(module: str, tests: list[str], previous: dict) -> None:
     """Refuses --survivors_only where a mutant killed before might not be now."""
     if previous.get("pending") or previous.get("incompetent"):
@@ -241,10 +246,9 @@ def _check_rerun(module: str, tests: list[str], previous: dict) -> None:
 def _reuse_killed(session: str, previous: dict) -> int:
     """Marks every mutant that is not a survivor of `previous` killed (before
     the run, so that only the survivors are tested); returns their count."""
-    python = os.path.join(os.path.dirname(shutil.which(_COSMIC_RAY.value)), "python")
     keys = [(s["operator"], s["occurrence"], s["line"]) for s in previous["survivors"]]
     output = subprocess.run(
-        [python, "-c", _REUSE_SCRIPT, session, json.dumps(keys),
+        [_cosmic_ray_python(), "-c", _REUSE_SCRIPT, session, json.dumps(keys),
          f"killed in the run at {previous['commit']} ({previous['date']})"],
         check=True, capture_output=True, text=True).stdout
     return int(output)
@@ -254,8 +258,8 @@ def _skip_annotations(session: str, spans: list) -> None:
     """Marks the mutants inside annotations skipped before the run: they are
     never evaluated, so testing them only costs a full test run each (143 of
     pipelines' 484 mutants)."""
-    python = os.path.join(os.path.dirname(shutil.which(_COSMIC_RAY.value)), "python")
-    subprocess.run([python, "-c", _SKIP_SCRIPT, session, json.dumps(spans)], check=True)
+    subprocess.run([_cosmic_ray_python(), "-c", _SKIP_SCRIPT, session, json.dumps(spans)],
+                   check=True)
 
 
 def _selection_map(checkout: str, module: str, tests: list[str], env: dict,

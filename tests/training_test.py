@@ -155,17 +155,24 @@ def test_evaluate_takes_the_bounds_it_names(trained, capsys):
     assert train.evaluate(out, genotype=copy, num_examples=32)["examples"] == 32
 
 
+def _load_and_drop(out, caplog, **kwargs):
+    """The checkpoint path `load_network` read, and TensorFlow's "unrestored
+    values" warnings once the network is collected."""
+    import gc
+
+    net, path = train.load_network(out, 10, (8, 8, 1), **kwargs)
+    del net
+    gc.collect()
+    return path, [r for r in caplog.records if "unrestored" in r.getMessage()]
+
+
 def test_loading_a_trained_network_does_not_warn_of_the_optimizers_left_out(trained, caplog):
     # The checkpoint holds the optimizers too; the network alone restores part
     # of it on purpose, so TensorFlow's "unrestored values" warning would be noise.
-    import gc
-
     out, _ = trained
-    net, path = train.load_network(out, 10, (8, 8, 1))
+    path, warnings = _load_and_drop(out, caplog)
     assert path.endswith("ckpt-3")
-    del net
-    gc.collect()
-    assert not [r for r in caplog.records if "unrestored" in r.getMessage()]
+    assert not warnings
 
 
 def _array_sources(channels=(1, 1), seed=0):
@@ -449,14 +456,10 @@ def test_grey_test_images_for_colour_training_images_are_refused(tmp_path):
 
 
 def test_a_given_checkpoint_loads_without_the_unrestored_values_warning(trained, caplog):
-    import gc
-
     out, _ = trained
     path = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
-    net, _ = train.load_network(out, 10, (8, 8, 1), checkpoint_path=path)
-    del net
-    gc.collect()
-    assert not [r for r in caplog.records if "unrestored" in r.getMessage()]
+    _, warnings = _load_and_drop(out, caplog, checkpoint_path=path)
+    assert not warnings
 
 
 def test_another_genotype_is_named_by_its_published_name_or_its_cells(trained):
