@@ -293,3 +293,173 @@ def test_exporting_an_unfinished_training_says_so_and_records_it(exported, tmp_p
     assert exportable.trained_from["finished"] is False
     assert exportable.metadata()["trained_from"]["epoch"] == 1
     assert "has not finished training" in caplog.text
+
+
+# --- what the options, the runners and the checks do when nobody passes them ------------
+
+
+def test_export_options_defaults_bounds_and_frozen():
+    import dataclasses
+
+    defaults = export.ExportOptions()
+    # An existing export is replaced only when asked; 0.15 is the quantized formats' bound
+    # (own choice: a trained digits network's int8 model scores about 0.03).
+    assert defaults.overwrite is False and defaults.max_quantized_relative_error == 0.15
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.overwrite = True
+    # ONNX opsets 11 .. 18 (below 11 tf2onnx writes graphs ONNX Runtime refuses), both ends kept.
+    assert export.ExportOptions(opset=11).opset == 11 and export.ExportOptions(opset=18).opset == 18
+    for opset in (10, 19, 17.0):
+        with pytest.raises(ValueError, match="--opset: expected an ONNX opset from 11 to 18"):
+            export.ExportOptions(opset=opset)
+    # A tolerance is a positive finite number: an infinite one would pass anything.
+    for field in ("float_tolerance", "float16_tolerance", "max_quantized_relative_error"):
+        with pytest.raises(ValueError, match=f"--{field}: expected a positive tolerance"):
+            export.ExportOptions(**{field: float("inf")})
+
+
+def test_an_earlier_export_is_refused_under_the_default_options(exported):
+    root, exportable, _ = exported
+    before = sorted(os.listdir(root / "out"))
+    with pytest.raises(ValueError, match="exists and is not empty; pass --overwrite"):
+        export.export(exportable, str(root / "out"), export.ExportOptions())
+    assert sorted(os.listdir(root / "out")) == before
+
+
+def test_the_default_quantized_bound_fails_an_artifact_above_it(exported, tmp_path, monkeypatch):
+    _, exportable, _ = exported
+    monkeypatch.setattr(export, "relative_logit_error", lambda logits, reference: 0.2)
+    options = export.ExportOptions(calibration_samples=8, verify_samples=8,
+                                   formats=("tflite_dynamic_range",))
+    with pytest.raises(export.ExportError, match=r"tflite_dynamic_range: relative logit error 0.2 "
+                                                 r"> 0.15") as failure:
+        export.export(exportable, str(tmp_path / "out"), options)
+    # The message carries the per-format report, one key per line, indented to be read.
+    shown = str(failure.value).split("\nreport: ", 1)[1]
+    assert json.loads(shown)["tflite_dynamic_range"]["relative_logit_error"] == 0.2
+    assert '\n "tflite_dynamic_range": {\n  "path": "model_dynamic_range.tflite"' in shown
+
+
+def test_relative_logit_error_measures_spread_around_each_images_mean():
+    # Logits of very different means per image (as a network's are): the spread is taken
+    # per image (the docstring's definition), so 5% noise reads 5% whatever the offsets.
+    rng = np.random.RandomState(1)
+    reference = rng.randn(64, 10) + 100.0 * rng.randn(64, 1)
+    noisy = reference + 0.05 * rng.randn(64, 10)
+    assert export.relative_logit_error(noisy, reference) == pytest.approx(0.05, rel=0.15)
+
+
+def test_the_onnx_runner_feeds_nhwc_unless_told(exported):
+    root, exportable, _ = exported
+    images = np.random.RandomState(2).uniform(0, 255, (4, *exportable.image_shape)).astype(np.float32)
+    reference = exportable.network(images, training=False).numpy()
+    np.testing.assert_allclose(export.onnx_runner(str(root / "out" / "model.onnx"))(images),
+                               reference, atol=1e-4)
+
+
+def _bias_only_tflite(path, bias, variant="float32"):
+    """A TFLite model (as the export writes it) whose logits are `bias` for every image."""
+    inputs = keras.Input((4, 4, 1))
+    dense = keras.layers.Dense(len(bias), kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(bias))
+    network = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    calibration = np.random.RandomState(0).uniform(0, 255, (8, 4, 4, 1)).astype(np.float32)
+    export._write_tflite(export._Serving(network, (4, 4, 1)), str(path), variant, calibration,
+                         export.ExportOptions(), {})
+    return network
+
+
+def test_the_tflite_runner_returns_logits_not_probabilities(tmp_path):
+    # Our TFLite files name their outputs Identity / Identity_1: the logits are the output
+    # whose rows do not sum to 1. Small logits (near 0) on a large batch keep them apart
+    # from the probabilities only when the sum runs over each image's row.
+    bias = np.linspace(-0.01, 0.01, 10)
+    _bias_only_tflite(tmp_path / "model.tflite", bias)
+    images = np.random.RandomState(0).uniform(0, 255, (64, 4, 4, 1)).astype(np.float32)
+    logits = export.tflite_runner(str(tmp_path / "model.tflite"))(images)
+    np.testing.assert_allclose(logits, np.tile(bias, (64, 1)), atol=1e-6)
+
+
+def test_the_tflite_runner_takes_an_output_named_logits(tmp_path):
+    # Other converters name their outputs: an output named for logits is taken by its name.
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    bias = np.linspace(-3.0, 3.0, 10)
+    _bias_only_tflite(tmp_path / "model.tflite", bias)
+    model = flatbuffer_utils.read_model(str(tmp_path / "model.tflite"))
+    graph = model.subgraphs[0]
+    images = np.zeros((2, 4, 4, 1), np.float32)
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "model.tflite"))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images[:1])
+    interpreter.invoke()
+    for index in graph.outputs:
+        value = interpreter.get_tensor(index)
+        graph.tensors[index].name = b"logits" if np.allclose(value, bias) else b"softmax"
+    flatbuffer_utils.write_model(model, str(tmp_path / "named.tflite"))
+    np.testing.assert_allclose(export.tflite_runner(str(tmp_path / "named.tflite"))(images),
+                               np.tile(bias, (2, 1)), atol=1e-6)
+
+
+def test_the_int8_runner_quantizes_inputs_as_tflite_defines_it(exported, tmp_path):
+    # TFLite's int8 scheme: q = clamp(round(x / scale) + zero_point, -128, 127) on the way in,
+    # x = (q - zero_point) * scale on the way out. Raw pixels 0 (many in digits) land on -128.
+    _, exportable, _ = exported
+    options = export.ExportOptions(calibration_samples=32, verify_samples=32, int8_io=True,
+                                   formats=("tflite_int8",))
+    export.export(exportable, str(tmp_path / "int8"), options)
+    path = str(tmp_path / "int8" / "model_int8.tflite")
+    images = np.stack([np.zeros(exportable.image_shape), np.full(exportable.image_shape, 255.0),
+                       np.random.RandomState(3).uniform(0, 255, exportable.image_shape)]
+                      ).astype(np.float32)
+    interpreter = tf.lite.Interpreter(model_path=path)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], list(images.shape))
+    interpreter.allocate_tensors()
+    scale, zero = interpreter.get_input_details()[0]["quantization"]
+    quantized = np.clip(np.round(images / scale) + zero, -128, 127).astype(np.int8)
+    assert quantized.min() == -128  # the black pixels use the lowest code
+    interpreter.set_tensor(detail["index"], quantized)
+    interpreter.invoke()
+    by_hand = [(d, interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+    decoded = [(v.astype(np.float32) - d["quantization"][1]) * d["quantization"][0]
+               for d, v in by_hand]
+    logits = export.tflite_runner(path)(images)
+    assert any(np.array_equal(logits, value) for value in decoded)
+    assert not np.allclose(logits.sum(-1), 1.0, atol=0.05)  # not the probabilities
+
+
+def test_sampling_more_images_than_the_dataset_has_says_so(caplog):
+    images = np.random.RandomState(0).randint(0, 256, (6, 8, 8, 1)).astype(np.uint8)
+    source = sources.from_arrays(images, np.arange(6) % 2)
+    exportable = export.Exportable(None, G["DARTS_V2"], (8, 8, 1), 2, (0.5,), (0.25,), source)
+    assert export._sample_images(exportable, 6).shape == (6, 8, 8, 1)
+    assert export._sample_images(exportable, 4).shape == (4, 8, 8, 1)
+    assert "asked for" not in caplog.text
+    assert export._sample_images(exportable, 7).shape == (6, 8, 8, 1)
+    assert "asked for 7 images, the dataset has 6: using them all" in caplog.text
+
+
+def test_a_staging_folder_of_a_process_we_may_not_signal_is_kept(tmp_path, monkeypatch):
+    # kill(pid, 0) failing with EPERM means the process exists (kill(2)): its folder stays.
+    def refuse(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(export.os, "kill", refuse)
+    assert export._process_alive(12345) is True
+    (tmp_path / ".out.partial-12345-x").mkdir()
+    export._remove_stale_partials(str(tmp_path), "out")
+    assert (tmp_path / ".out.partial-12345-x").is_dir()
+
+
+def test_a_random_network_of_a_preset_normalises_with_its_placeholder_statistics():
+    exportable = export.random_network(G["DARTS_V2"], "cifar10")
+    # Untrained, so no dataset's statistics: 0.5 / 0.25 per channel (own choice), in the model too.
+    assert exportable.mean == (0.5,) * 3 and exportable.std == (0.25,) * 3
+    mean, std = exportable.network.pixel_normalization.statistics()
+    np.testing.assert_allclose(mean, 0.5)
+    np.testing.assert_allclose(std, 0.25)
+    assert len(mean) == 3 and exportable.image_shape == (32, 32, 3) and exportable.num_classes == 10
+    assert exportable.source is None and exportable.metadata()["preprocessing"]["std"] == [0.25] * 3
+    with pytest.raises(ValueError, match="--preset: expected one of"):
+        export.random_network(G["DARTS_V2"], "cifar11")
