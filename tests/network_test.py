@@ -50,21 +50,43 @@ def _hand_count(genotype, channels, num_cells, classes, stem):
     return total + prev * classes + classes
 
 
-def test_darts_v1_parameter_counts_match_the_reference():
-    cifar = _build(G["DARTS_V1"], 10, 36, 20, "cifar", 32)
-    assert cifar.parameter_count() == 3_169_414
-    imagenet = _build(G["DARTS_V1"], 1000, 48, 14, "imagenet", 64)
-    assert imagenet.parameter_count() == 4_510_432
+def _hand_count_auxiliary(genotype, channels, num_cells, classes, stem):
+    """Parameters of DARTS's AuxiliaryHeadCIFAR / AuxiliaryHeadImageNet on the output of
+    cell 2L/3 (a reduction cell): 1x1 conv to 128 + BN, 2x2 conv to 768 (+ BN on CIFAR
+    only: DARTS's ImageNet head leaves that BN out), a linear classifier."""
+    c = channels
+    for index in range(2 * num_cells // 3 + 1):
+        c = c * 2 if index in search_space.reduction_positions(num_cells) else c
+    width = len(genotype.reduce.concat) * c
+    return (width * 128 + 2 * 128 + 128 * 768 * 4 + (2 * 768 if stem == "cifar" else 0)
+            + 768 * classes + classes)
 
 
-@pytest.mark.parametrize("name", ["DARTS_V2", "STACNAS_CIFAR10"])
-def test_parameter_counts_for_other_genotypes(name):
-    cifar = _build(G[name], 10, 36, 20, "cifar", 32)
-    assert cifar.parameter_count() == _hand_count(G[name], 36, 20, 10, "cifar")
-    if name == "DARTS_V2":
-        assert cifar.parameter_count() == 3_349_342  # DARTS's published 3.3M model
-    imagenet = _build(G[name], 1000, 48, 14, "imagenet", 64)
-    assert imagenet.parameter_count() == _hand_count(G[name], 48, 14, 1000, "imagenet")
+# Parameters of quark0/darts's NetworkCIFAR(36, 10 classes, 20 cells) and
+# NetworkImageNet(48, 1000 classes, 14 cells), without / with the auxiliary head
+# (docs/reference_numbers.md; network_reference_test builds them at full size).
+FULL_SIZE = {
+    "DARTS_V1": ((3_169_414, 3_645_840), (4_510_432, 5_771_208)),
+    "DARTS_V2": ((3_349_342, 3_825_768), (4_718_752, 5_979_528)),
+    "PDARTS": ((3_433_798, 3_910_224), (4_944_352, 6_205_128)),
+    "STACNAS_CIFAR10": ((3_714_382, 4_190_808), (5_243_008, 6_503_784)),
+}
+
+
+@pytest.mark.parametrize("stem,side", [("cifar", 32), ("imagenet", 224)])
+@pytest.mark.parametrize("name", sorted(FULL_SIZE))
+def test_small_networks_match_the_hand_count(name, stem, side):
+    # The hand count gives DARTS's numbers at full size; the network, built at a size that
+    # builds in a second (5 cells of 4 channels, reductions at cells 1 and 3, the head after
+    # cell 3), gives the hand count.
+    classes, channels, num_cells = (10, 36, 20) if stem == "cifar" else (1000, 48, 14)
+    without, with_head = FULL_SIZE[name][0 if stem == "cifar" else 1]
+    assert _hand_count(G[name], channels, num_cells, classes, stem) == without
+    assert _hand_count_auxiliary(G[name], channels, num_cells, classes, stem) == with_head - without
+    net = _build(G[name], 7, 4, 5, stem, side, auxiliary=True)
+    assert net.parameter_count() == _hand_count(G[name], 4, 5, 7, stem)
+    assert (net.parameter_count(include_auxiliary=True) - net.parameter_count()
+            == _hand_count_auxiliary(G[name], 4, 5, 7, stem))
 
 
 def test_auxiliary_head_only_in_training():
@@ -81,7 +103,7 @@ def test_auxiliary_head_only_in_training():
     before = fresh.auxiliary_head.classifier.kernel.numpy().copy()
     fresh.train_on_batch(x.numpy(), np.array([1, 2]))
     assert np.abs(fresh.auxiliary_head.classifier.kernel.numpy() - before).max() > 0
-    imagenet = _build(G["DARTS_V2"], 7, 8, 14, "imagenet", 224, auxiliary=True)
+    imagenet = _build(G["DARTS_V2"], 7, 4, 5, "imagenet", 224, auxiliary=True)
     logits, aux = imagenet(tf.zeros([1, 224, 224, 3]), training=True)
     assert logits.shape == (1, 7) and aux.shape == (1, 7)
     with pytest.raises(ValueError, match="auxiliary head needs a map of at least 5x5"):
