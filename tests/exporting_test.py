@@ -463,3 +463,84 @@ def test_a_random_network_of_a_preset_normalises_with_its_placeholder_statistics
     assert exportable.source is None and exportable.metadata()["preprocessing"]["std"] == [0.25] * 3
     with pytest.raises(ValueError, match="--preset: expected one of"):
         export.random_network(G["DARTS_V2"], "cifar11")
+
+
+def test_each_tflite_variant_stores_what_its_name_says(tmp_path):
+    # TFLite's post-training options: float16 keeps weights as float16, dynamic range
+    # quantizes weights (of 1024 values or more) to int8 and computes in float, full
+    # integer computes in int8; float32 changes nothing.
+    inputs = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(8, 3)(inputs)
+    network = keras.Model(inputs, keras.layers.Dense(64)(keras.layers.Flatten()(features)))
+    calibration = np.random.RandomState(0).uniform(0, 255, (8, 8, 8, 1)).astype(np.float32)
+    kinds = {}
+    for variant in export.TFLITE_VARIANTS:
+        path = str(tmp_path / f"{variant}.tflite")
+        export._write_tflite(export._Serving(network, (8, 8, 1)), path, variant, calibration,
+                             export.ExportOptions(), {})
+        interpreter = tf.lite.Interpreter(model_path=path)
+        kinds[variant] = {np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+    assert not kinds["float32"] & {"float16", "int8"}
+    assert "float16" in kinds["float16"] and "int8" not in kinds["float16"]
+    assert "int8" in kinds["dynamic_range"] and "float16" not in kinds["dynamic_range"]
+    assert "int8" in kinds["int8"] and "float16" not in kinds["int8"]
+
+
+def test_latency_is_the_median_of_ten_timed_runs_after_a_warm_up(monkeypatch):
+    # A clock read at each timed run's start and end: runs of 1.1111 ms x (3, 1, 4, ...).
+    durations = [0.0011111 * k for k in (3, 1, 4, 10, 5, 9, 2, 6, 8, 7)]
+    readings = iter([t for i, d in enumerate(durations) for t in (100.0 + i, 100.0 + i + d)])
+    monkeypatch.setattr(export.time, "perf_counter", lambda: next(readings))
+    calls = []
+    assert export._latency_ms(calls.append, np.zeros(1)) == 6.111  # (5 + 6) / 2 x 1.1111 ms
+    assert len(calls) == 11
+
+
+def test_a_random_network_is_seeded_with_zero_unless_told(monkeypatch):
+    seeds = []
+
+    class Stop(Exception):
+        pass
+
+    def record(seed):
+        seeds.append(seed)
+        raise Stop
+
+    monkeypatch.setattr(export.keras.utils, "set_random_seed", record)
+    for kwargs in ({}, {"seed": 7}):
+        with pytest.raises(Stop):
+            export.random_network(G["DARTS_V2"], "cifar10", **kwargs)
+    assert seeds == [0, 7]
+
+
+def test_an_nchw_onnx_export_takes_channels_first(exported, tmp_path):
+    import onnx
+    import onnxruntime
+
+    root, exportable, _ = exported
+    options = export.ExportOptions(verify_samples=8, formats=("onnx",), onnx_nchw=True)
+    report = export.export(exportable, str(tmp_path / "nchw"), options)
+    assert report["passed"] and report["formats"]["onnx"]["max_abs_logit_diff"] < 1e-4
+    path = str(tmp_path / "nchw" / "model.onnx")
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [1, 8, 8]
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert props["input_layout"] == "NCHW"
+    images = np.random.RandomState(4).uniform(0, 255, (3, 8, 8, 1)).astype(np.float32)
+    channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    reference = exportable.network(images, training=False).numpy()
+    np.testing.assert_allclose(session.run(["logits"], {"images": channels_first})[0], reference,
+                               atol=1e-4)
+    np.testing.assert_allclose(export.onnx_runner(path, nchw=True)(images), reference, atol=1e-4)
+
+
+def test_tflite_metadata_is_read_by_its_exact_name(tmp_path):
+    _bias_only_tflite(tmp_path / "model.tflite", np.zeros(3))
+    with open(tmp_path / "model.tflite", "rb") as f:
+        model = export.with_tflite_metadata(f.read(), "zz_other", {"other": 1})
+    (tmp_path / "both.tflite").write_bytes(bytes(model))
+    path = str(tmp_path / "both.tflite")
+    # TFLite's own entries (min_runtime_version, CONVERSION_METADATA) sit beside ours.
+    assert export.read_tflite_metadata(path) == {}
+    assert export.read_tflite_metadata(path, "zz_other") == {"other": 1}
+    assert export.read_tflite_metadata(path, "absent") is None
