@@ -427,6 +427,10 @@ def test_the_int8_runner_quantizes_inputs_as_tflite_defines_it(exported, tmp_pat
     logits = export.tflite_runner(path)(images)
     assert any(np.array_equal(logits, value) for value in decoded)
     assert not np.allclose(logits.sum(-1), 1.0, atol=0.05)  # not the probabilities
+    # Below the input range the code saturates at -128 (TFLite's quantize op clamps), as black.
+    below = np.full((1, *exportable.image_shape), -50.0, np.float32)
+    np.testing.assert_array_equal(export.tflite_runner(path)(below),
+                                  export.tflite_runner(path)(np.zeros_like(below)))
 
 
 def test_sampling_more_images_than_the_dataset_has_says_so(caplog):
@@ -461,6 +465,7 @@ def test_a_random_network_of_a_preset_normalises_with_its_placeholder_statistics
     np.testing.assert_allclose(std, 0.25)
     assert len(mean) == 3 and exportable.image_shape == (32, 32, 3) and exportable.num_classes == 10
     assert exportable.source is None and exportable.metadata()["preprocessing"]["std"] == [0.25] * 3
+    assert exportable.network.deformable is False and not exportable.network.architecture_variables
     with pytest.raises(ValueError, match="--preset: expected one of"):
         export.random_network(G["DARTS_V2"], "cifar11")
 
@@ -544,3 +549,68 @@ def test_tflite_metadata_is_read_by_its_exact_name(tmp_path):
     assert export.read_tflite_metadata(path) == {}
     assert export.read_tflite_metadata(path, "zz_other") == {"other": 1}
     assert export.read_tflite_metadata(path, "absent") is None
+
+
+def test_export_options_defaults_are_the_export_binarys():
+    # Own choices: ONNX opset 17 in NHWC, 100 calibration and 64 verification images, float
+    # inputs for the int8 model, every format; the library gives what the binary gives.
+    from stacnas_tf.commands import export as command
+
+    defaults = export.ExportOptions()
+    assert (defaults.opset, defaults.onnx_nchw, defaults.calibration_samples, defaults.int8_io,
+            defaults.float_tolerance, defaults.float16_tolerance, defaults.verify_samples,
+            defaults.formats) == (17, False, 100, False, 1e-4, 5e-2, 64, export.FORMATS)
+    assert (command._OPSET.default, command._ONNX_NCHW.default, command._CALIBRATION.default,
+            command._INT8_IO.default, command._TOLERANCE.default,
+            command._QUANTIZED_ERROR.default) == (17, False, 100, False, 1e-4, 0.15)
+    assert export.ExportOptions(formats=command._FORMATS.default).formats == export.FORMATS
+
+
+def test_random_images_span_the_pixel_range_by_seed():
+    exportable = export.Exportable(None, G["DARTS_V2"], (8, 8, 1), 10, (0.5,), (0.25,), None)
+    images = export._sample_images(exportable, 64)
+    assert images.shape == (64, 8, 8, 1) and images.dtype == np.float32
+    assert images.min() < 0.5 and images.max() > 254.5 and images.max() < 255
+    np.testing.assert_array_equal(images, export._sample_images(exportable, 64))
+    assert not np.array_equal(images, export._sample_images(exportable, 64, seed=1))
+
+
+def test_a_difference_at_the_tolerance_passes(exported, tmp_path):
+    # The tolerances are inclusive: an artifact exactly at its bound passes.
+    _, exportable, _ = exported
+    formats = ("onnx", "tflite_float16", "tflite_dynamic_range")
+    first = export.export(exportable, str(tmp_path / "first"), export.ExportOptions(
+        verify_samples=16, formats=formats))["formats"]
+    at_bounds = export.ExportOptions(
+        verify_samples=16, formats=formats,
+        float_tolerance=first["onnx"]["max_abs_logit_diff"] or 1e-4,
+        float16_tolerance=first["tflite_float16"]["max_abs_logit_diff"],
+        max_quantized_relative_error=first["tflite_dynamic_range"]["relative_logit_error"])
+    assert export.export(exportable, str(tmp_path / "again"), at_bounds)["passed"]
+
+
+def test_the_onnx_runner_takes_logits_by_name_or_the_first_output(exported, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    root, exportable, _ = exported
+    model = onnx.load(str(root / "out" / "model.onnx"))
+    outputs = list(model.graph.output)
+    assert sorted(o.name for o in outputs) == ["logits", "probabilities"]
+    del model.graph.output[:]
+    model.graph.output.extend(sorted(outputs, key=lambda o: o.name != "probabilities"))
+    onnx.save(model, str(tmp_path / "reordered.onnx"))
+    images = np.random.RandomState(5).uniform(0, 255, (2, 8, 8, 1)).astype(np.float32)
+    reference = exportable.network(images, training=False).numpy()
+    np.testing.assert_allclose(export.onnx_runner(str(tmp_path / "reordered.onnx"))(images),
+                               reference, atol=1e-4)
+    # A model of another producer, one output of another name: that output.
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["images"], ["scores"])], "plain",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, 8, 8, 1])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 64])])
+    plain = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    plain.ir_version = model.ir_version
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    np.testing.assert_array_equal(export.onnx_runner(str(tmp_path / "plain.onnx"))(images),
+                                  images.reshape(2, 64))
