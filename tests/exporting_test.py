@@ -614,3 +614,13 @@ def test_the_onnx_runner_takes_logits_by_name_or_the_first_output(exported, tmp_
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     np.testing.assert_array_equal(export.onnx_runner(str(tmp_path / "plain.onnx"))(images),
                                   images.reshape(2, 64))
+
+
+def test_latency_is_timed_on_one_image_for_keras_and_every_format(exported, tmp_path, monkeypatch):
+    _, exportable, _ = exported
+    batches = []
+    monkeypatch.setattr(export, "_latency_ms", lambda run, image: batches.append(image.shape) or 1.0)
+    report = export.export(exportable, str(tmp_path / "out"), export.ExportOptions(
+        verify_samples=4, formats=("saved_model", "tflite_float32")))
+    assert batches == [(1, 8, 8, 1)] * 3  # Keras, then each format
+    assert report["keras"]["latency_batch1_ms"] == 1.0
