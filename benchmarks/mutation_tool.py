@@ -21,6 +21,8 @@ A mutant inside an annotation of a module that postpones their evaluation
 (`from __future__ import annotations`, e.g. `str | None` made `str % None`) is
 never evaluated: it is marked skipped before the run and counted apart
 (`equivalent_annotation`), not scored.
+With --scratch_dir a stopped run keeps its folder, and --resume goes on with it
+(a network or exporting run is longer than a sitting on 2 cores).
 The JSON holds, per module, the counts, the score and every surviving mutant
 (line, operator, diff), which the next step reads: a test that kills it, or a
 written reason it is equivalent (docs/testing.md).
@@ -65,6 +67,14 @@ _SURVIVORS_ONLY = flags.DEFINE_boolean(
     "counting the mutants it killed as killed: refused unless the module is unchanged since "
     "that run's commit and its test files have only gained lines (a test added cannot make a "
     "failing one pass). For the run after tests are written against survivors.")
+_SCRATCH_DIR = flags.DEFINE_string(
+    "scratch_dir", None, "Keep each module's run (its checkout copy, session and selection) "
+    "in DIR/<module> while it runs, and there after a stopped run, for --resume; removed when "
+    "the run ends. Default: a temporary folder, removed however the run ends.")
+_RESUME = flags.DEFINE_boolean(
+    "resume", False, "Go on with the stopped run in --scratch_dir/<module>: its mutants not yet "
+    "tested, in its own checkout copy (the code and tests of the commit it started at, which "
+    "the results name), whatever the working tree holds now.")
 _WORKERS = flags.DEFINE_integer(
     "workers", 1, "Mutants tested at once, each in its own copy of the checkout with one "
     "thread per TensorFlow kernel and pool (cosmic-ray's HTTP workers); 1 runs them one "
@@ -128,8 +138,8 @@ def _annotation_spans(path: str) -> list[tuple]:
     return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations]
 
 
-def _copy_checkout(destination: str) -> str:
-    shutil.copytree(REPO, destination, symlinks=True, ignore=shutil.ignore_patterns(
+def _copy_checkout(destination: str, source: str = REPO) -> str:
+    shutil.copytree(source, destination, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", "bazel-*", "__pycache__", "runs", ".device_run"))
     return destination
 
@@ -153,12 +163,15 @@ def _start_forkserver(checkout: str, env: dict) -> subprocess.Popen:
     return server
 
 
-def _start_workers(scratch: str, count: int, env: dict) -> tuple[list, list[str]]:
-    """cosmic-ray HTTP workers, each applying mutants to a checkout of its own (a
-    mutant is written to the file on disk, so two workers cannot share one)."""
+def _start_workers(scratch: str, count: int, env: dict, source: str) -> tuple[list, list[str]]:
+    """cosmic-ray HTTP workers, each applying mutants to a copy of the checkout
+    `source` of its own (a mutant is written to the file on disk, so two workers
+    cannot share one)."""
     workers, urls = [], []
     for index in range(count):
-        checkout = _copy_checkout(os.path.join(scratch, f"worker{index}"))
+        destination = os.path.join(scratch, f"worker{index}")
+        shutil.rmtree(destination, ignore_errors=True)  # a stopped run's, maybe mid-mutant
+        checkout = _copy_checkout(destination, source)
         if _FORK.value:
             workers.append(_start_forkserver(checkout, env))
         with socket.socket() as probe:  # a free port, chosen by the kernel
@@ -302,13 +315,73 @@ def _selection_map(checkout: str, module: str, tests: list[str], env: dict,
     return selection_file
 
 
+_STATE = "run.json"  # in a module's scratch folder: what a resumed run goes on with
+
+
+def module_scratch(scratch_dir: str | None, resume: bool, commit: str,
+                   identity: dict) -> tuple[str, dict]:
+    """The scratch folder and state of a module's run: a new one (a temporary
+    folder without `scratch_dir`), or, with `resume`, the stopped run's there,
+    which must be a run of the same `identity` (module, tests, what it reruns,
+    how it selects tests). The state names the commit the run started at and
+    how long it has run."""
+    module = identity["module"]
+    if scratch_dir is None:
+        if resume:
+            raise ValueError("--resume: needs --scratch_dir, where the stopped run was kept.")
+        return (tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-"),
+                {"commit": commit, "seconds": 0, "resumed": 0})
+    scratch = os.path.join(os.path.abspath(scratch_dir), module.replace("/", "_"))
+    state_file = os.path.join(scratch, _STATE)
+    if not resume:
+        if os.path.exists(scratch):
+            raise ValueError(f"--scratch_dir: {scratch} holds a stopped run of {module}; pass "
+                             "--resume to go on with it, or remove it.")
+        os.makedirs(scratch)
+        state = {"identity": identity, "commit": commit, "seconds": 0, "resumed": 0}
+        save_state(scratch, state)
+        return scratch, state
+    if not (os.path.exists(state_file) and os.path.exists(os.path.join(scratch, "session.sqlite"))):
+        raise ValueError(f"--resume: {scratch} holds no stopped run of {module} (no {_STATE} "
+                         "and session.sqlite).")
+    with open(state_file) as f:
+        state = json.load(f)
+    if state["identity"] != identity:
+        raise ValueError(f"--resume: the run in {scratch} is {state['identity']}, not "
+                         f"{identity}.")
+    return scratch, {**state, "resumed": state["resumed"] + 1}
+
+
+def save_state(scratch: str, state: dict) -> None:
+    tmp = os.path.join(scratch, _STATE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, os.path.join(scratch, _STATE))
+
+
 def _run_module(module: str, tests: list[str], previous: dict | None = None) -> dict:
     """cosmic-ray over `module` against `tests`; with `previous` (a run of it),
     only that run's survivors are tested again (--survivors_only)."""
-    scratch = tempfile.mkdtemp(prefix=f"mutation-{module.replace('/', '_')}-")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
+    identity = {"module": module, "tests": tests,
+                "survivors_of": None if previous is None else previous["commit"],
+                "selection": bool(_COVERAGE_SITE.value), "fork": _FORK.value,
+                "timeout": _TIMEOUT.value}
+    scratch, state = module_scratch(_SCRATCH_DIR.value, _RESUME.value, commit, identity)
+    resuming = state["resumed"] > 0
     processes = []  # fork servers and HTTP workers, ended with the module
+    finished = False
+    started = time.time()
     try:
-        checkout = _copy_checkout(os.path.join(scratch, "checkout"))
+        checkout = os.path.join(scratch, "checkout")
+        module_file = os.path.join(checkout, "stacnas_tf", f"{module}.py")
+        pristine = os.path.join(scratch, "module.py.orig")
+        if not resuming:
+            _copy_checkout(checkout)
+            shutil.copyfile(module_file, pristine)
+        else:  # one worker mutates the checkout itself: a stopped run may have left a mutant
+            shutil.copyfile(pristine, module_file)
         spans = _annotation_spans(os.path.join(checkout, "stacnas_tf", f"{module}.py"))
         python = os.path.join(REPO, ".venv", "bin", "python")
         pytest_args = f"-x -q -p no:cacheprovider {' '.join(tests)}"
@@ -322,12 +395,14 @@ def _run_module(module: str, tests: list[str], previous: dict | None = None) -> 
             # instead of each spreading over all of them.
             env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
         if _COVERAGE_SITE.value:
-            env[mutation_selection.SELECTION_ENV] = _selection_map(checkout, module, tests,
-                                                                   env, scratch)
+            selection_file = os.path.join(scratch, "selection.json")
+            if not (resuming and os.path.exists(selection_file)):
+                selection_file = _selection_map(checkout, module, tests, env, scratch)
+            env[mutation_selection.SELECTION_ENV] = selection_file
         if _FORK.value:  # the baseline's, and the local distributor's
             processes.append(_start_forkserver(checkout, env))
         if _WORKERS.value > 1:
-            worker_processes, urls = _start_workers(scratch, _WORKERS.value, env)
+            worker_processes, urls = _start_workers(scratch, _WORKERS.value, env, checkout)
             processes.extend(worker_processes)
             distributor = f'name = "http"\n\n[cosmic-ray.distributor.http]\nworker-urls = {urls!r}'
         config = os.path.join(scratch, "cosmic-ray.toml")
@@ -342,8 +417,8 @@ test-command = "{command}"
 {distributor}
 """)
         session = os.path.join(scratch, "session.sqlite")
-        started = time.time()
-        for step in (["init", config, session], ["baseline", config], ["exec", config, session]):
+        steps = [["init", config, session], ["baseline", config], ["exec", config, session]]
+        for step in steps[2:] if resuming else steps:
             result = subprocess.run([_COSMIC_RAY.value, *step], cwd=checkout, env=env,
                                     capture_output=True, text=True)
             if result.returncode != 0:
@@ -360,11 +435,16 @@ test-command = "{command}"
                         "they are not the same mutants; run the module whole.")
         dump = subprocess.run([_COSMIC_RAY.value, "dump", session], cwd=checkout, env=env,
                               capture_output=True, text=True, check=True).stdout
+        finished = True
     finally:
         for process in processes:
             process.terminate()
             process.wait()
-        shutil.rmtree(scratch, ignore_errors=True)
+        state["seconds"] += round(time.time() - started)
+        if finished or _SCRATCH_DIR.value is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:  # kept for --resume
+            save_state(scratch, state)
     counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0,
               "equivalent_annotation": 0}
     survivors = []
@@ -400,9 +480,11 @@ test-command = "{command}"
         "killed_before": previous["killed"],
         "rerun_of": {"commit": previous["commit"], "date": previous["date"],
                      "survived": previous["survived"]}}
+    resumed = {"resumed": state["resumed"]} if resuming else {}
     return {"module": f"stacnas_tf/{module}.py", "tests": tests, **counts, **rerun,
             "score": round(counts["killed"] / judged, 4) if judged else None,
-            "seconds": round(time.time() - started), "survivors": survivors}
+            "seconds": state["seconds"], "commit": state["commit"], **resumed,
+            "survivors": survivors}
 
 
 def main(argv):
@@ -420,8 +502,8 @@ def main(argv):
     if os.path.exists(_OUTPUT.value):
         with open(_OUTPUT.value) as f:
             results = json.load(f).get("modules", {})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                            capture_output=True, text=True).stdout.strip()
+    if _RESUME.value and len(names) != 1:
+        raise ValueError("--resume: name the one module whose stopped run goes on (--modules).")
     for name in names:
         previous = None
         if _SURVIVORS_ONLY.value:
@@ -430,7 +512,7 @@ def main(argv):
             previous = results[name]
             _check_rerun(name, MODULES[name], previous)
         print(f"{name}: mutating against {' '.join(MODULES[name])} ...", flush=True)
-        results[name] = {**_run_module(name, MODULES[name], previous), "commit": commit,
+        results[name] = {**_run_module(name, MODULES[name], previous),
                          "date": datetime.date.today().isoformat(), "workers": _WORKERS.value,
                          "fork": _FORK.value}
         r = results[name]
