@@ -252,6 +252,9 @@ def test_settings_at_their_bounds_are_accepted():
       weight_lr_min=0.025)
     T(grad_clip_norm=0.0, cutout=0, weight_decay=0.0, momentum=0.0, lr_min=0.025,
       lr_decay_rate=1.0)
+    # A cosine schedule down to 0 (PyTorch's CosineAnnealingLR defaults eta_min to 0).
+    S(weight_lr_min=0.0)
+    T(lr_min=0.0)
 
 
 def test_recorded_class_names_must_agree():
