@@ -138,13 +138,15 @@ def _annotation_spans(path: str) -> list[tuple]:
     return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations]
 
 
-def _copy_checkout(destination: str, source: str = REPO) -> str:
-    shutil.copytree(source, destination, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "bazel-*", "__pycache__", "runs", ".device_run"))
-    return destination
-
-
 FORK_SOCKET = ".pytest-forkserver.sock"  # relative: each checkout's tests reach their own server
+
+
+def copy_checkout(destination: str, source: str = REPO) -> str:
+    """A copy of the checkout `source` to run mutants in (a worker's copy of the
+    run's own checkout leaves out the socket of that checkout's fork server)."""
+    shutil.copytree(source, destination, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "bazel-*", "__pycache__", "runs", ".device_run", FORK_SOCKET))
+    return destination
 
 
 def _start_forkserver(checkout: str, env: dict) -> subprocess.Popen:
@@ -171,7 +173,7 @@ def _start_workers(scratch: str, count: int, env: dict, source: str) -> tuple[li
     for index in range(count):
         destination = os.path.join(scratch, f"worker{index}")
         shutil.rmtree(destination, ignore_errors=True)  # a stopped run's, maybe mid-mutant
-        checkout = _copy_checkout(destination, source)
+        checkout = copy_checkout(destination, source)
         if _FORK.value:
             workers.append(_start_forkserver(checkout, env))
         with socket.socket() as probe:  # a free port, chosen by the kernel
@@ -378,7 +380,7 @@ def _run_module(module: str, tests: list[str], previous: dict | None = None) -> 
         module_file = os.path.join(checkout, "stacnas_tf", f"{module}.py")
         pristine = os.path.join(scratch, "module.py.orig")
         if not resuming:
-            _copy_checkout(checkout)
+            copy_checkout(checkout)
             shutil.copyfile(module_file, pristine)
         else:  # one worker mutates the checkout itself: a stopped run may have left a mutant
             shutil.copyfile(pristine, module_file)

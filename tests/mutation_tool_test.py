@@ -49,3 +49,19 @@ def test_a_run_is_resumed_only_as_it_was_started(tmp_path, field, value):
     (tmp_path / "analysis_confusion" / "session.sqlite").write_bytes(b"")
     with pytest.raises(ValueError, match="--resume: the run in .* is .*, not"):
         tool.module_scratch(str(tmp_path), True, "abc1234", {**IDENTITY, field: value})
+
+
+def test_a_workers_copy_of_the_runs_checkout_leaves_out_its_fork_servers_socket(tmp_path):
+    import socket
+
+    source = tmp_path / "checkout"
+    (source / "stacnas_tf").mkdir(parents=True)
+    (source / "stacnas_tf" / "cells.py").write_text("x = 1\n")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(source / tool.FORK_SOCKET))
+    try:
+        copy = tool.copy_checkout(str(tmp_path / "worker0"), str(source))
+    finally:
+        server.close()
+    assert sorted(os.listdir(copy)) == ["stacnas_tf"]
+    assert (tmp_path / "worker0" / "stacnas_tf" / "cells.py").read_text() == "x = 1\n"
