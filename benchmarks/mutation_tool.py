@@ -449,7 +449,7 @@ test-command = "{command}"
             save_state(scratch, state)
     counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0,
               "equivalent_annotation": 0}
-    survivors = []
+    survivors, timed_out = [], []
     for line in dump.splitlines():
         item, result = json.loads(line)
         if result is None:
@@ -477,6 +477,14 @@ test-command = "{command}"
                               "diff": result.get("diff", "")})
         else:
             counts["killed"] += 1
+            if result.get("output") == "timeout":
+                # Killed for running past --timeout: a hang, or a slow survivor on a
+                # busy machine. Listed, so that they can be told apart.
+                mutation = item["mutations"][0]
+                timed_out.append({"line": mutation["start_pos"][0],
+                                  "operator": mutation["operator_name"],
+                                  "occurrence": mutation["occurrence"],
+                                  "diff": result.get("diff", "")})
     judged = counts["killed"] + counts["survived"]
     rerun = {} if previous is None else {
         "killed_before": previous["killed"],
@@ -486,7 +494,7 @@ test-command = "{command}"
     return {"module": f"stacnas_tf/{module}.py", "tests": tests, **counts, **rerun,
             "score": round(counts["killed"] / judged, 4) if judged else None,
             "seconds": state["seconds"], "commit": state["commit"], **resumed,
-            "survivors": survivors}
+            "killed_by_timeout": len(timed_out), "timed_out": timed_out, "survivors": survivors}
 
 
 def main(argv):
