@@ -199,3 +199,74 @@ def test_a_groups_file_may_not_hold_more_groups_than_there_are_ops(tmp_path):
     path.write_text(json.dumps({"groups": [["skip_connect"]] * (len(ss.op_names()) + 1)}))
     with pytest.raises(ValueError, match="is not a groups file"):
         ss.load_groups(str(path))
+
+
+def test_the_spaces_and_op_records_are_frozen():
+    import dataclasses
+
+    space = ss.SearchSpace()
+    records = ((space, "num_nodes"), (ss.stage1_space(space, 5, per_cell=False), "per_cell"),
+               (ss.OP_TABLE["skip_connect"], "kind"), (ss.CustomOp("probe_op_3x3", print), "name"))
+    for record, field in records:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, field, getattr(record, field))
+
+
+def test_stage2_needs_a_winner_for_every_edge():
+    space = ss.SearchSpace()
+    with pytest.raises(ValueError, match="expected 14 winners, got 13"):
+        space.activate(["skip_connect"] * 13)
+    with pytest.raises(ValueError, match="expected 14 winners, got 15"):
+        space.activate(["skip_connect"] * 15)
+
+
+def test_shared_logits_need_exactly_two_candidate_sets():
+    edge = ("none", "skip_connect")
+    with pytest.raises(ValueError, match="shared logits need \\(normal, reduce\\) candidates, got 1 "
+                                         "sets"):
+        ss.StageSpace(cells=((edge,) * 14,))
+
+
+def test_every_edge_starts_with_none_whatever_op_comes_first():
+    # Ops sorting before and after "none" alike.
+    edge = ("none", "skip_connect")
+    for first in ("avg_pool_3x3", "dil_conv_3x3", "max_pool_3x3", "sep_conv_3x3", "skip_connect"):
+        with pytest.raises(ValueError, match="must start with `none` and hold an op"):
+            ss.StageSpace.shared(((first, "none"),) * 14, (edge,) * 14)
+
+
+def test_groups_must_each_be_a_list_of_names():
+    # A string among lists (a group of one op written without its brackets) is refused,
+    # not read as a group of its letters.
+    for groups in ([["skip_connect"], "max_pool_3x3"], ["skip_connect"], [("skip_connect",), 3]):
+        with pytest.raises(ValueError, match="groups: expected a list of groups, each a list of op "
+                                             "names"):
+            ss.check_groups_shape(groups)
+    ss.check_groups_shape([["skip_connect"], ("max_pool_3x3", "avg_pool_3x3")])
+    # The message shows what was given, cut at 400 characters.
+    with pytest.raises(ValueError) as error:
+        ss.check_groups_shape("x" * 1000)
+    assert len(str(error.value)) == 400 and str(error.value).endswith("xxx")
+
+
+def test_a_groups_file_of_one_group_per_op_gets_its_real_reason(tmp_path):
+    # As many groups as there are op names: not too many, so the file is read and the
+    # search space says what is wrong (`none` is not a group).
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps({"groups": [[op] for op in ss.op_names()]}))
+    with pytest.raises(ValueError, match="--groups: .*none"):
+        ss.load_groups(str(path))
+    path.write_text(json.dumps({"groups": [[op] for op in ss.op_names() if op != "none"]}))
+    assert len(ss.load_groups(str(path))) == len(ss.op_names()) - 1
+
+
+def test_a_groups_file_is_read_up_to_1000001_characters(tmp_path):
+    # Leading spaces pad a valid file to a size: one character more and its closing brace
+    # is not read.
+    text = json.dumps({"groups": [list(g) for g in ss.PAPER_GROUPS]})
+    path = tmp_path / "groups.json"
+    path.write_text(" " * (1_000_001 - len(text)) + text)
+    assert ss.load_groups(str(path)) == ss.PAPER_GROUPS
+    path.write_text(" " * (1_000_002 - len(text)) + text)
+    with pytest.raises(ValueError, match="is not a groups file"):
+        ss.load_groups(str(path))
