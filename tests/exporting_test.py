@@ -431,6 +431,10 @@ def test_the_int8_runner_quantizes_inputs_as_tflite_defines_it(exported, tmp_pat
     below = np.full((1, *exportable.image_shape), -50.0, np.float32)
     np.testing.assert_array_equal(export.tflite_runner(path)(below),
                                   export.tflite_runner(path)(np.zeros_like(below)))
+    # and above it at 127, as white.
+    above = np.full((1, *exportable.image_shape), 300.0, np.float32)
+    np.testing.assert_array_equal(export.tflite_runner(path)(above),
+                                  export.tflite_runner(path)(np.full_like(above, 255.0)))
 
 
 def test_sampling_more_images_than_the_dataset_has_says_so(caplog):
@@ -624,3 +628,10 @@ def test_latency_is_timed_on_one_image_for_keras_and_every_format(exported, tmp_
         verify_samples=4, formats=("saved_model", "tflite_float32")))
     assert batches == [(1, 8, 8, 1)] * 3  # Keras, then each format
     assert report["keras"]["latency_batch1_ms"] == 1.0
+
+
+def test_one_calibration_or_verification_image_is_enough():
+    options = export.ExportOptions(calibration_samples=1, verify_samples=1)
+    assert (options.calibration_samples, options.verify_samples) == (1, 1)
+    with pytest.raises(ValueError, match="--verify_samples: expected a positive count, got 0"):
+        export.ExportOptions(verify_samples=0)
