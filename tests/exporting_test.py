@@ -575,6 +575,7 @@ def test_random_images_span_the_pixel_range_by_seed():
     images = export._sample_images(exportable, 64)
     assert images.shape == (64, 8, 8, 1) and images.dtype == np.float32
     assert images.min() < 0.5 and images.max() > 254.5 and images.max() < 255
+    assert images.min() >= 0
     np.testing.assert_array_equal(images, export._sample_images(exportable, 64))
     assert not np.array_equal(images, export._sample_images(exportable, 64, seed=1))
 
@@ -635,3 +636,39 @@ def test_one_calibration_or_verification_image_is_enough():
     assert (options.calibration_samples, options.verify_samples) == (1, 1)
     with pytest.raises(ValueError, match="--verify_samples: expected a positive count, got 0"):
         export.ExportOptions(verify_samples=0)
+
+
+def test_the_int8_runner_quantizes_with_the_models_own_input_scale(tmp_path):
+    # Calibrated on pixels in [0, 100], the model's input scale is about 100 / 255, not 1.
+    inputs = keras.Input((4, 4, 1))
+    network = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    calibration = np.random.RandomState(0).uniform(0, 100, (16, 4, 4, 1)).astype(np.float32)
+    path = str(tmp_path / "int8.tflite")
+    export._write_tflite(export._Serving(network, (4, 4, 1)), path, "int8", calibration,
+                         export.ExportOptions(int8_io=True), {})
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    scale, zero = detail["quantization"]
+    assert 0.3 < scale < 0.45
+    images = calibration[:1]
+    interpreter.set_tensor(detail["index"],
+                           np.clip(np.round(images / scale) + zero, -128, 127).astype(np.int8))
+    interpreter.invoke()
+    decoded = [(interpreter.get_tensor(d["index"]).astype(np.float32) - d["quantization"][1])
+               * d["quantization"][0] for d in interpreter.get_output_details()]
+    logits = export.tflite_runner(path)(images)
+    assert any(np.array_equal(logits, value) for value in decoded)
+
+
+def test_the_grouped_convolution_message_names_three_and_says_there_are_more():
+    import types
+
+    inputs = keras.Input((8, 8, 4))
+    x = inputs
+    for index in range(4):
+        x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name=f"grouped{index}")(x)
+    exportable = types.SimpleNamespace(network=keras.Model(inputs, x))
+    with pytest.raises(ValueError, match=r"convolution\(s\) \(grouped0, grouped1, grouped2, \.\.\.\): "
+                                         r"tf2onnx"):
+        export.check_formats(exportable, export.ExportOptions())

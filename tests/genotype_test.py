@@ -485,3 +485,17 @@ def test_cell_genotype_bounds_on_inputs_and_concat():
     for index in (2, 3):
         with pytest.raises(ValueError, match=f"node 0 has input index {index}; expected 0..1"):
             g.CellGenotype((("sep_conv_3x3", index),) + edges[1:], (2, 3, 4, 5))
+
+
+def test_published_stacnas_cifar10_is_the_authors_figures_edge_by_edge():
+    # Read by eye from the StacNAS authors' repository (susan0199/StacNAS at a3c00dd,
+    # images/cifar10_normal.png and images/cifar10_reduce.png): node k's two inputs, as
+    # DARTS numbers states (0: c_{k-2}, 1: c_{k-1}, j + 2: node j).
+    figures = g.Genotype.from_darts(
+        "Genotype(normal=[('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 2), "
+        "('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 2), "
+        "('sep_conv_3x3', 0)], normal_concat=[2, 3, 4, 5], "
+        "reduce=[('skip_connect', 1), ('max_pool_3x3', 0), ('dil_conv_5x5', 2), "
+        "('avg_pool_3x3', 0), ('dil_conv_5x5', 3), ('avg_pool_3x3', 0), ('dil_conv_5x5', 3), "
+        "('sep_conv_5x5', 0)], reduce_concat=[2, 3, 4, 5])")
+    assert g.PUBLISHED["STACNAS_CIFAR10"] == figures
