@@ -499,3 +499,133 @@ def test_published_stacnas_cifar10_is_the_authors_figures_edge_by_edge():
         "('avg_pool_3x3', 0), ('dil_conv_5x5', 3), ('avg_pool_3x3', 0), ('dil_conv_5x5', 3), "
         "('sep_conv_5x5', 0)], reduce_concat=[2, 3, 4, 5])")
     assert g.PUBLISHED["STACNAS_CIFAR10"] == figures
+
+
+def test_the_bounds_are_a_million_characters_and_a_thousand_cells():
+    # The numbers themselves, not the constants: a test written with g.MAX_TEXT moves with it.
+    text = g.PUBLISHED["DARTS_V2"].to_darts()
+    assert g.Genotype.from_darts(text + " " * (1_000_000 - len(text))) == g.PUBLISHED["DARTS_V2"]
+    with pytest.raises(ValueError, match="a DARTS genotype text of 1000001 characters; expected at "
+                                         "most 1000000"):
+        g.Genotype.from_darts(text + " " * (1_000_001 - len(text)))
+    normal, reduce = g.PUBLISHED["DARTS_V2"].normal, g.PUBLISHED["DARTS_V2"].reduce
+    value = g.Genotype(normal=normal, reduce=reduce, cells=(normal,) * 1000).to_dict()
+    assert len(g.Genotype.from_dict(value).cells) == 1000
+    value["cells"] = value["cells"][:1]
+    assert len(g.Genotype.from_dict(value).cells) == 1
+    for cells in ([], [value["cells"][0]] * 1001):
+        with pytest.raises(ValueError, match="\"cells\" must be null or a list of 1 to 1000 cell "
+                                             "genotypes"):
+            g.Genotype.from_dict({**value, "cells": cells})
+
+
+def test_cell_genotypes_are_frozen_and_read_as_normal_cells_by_default():
+    import dataclasses
+
+    cell = g.PUBLISHED["DARTS_V2"].normal
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cell.reduction = True
+    entry = cell.to_dict()
+    del entry["reduction"]
+    assert g.CellGenotype.from_dict(entry).reduction is False
+
+
+def test_an_input_index_message_names_the_nodes_own_range():
+    edges = list(g.PUBLISHED["DARTS_V2"].normal.edges)
+    edges[2] = ("sep_conv_3x3", 3)  # node 1 reads states 0..2
+    with pytest.raises(ValueError, match="node 1 has input index 3; expected 0..2"):
+        g.CellGenotype(tuple(edges), (2, 3, 4, 5))
+
+
+def test_a_cell_past_the_per_cell_genotypes_is_refused_by_name():
+    cell = g.PUBLISHED["DARTS_V2"].normal
+    per_cell = g.Genotype(normal=cell, reduce=g.PUBLISHED["DARTS_V2"].reduce, cells=(cell,) * 3)
+    for index in (3, 4, 10):
+        with pytest.raises(ValueError, match=f"3 per-cell genotypes; cell {index} requested"):
+            per_cell.cell(index, False)
+
+
+def test_unknown_json_fields_are_named_five_at_most():
+    value = {**g.PUBLISHED["DARTS_V2"].to_dict(), **{f"extra{k}": 1 for k in range(6)}}
+    with pytest.raises(ValueError) as error:
+        g.Genotype.from_dict(value)
+    assert "['extra0', 'extra1', 'extra2', 'extra3', 'extra4']; expected" in str(error.value)
+
+
+def test_from_json_points_a_dict_to_from_dict_and_nothing_else():
+    with pytest.raises(ValueError, match=r"from_json takes JSON text, got dict \(use "
+                                         r"Genotype.from_dict for a dict\)\.$"):
+        g.Genotype.from_json({"format": g.FORMAT})
+    with pytest.raises(ValueError, match=r"from_json takes JSON text, got int\.$"):
+        g.Genotype.from_json(5)
+
+
+@pytest.mark.parametrize("call", ["Foo", "Zeta", "genotype"])
+def test_darts_text_must_call_genotype(call):
+    text = g.PUBLISHED["DARTS_V2"].to_darts().replace("Genotype(", f"{call}(", 1)
+    with pytest.raises(ValueError, match=r"expected Genotype\(\.\.\.\)"):
+        g.Genotype.from_darts(text)
+
+
+def test_darts_text_must_hold_the_four_fields_exactly():
+    text = g.PUBLISHED["DARTS_V2"].to_darts()
+    missing = text.replace(", reduce_concat=[2, 3, 4, 5])", ")")
+    extra = text[:-1] + ", cells=None)"
+    for bad in (missing, extra):
+        with pytest.raises(ValueError, match=r"expected the fields \['normal', 'normal_concat', "
+                                             r"'reduce', 'reduce_concat'\]"):
+            g.Genotype.from_darts(bad)
+
+
+def test_range_in_darts_text_takes_one_or_two_bounds_and_at_most_16_states():
+    text = g.PUBLISHED["DARTS_V2"].to_darts()
+    for concat in ("range()", "range(1, 2, 3)"):
+        with pytest.raises(ValueError, match=r"range\(\) takes one or two integers here"):
+            g.Genotype.from_darts(text.replace("normal_concat=[2, 3, 4, 5]", f"normal_concat={concat}"))
+    # One bound is a range all the same (from 0, which no cell concatenates).
+    with pytest.raises(ValueError, match="concat \\[0, 1, 2, 3, 4, 5\\] must name distinct"):
+        g.Genotype.from_darts(text.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=range(6)"))
+    with pytest.raises(ValueError, match=r"range\(\) of 17 states; a cell has at most 16"):
+        g.Genotype.from_darts(text.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=range(2, 19)"))
+
+
+def test_short_reprs_are_cut_at_80_characters():
+    assert g._short("x" * 78) == "'" + "x" * 78 + "'"  # a repr of 80 characters
+    assert g._short("x" * 79) == "'" + "x" * 79 + "..."
+    assert g._short("x" * 10, limit=5) == "'xxxx..."
+
+
+def test_a_three_node_cell_concatenates_its_three_nodes():
+    candidates = STAGE1[:9]  # 3 nodes: 2 + 3 + 4 edges
+    weights = _weights([[0.1, 0.2, 0.3, 0.2, 0.2]] * 9)
+    cell = g.derive_cell(candidates, weights, num_nodes=3)
+    assert cell.concat == (2, 3, 4) and len(cell.edges) == 6
+
+
+def test_an_edge_of_two_candidates_among_four_wide_is_padded_to_four():
+    # Equal logits: one op of four candidates' worth scores 1/4, as the padded edge would.
+    weight, op = g.edge_strength(("none", "skip_connect"), [0.5, 0.5], width=4)
+    assert (weight, op) == (pytest.approx(0.25), "skip_connect")
+
+
+def test_an_op_weight_that_underflowed_to_zero_is_scored_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weight, op = g.edge_strength(("none", "skip_connect", "max_pool_3x3"), [0.5, 0.5, 0.0],
+                                     width=4)
+    assert op == "skip_connect" and 0.49 < weight <= 0.5
+
+
+def test_derive_genotype_reads_four_node_cells_by_default():
+    space = ss.stage1_space(ss.SearchSpace(), 5, per_cell=False)
+    weights = [_weights([[0.1, 0.3, 0.2, 0.2, 0.2]] * 14)] * 2
+    genotype = g.derive_genotype(space, weights, 5)
+    assert genotype.normal.concat == (2, 3, 4, 5) and len(genotype.reduce.edges) == 8
+
+
+def test_published_name_finds_a_genotype_by_value():
+    for name, genotype in g.PUBLISHED.items():
+        assert g.published_name(g.Genotype.from_json(genotype.to_json())) == name
+    assert g.published_name(g.random_genotype(ss.SearchSpace(), seed=0)) is None
