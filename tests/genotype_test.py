@@ -629,3 +629,15 @@ def test_published_name_finds_a_genotype_by_value():
     for name, genotype in g.PUBLISHED.items():
         assert g.published_name(g.Genotype.from_json(genotype.to_json())) == name
     assert g.published_name(g.random_genotype(ss.SearchSpace(), seed=0)) is None
+
+
+def test_concat_names_intermediate_nodes_only_and_range_is_the_only_call():
+    edges = g.PUBLISHED["DARTS_V2"].normal.edges
+    for concat in ((1, 2, 3, 4, 5), (0, 2, 3, 4, 5)):
+        with pytest.raises(ValueError, match="must name distinct intermediate nodes 2..5"):
+            g.CellGenotype(edges, concat)
+    # Python 2's xrange (old genotype files) is not read as range.
+    text = g.PUBLISHED["DARTS_V2"].to_darts().replace("normal_concat=[2, 3, 4, 5]",
+                                                      "normal_concat=xrange(2, 6)")
+    with pytest.raises(ValueError, match="not a DARTS genotype text"):
+        g.Genotype.from_darts(text)
