@@ -641,3 +641,73 @@ def test_concat_names_intermediate_nodes_only_and_range_is_the_only_call():
                                                       "normal_concat=xrange(2, 6)")
     with pytest.raises(ValueError, match="not a DARTS genotype text"):
         g.Genotype.from_darts(text)
+
+
+def test_none_is_told_by_value_in_files_and_in_candidates_built_at_run_time():
+    # JSON strings are not interned: "none" read from a file is refused like the literal.
+    value = g.PUBLISHED["DARTS_V2"].to_dict()
+    value["normal"][0]["op"] = "none"
+    with pytest.raises(ValueError, match="`none` cannot be a chosen op"):
+        g.Genotype.from_json(json.dumps(value))
+    none = "".join(["no", "ne"])  # equal to "none", another object
+    edge = (none, "skip_connect", "max_pool_3x3")
+    assert g.strongest_ops((edge,), _weights([[0.9, 0.04, 0.06]])) == ["max_pool_3x3"]
+    assert g.edge_strength(edge, [0.9, 0.04, 0.06], width=3)[1] == "max_pool_3x3"
+
+
+def test_derive_genotype_reads_each_cell_kind_from_its_own_candidates_and_marks_it():
+    normal = (("none", "skip_connect"),) * 14
+    reduce = (("none", "max_pool_3x3"),) * 14
+    space = ss.StageSpace.shared(normal, reduce)
+    weights = [_weights([[0.5, 0.5]] * 14)] * 2
+    genotype = g.derive_genotype(space, weights, 5)
+    assert {op for op, _ in genotype.normal.edges} == {"skip_connect"}
+    assert {op for op, _ in genotype.reduce.edges} == {"max_pool_3x3"}
+    assert genotype.normal.reduction is False and genotype.reduce.reduction is True
+
+
+def test_genotype_json_is_version_1_indented_by_two_and_the_record_frozen():
+    import dataclasses
+
+    genotype = g.PUBLISHED["DARTS_V2"]
+    text = genotype.to_json()
+    assert text.startswith('{\n  "format": "stacnas_tf.genotype",\n  "version": 1,\n')
+    value = json.loads(text)
+    value["version"] = 2
+    with pytest.raises(ValueError, match="genotype version 2 is not supported; this stacnas_tf "
+                                         "reads versions up to 1"):
+        g.Genotype.from_dict(value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        genotype.cells = None
+    assert g.CellGenotype(genotype.normal.edges, genotype.normal.concat).reduction is False
+
+
+def test_an_edge_is_exactly_an_op_and_an_input():
+    edges = list(g.PUBLISHED["DARTS_V2"].normal.edges)
+    edges[0] = ("sep_conv_3x3", 0, 1)
+    with pytest.raises(ValueError, match="expected edges as \\(op name, integer input\\)"):
+        g.CellGenotype(tuple(edges), (2, 3, 4, 5))
+
+
+def test_short_reprs_of_short_values_are_whole():
+    assert g._short("ab") == "'ab'" and g._short([1, 2]) == "[1, 2]"
+
+
+def test_a_range_of_16_states_is_expanded():
+    # 16 states is the bound: expanded, then refused as a concat of a 4-node cell.
+    text = g.PUBLISHED["DARTS_V2"].to_darts().replace("normal_concat=[2, 3, 4, 5]",
+                                                      "normal_concat=range(2, 18)")
+    with pytest.raises(ValueError, match="must name distinct intermediate nodes 2..5"):
+        g.Genotype.from_darts(text)
+
+
+def test_random_genotypes_of_three_node_cells_concatenate_three_nodes():
+    genotype = g.random_genotype(ss.SearchSpace(num_nodes=3), seed=0)
+    assert genotype.normal.concat == (2, 3, 4) and genotype.reduce.concat == (2, 3, 4)
+
+
+def test_a_genotype_file_that_is_not_text_is_refused_by_name(tmp_path):
+    path = tmp_path / "genotype.bin"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=f"--genotype file {path} is not text"):
+        g.resolve(str(path))
