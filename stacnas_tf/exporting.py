@@ -198,7 +198,11 @@ def _sample_images(exportable: Exportable, count: int, seed: int = 0) -> np.ndar
     if count > exportable.source.num_examples:
         logging.warning("asked for %d images, the dataset has %d: using them all.", count,
                         exportable.source.num_examples)
-    pipeline = pipelines.eval_pipeline(exportable.source, count, exportable.image_shape[0], count)
+    # Resized only where the network was trained at another size (--image_size, a
+    # square); a network of the dataset's own non-square images sees them whole.
+    height, width = exportable.image_shape[:2]
+    native = tuple(exportable.source.image_shape[:2]) == (height, width)
+    pipeline = pipelines.eval_pipeline(exportable.source, count, None if native else height, count)
     images, _ = next(iter(pipeline))
     return images.numpy().astype(np.float32)
 

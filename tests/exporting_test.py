@@ -619,6 +619,14 @@ def test_the_onnx_runner_takes_logits_by_name_or_the_first_output(exported, tmp_
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     np.testing.assert_array_equal(export.onnx_runner(str(tmp_path / "plain.onnx"))(images),
                                   images.reshape(2, 64))
+    # Of two outputs, neither named for logits: the first.
+    graph.node.append(helper.make_node("Neg", ["scores"], ["negated"]))
+    graph.output.append(helper.make_tensor_value_info("negated", TensorProto.FLOAT, [None, 64]))
+    two = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    two.ir_version = model.ir_version
+    onnx.save(two, str(tmp_path / "two.onnx"))
+    np.testing.assert_array_equal(export.onnx_runner(str(tmp_path / "two.onnx"))(images),
+                                  images.reshape(2, 64))
 
 
 def test_latency_is_timed_on_one_image_for_keras_and_every_format(exported, tmp_path, monkeypatch):
@@ -672,3 +680,34 @@ def test_the_grouped_convolution_message_names_three_and_says_there_are_more():
     with pytest.raises(ValueError, match=r"convolution\(s\) \(grouped0, grouped1, grouped2, \.\.\.\): "
                                          r"tf2onnx"):
         export.check_formats(exportable, export.ExportOptions())
+
+
+def test_a_network_of_non_square_images_exports_on_its_own_images(tmp_path):
+    # A folder of 8x12 images trains a network of input (8, 12, 1) (no --image_size):
+    # its verification images are the dataset's own, not squares cut from them.
+    rng = np.random.RandomState(0)
+    source = sources.from_arrays(rng.randint(0, 256, (16, 8, 12, 1)).astype(np.uint8),
+                                 np.arange(16) % 2)
+    config = TINY.replace(deformable=False)
+    network = network_lib.build(config, G["DARTS_V2"], 2, (8, 12, 1), auxiliary=False)
+    exportable = export.Exportable(network, G["DARTS_V2"], (8, 12, 1), 2, (0.5,), (0.25,), source)
+    assert export._sample_images(exportable, 4).shape == (4, 8, 12, 1)
+    report = export.export(exportable, str(tmp_path / "out"), export.ExportOptions(
+        verify_samples=4, formats=("saved_model", "tflite_float32")))
+    assert report["passed"] and report["images"] == "dataset"
+
+
+def test_exporting_a_training_checks_its_genotype_by_value_and_warns_of_nothing_left_out(
+        exported, caplog):
+    import gc
+
+    root, _, _ = exported
+    # The checkpoint holds the optimizers too; the inference network restores part of it
+    # on purpose, so TensorFlow's "unrestored values" warning would be noise.
+    copy = genotype_lib.Genotype.from_json(G["DARTS_V2"].to_json())
+    assert copy is not G["DARTS_V2"]
+    exportable = export.from_training_folder(str(root / "train"), expected_genotype=copy)
+    assert exportable.genotype == G["DARTS_V2"]
+    del exportable
+    gc.collect()
+    assert not [r for r in caplog.records if "unrestored" in r.getMessage()]
