@@ -711,3 +711,38 @@ def test_a_genotype_file_that_is_not_text_is_refused_by_name(tmp_path):
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(ValueError, match=f"--genotype file {path} is not text"):
         g.resolve(str(path))
+
+
+def test_random_genotypes_reach_every_earlier_state():
+    # Node 2 of a cell reads any two of states 0..3: over seeds, states 2 and 3 appear.
+    inputs = {index for seed in range(20)
+              for _, index in g.random_genotype(ss.SearchSpace(), seed).normal.edges[4:6]}
+    assert inputs == {0, 1, 2, 3}
+
+
+def test_dot_labels_every_op_edge_and_draws_both_cells():
+    genotype = g.PUBLISHED["STACNAS_CIFAR10"]  # avg_pool_3x3 and dil_conv_5x5 sort before "concat"
+    dot = genotype.to_dot()
+    assert "subgraph cluster_normal {" in dot and "subgraph cluster_reduce {" in dot
+    assert dot.count('[label="avg_pool_3x3"]') == 2 and dot.count('[label="dil_conv_5x5"]') == 3
+
+
+def test_only_range_is_called_in_darts_text():
+    text = g.PUBLISHED["DARTS_V2"].to_darts()
+    for call in ("max(2, 6)", "abs(2, 6)"):
+        with pytest.raises(ValueError, match="not a DARTS genotype text"):
+            g.Genotype.from_darts(text.replace("normal_concat=[2, 3, 4, 5]", f"normal_concat={call}"))
+
+
+def test_derive_cell_derives_a_normal_cell_unless_told():
+    weights = _weights([[0.1, 0.3, 0.2, 0.2, 0.2]] * 14)
+    assert g.derive_cell(STAGE1, weights).reduction is False
+    assert g.derive_cell(STAGE1, weights, reduction=True).reduction is True
+
+
+def test_genotype_dicts_without_the_format_are_refused():
+    value = g.PUBLISHED["DARTS_V2"].to_dict()
+    del value["format"]
+    for bad in (value, [1, 2], "text"):
+        with pytest.raises(ValueError, match="not a genotype JSON"):
+            g.Genotype.from_dict(bad)
