@@ -239,7 +239,10 @@ def _cosmic_ray_python() -> str:
 
 def _check_rerun(module: str, tests: list[str], previous: dict) -> None:
     """Refuses --survivors_only where a mutant killed before might not be now."""
-    if previous.get("pending") or previous.get("incompetent"):
+    # Incompetent mutants are tested again with the survivors where the run listed
+    # them; a run that did not list them cannot say which they were.
+    unlisted = previous.get("incompetent") and "incompetent_mutants" not in previous
+    if previous.get("pending") or unlisted:
         raise ValueError(f"--survivors_only: the {module} run at {previous['commit']} left "
                          "mutants untested; run the module whole.")
     path = os.path.join("stacnas_tf", f"{module}.py")
@@ -259,9 +262,11 @@ def _check_rerun(module: str, tests: list[str], previous: dict) -> None:
 
 
 def _reuse_killed(session: str, previous: dict) -> int:
-    """Marks every mutant that is not a survivor of `previous` killed (before
-    the run, so that only the survivors are tested); returns their count."""
-    keys = [(s["operator"], s["occurrence"], s["line"]) for s in previous["survivors"]]
+    """Marks every mutant that is not a survivor (or an incompetent one) of
+    `previous` killed (before the run, so that only those are tested); returns
+    their count."""
+    keys = [(s["operator"], s["occurrence"], s["line"])
+            for s in previous["survivors"] + previous.get("incompetent_mutants", [])]
     output = subprocess.run(
         [_cosmic_ray_python(), "-c", _REUSE_SCRIPT, session, json.dumps(keys),
          f"killed in the run at {previous['commit']} ({previous['date']})"],
@@ -449,7 +454,7 @@ test-command = "{command}"
             save_state(scratch, state)
     counts = {"killed": 0, "survived": 0, "incompetent": 0, "pending": 0,
               "equivalent_annotation": 0}
-    survivors, timed_out = [], []
+    survivors, timed_out, incompetent = [], [], []
     for line in dump.splitlines():
         item, result = json.loads(line)
         if result is None:
@@ -464,6 +469,7 @@ test-command = "{command}"
             # The mutant could not be applied or tested (cosmic-ray raised), or
             # the worker failed: neither killed nor survived, and not scored.
             counts["incompetent"] += 1
+            incompetent.append(mutant_record(item, result))
         elif outcome == "survived":
             mutation = item["mutations"][0]
             start = tuple(mutation["start_pos"])
@@ -471,20 +477,13 @@ test-command = "{command}"
                 counts["equivalent_annotation"] += 1
                 continue
             counts["survived"] += 1
-            survivors.append({"line": mutation["start_pos"][0],
-                              "operator": mutation["operator_name"],
-                              "occurrence": mutation["occurrence"],
-                              "diff": result.get("diff", "")})
+            survivors.append(mutant_record(item, result))
         else:
             counts["killed"] += 1
             if result.get("output") == "timeout":
                 # Killed for running past --timeout: a hang, or a slow survivor on a
                 # busy machine. Listed, so that they can be told apart.
-                mutation = item["mutations"][0]
-                timed_out.append({"line": mutation["start_pos"][0],
-                                  "operator": mutation["operator_name"],
-                                  "occurrence": mutation["occurrence"],
-                                  "diff": result.get("diff", "")})
+                timed_out.append(mutant_record(item, result))
     judged = counts["killed"] + counts["survived"]
     rerun = {} if previous is None else {
         "killed_before": previous["killed"],
@@ -494,7 +493,16 @@ test-command = "{command}"
     return {"module": f"stacnas_tf/{module}.py", "tests": tests, **counts, **rerun,
             "score": round(counts["killed"] / judged, 4) if judged else None,
             "seconds": state["seconds"], "commit": state["commit"], **resumed,
-            "killed_by_timeout": len(timed_out), "timed_out": timed_out, "survivors": survivors}
+            "killed_by_timeout": len(timed_out), "timed_out": timed_out,
+            "incompetent_mutants": incompetent, "survivors": survivors}
+
+
+def mutant_record(item: dict, result: dict) -> dict:
+    """A mutant as the JSON lists it, from cosmic-ray's dump: where, which
+    operator (and its occurrence, which a rerun matches on), and the diff."""
+    mutation = item["mutations"][0]
+    return {"line": mutation["start_pos"][0], "operator": mutation["operator_name"],
+            "occurrence": mutation["occurrence"], "diff": result.get("diff") or ""}
 
 
 def main(argv):

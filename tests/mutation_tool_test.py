@@ -65,3 +65,12 @@ def test_a_workers_copy_of_the_runs_checkout_leaves_out_its_fork_servers_socket(
         server.close()
     assert sorted(os.listdir(copy)) == ["stacnas_tf"]
     assert (tmp_path / "worker0" / "stacnas_tf" / "cells.py").read_text() == "x = 1\n"
+
+
+def test_a_mutant_is_listed_by_line_operator_occurrence_and_diff():
+    item = {"mutations": [{"start_pos": [42, 8], "operator_name": "core/NumberReplacer",
+                           "occurrence": 3}]}
+    assert tool.mutant_record(item, {"diff": "-a\n+b"}) == {
+        "line": 42, "operator": "core/NumberReplacer", "occurrence": 3, "diff": "-a\n+b"}
+    # A mutant cosmic-ray could not apply has no diff.
+    assert tool.mutant_record(item, {"diff": None})["diff"] == ""
