@@ -470,6 +470,7 @@ def test_a_random_network_of_a_preset_normalises_with_its_placeholder_statistics
     assert len(mean) == 3 and exportable.image_shape == (32, 32, 3) and exportable.num_classes == 10
     assert exportable.source is None and exportable.metadata()["preprocessing"]["std"] == [0.25] * 3
     assert exportable.network.deformable is False and not exportable.network.architecture_variables
+    assert exportable.network.auxiliary_head is None  # nothing a deployment would carry unused
     with pytest.raises(ValueError, match="--preset: expected one of"):
         export.random_network(G["DARTS_V2"], "cifar11")
 
@@ -711,3 +712,11 @@ def test_exporting_a_training_checks_its_genotype_by_value_and_warns_of_nothing_
     del exportable
     gc.collect()
     assert not [r for r in caplog.records if "unrestored" in r.getMessage()]
+
+
+def test_formats_are_known_names_and_at_least_one():
+    for formats in (("saved_model", "bogus"), ("bogus",), ()):
+        with pytest.raises(ValueError, match="--formats: expected some of"):
+            export.ExportOptions(formats=formats)
+    assert export.ExportOptions(formats="tflite").formats == tuple(
+        f"tflite_{variant}" for variant in export.TFLITE_VARIANTS)
