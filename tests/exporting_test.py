@@ -720,3 +720,43 @@ def test_formats_are_known_names_and_at_least_one():
             export.ExportOptions(formats=formats)
     assert export.ExportOptions(formats="tflite").formats == tuple(
         f"tflite_{variant}" for variant in export.TFLITE_VARIANTS)
+
+
+def test_top1_agreement_counts_equal_classes_only(exported, tmp_path, monkeypatch):
+    # An artifact whose logits are rolled by one class never agrees: 0.0, not a partial count.
+    _, exportable, _ = exported
+    original = export.saved_model_runner
+    monkeypatch.setattr(export, "saved_model_runner",
+                        lambda path: (lambda images, run=original(path): np.roll(run(images), 1, -1)))
+    with pytest.raises(export.ExportError) as failure:
+        export.export(exportable, str(tmp_path / "out"), export.ExportOptions(
+            verify_samples=16, formats=("saved_model",)))
+    shown = json.loads(str(failure.value).split("\nreport: ", 1)[1])
+    assert shown["saved_model"]["top1_agreement"] == 0.0
+
+
+def test_int8_calibration_images_are_not_the_verification_images(tmp_path, monkeypatch):
+    # Calibrating on the images the check then scores would hide the quantization error.
+    network = network_lib.build(TINY.replace(deformable=False), G["DARTS_V2"], 10, (8, 8, 1),
+                                auxiliary=False)
+    exportable = export.Exportable(network, G["DARTS_V2"], (8, 8, 1), 10, (0.5,), (0.25,), None)
+    seen = []
+    original = export._write_tflite
+    monkeypatch.setattr(export, "_write_tflite", lambda serving, path, variant, calibration, *rest:
+                        seen.append(calibration) or original(serving, path, variant, calibration, *rest))
+    export.export(exportable, str(tmp_path / "out"), export.ExportOptions(
+        calibration_samples=8, verify_samples=8, formats=("tflite_int8",)))
+    assert seen[0].shape == (8, 8, 8, 1)
+    assert not np.allclose(seen[0], export._sample_images(exportable, 8))
+
+
+def test_the_grouped_convolution_message_of_exactly_three_says_no_more():
+    import types
+
+    inputs = keras.Input((8, 8, 4))
+    x = inputs
+    for index in range(3):
+        x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name=f"grouped{index}")(x)
+    exportable = types.SimpleNamespace(network=keras.Model(inputs, x))
+    with pytest.raises(ValueError, match=r"\(grouped0, grouped1, grouped2\): tf2onnx"):
+        export.check_formats(exportable, export.ExportOptions())
