@@ -760,3 +760,19 @@ def test_the_grouped_convolution_message_of_exactly_three_says_no_more():
     exportable = types.SimpleNamespace(network=keras.Model(inputs, x))
     with pytest.raises(ValueError, match=r"\(grouped0, grouped1, grouped2\): tf2onnx"):
         export.check_formats(exportable, export.ExportOptions())
+
+
+def test_a_folder_that_recorded_no_class_names_exports_the_datasets(exported, tmp_path):
+    # A training folder whose config.json holds no class names (written before they were
+    # recorded): the export names the classes as the dataset does.
+    import shutil
+
+    root, _, _ = exported
+    older = tmp_path / "older"
+    shutil.copytree(root / "train", older)
+    config = json.loads((older / "config.json").read_text())
+    assert config["class_names"] == [str(label) for label in range(10)]
+    config["class_names"] = None
+    (older / "config.json").write_text(json.dumps(config))
+    exportable = export.from_training_folder(str(older))
+    assert exportable.class_names == tuple(str(label) for label in range(10))
