@@ -22,7 +22,7 @@ A mutant inside an annotation of a module that postpones their evaluation
 never evaluated: it is marked skipped before the run and counted apart
 (`equivalent_annotation`), not scored.
 With --scratch_dir a stopped run keeps its folder, and --resume goes on with it
-(a network or exporting run is longer than a sitting on 2 cores).
+(a network or exporting run takes hours on 2 cores).
 The JSON holds, per module, the counts, the score and every surviving mutant
 (line, operator, diff), which the next step reads: a test that kills it, or a
 written reason it is equivalent (docs/testing.md).
