@@ -776,3 +776,16 @@ def test_a_folder_that_recorded_no_class_names_exports_the_datasets(exported, tm
     (older / "config.json").write_text(json.dumps(config))
     exportable = export.from_training_folder(str(older))
     assert exportable.class_names == tuple(str(label) for label in range(10))
+
+
+def test_each_format_is_held_to_its_own_bound_only(exported, tmp_path):
+    # The float16 bound is for the float16 file alone: a tiny one fails neither the float
+    # formats (held to float_tolerance) nor the dynamic-range file (held to the relative error),
+    # though both differ from the Keras model by more than it.
+    _, exportable, _ = exported
+    formats = ("onnx", "tflite_dynamic_range")
+    report = export.export(exportable, str(tmp_path / "out"), export.ExportOptions(
+        verify_samples=16, formats=formats, float16_tolerance=1e-12))
+    assert report["passed"]
+    assert report["formats"]["onnx"]["max_abs_logit_diff"] > 1e-12
+    assert report["formats"]["tflite_dynamic_range"]["max_abs_logit_diff"] > 1e-12
