@@ -314,3 +314,67 @@ def test_the_loss_smooths_nothing_unless_asked():
     plain = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     np.testing.assert_allclose(network.SparseCrossentropy(reduction=None)(labels, logits), plain,
                                rtol=1e-6)
+
+
+def _layer_plan(layers):
+    """(kind, filters, kernel, stride, padding) of each layer, as DARTS's PyTorch modules
+    would read: a ZeroPadding2D followed by a 'valid' conv is PyTorch's padding=k // 2."""
+    plan = []
+    for layer in layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            plan.append(("conv", layer.filters, layer.kernel_size[0], layer.strides[0], layer.padding))
+        elif isinstance(layer, keras.layers.ZeroPadding2D):
+            plan.append(("pad", layer.padding[0][0]))
+        else:
+            plan.append((type(layer).__name__,))
+    return plan
+
+
+def test_the_stems_are_darts_layer_for_layer():
+    # quark0/darts model.py: NetworkCIFAR's stem is Conv(3, 3C, 3, padding=1), BN;
+    # NetworkImageNet's stem0 is Conv(3, C/2, 3, stride 2, padding 1), BN, ReLU,
+    # Conv(C/2, C, 3, stride 2, padding 1), BN, and its stem1 ReLU, Conv(C, C, 3, stride 2,
+    # padding 1), BN (no conv has a bias).
+    cifar = _build(G["DARTS_V2"], 7, 8, 5, "cifar", 32)
+    assert _layer_plan(cifar.stem_layers) == [("conv", 24, 3, 1, "same"), ("BatchNorm",)]
+    assert cifar.stem1_layers == []
+    imagenet = _build(G["DARTS_V2"], 7, 8, 5, "imagenet", 64)
+    assert _layer_plan(imagenet.stem_layers) == [
+        ("pad", 1), ("conv", 4, 3, 2, "valid"), ("BatchNorm",), ("ReLU",),
+        ("pad", 1), ("conv", 8, 3, 2, "valid"), ("BatchNorm",)]
+    assert _layer_plan(imagenet.stem1_layers) == [
+        ("ReLU",), ("pad", 1), ("conv", 8, 3, 2, "valid"), ("BatchNorm",)]
+    convs = [layer for layer in imagenet.stem_layers + imagenet.stem1_layers + cifar.stem_layers
+             if isinstance(layer, keras.layers.Conv2D)]
+    assert not any(layer.use_bias for layer in convs)
+
+
+@pytest.mark.parametrize("stem,side,inputs", [
+    # CIFAR: the stem keeps the side and widens to 3C; ImageNet: stem0 quarters the side
+    # (224 -> 56), stem1 halves it again (-> 28), both C wide.
+    ("cifar", 32, ((32, 32, 12), (32, 32, 12))),
+    ("imagenet", 224, ((56, 56, 4), (28, 28, 4))),
+])
+def test_each_cell_sees_the_sides_and_widths_darts_gives_it(monkeypatch, stem, side, inputs):
+    # 5 cells of C=4: reductions at cells 1 and 3 double C and halve the side; each cell's
+    # output is its 4 nodes concatenated (4 x C wide); the older input of a cell after a
+    # reduction (or, on ImageNet, of the first cell) is twice the newer one's side.
+    seen = []
+    call = cells.DerivedCell.call
+
+    def spy(self, cell_inputs, *args, **kwargs):
+        output = call(self, cell_inputs, *args, **kwargs)
+        seen.append(tuple(tuple(x.shape[1:]) for x in (*cell_inputs, output)))
+        return output
+
+    monkeypatch.setattr(cells.DerivedCell, "call", spy)
+    _build(G["DARTS_V2"], 7, 4, 5, stem, side)
+    first = side if stem == "cifar" else side // 8
+    s0, s1 = inputs
+    expected = []
+    for index, (filters, out_side) in enumerate(
+            [(4, first), (8, first // 2), (8, first // 2), (16, first // 4), (16, first // 4)]):
+        output = (out_side, out_side, 4 * filters)
+        expected.append((s0, s1, output))
+        s0, s1 = s1, output
+    assert seen == expected
