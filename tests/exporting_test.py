@@ -789,3 +789,18 @@ def test_each_format_is_held_to_its_own_bound_only(exported, tmp_path):
     assert report["passed"]
     assert report["formats"]["onnx"]["max_abs_logit_diff"] > 1e-12
     assert report["formats"]["tflite_dynamic_range"]["max_abs_logit_diff"] > 1e-12
+
+
+def test_a_stale_staging_folder_removed_by_another_export_first_is_no_error(tmp_path, monkeypatch):
+    # Two exports into one parent may both find a killed export's folder: the one that
+    # comes second finds it gone, which is what it wanted.
+    stale = tmp_path / ".out.partial-12345-x"
+    stale.mkdir()
+
+    def gone_meanwhile(pid):
+        stale.rmdir()
+        return False
+
+    monkeypatch.setattr(export, "_process_alive", gone_meanwhile)
+    export._remove_stale_partials(str(tmp_path), "out")
+    assert not stale.exists()
