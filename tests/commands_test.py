@@ -106,3 +106,37 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), lines
     assert not (tmp_path / "out").exists()
+
+
+def test_none_clears_a_presets_optional_setting(tmp_path):
+    # The smoke preset trains on 128 examples at the dataset's own size; a folder of 10
+    # non-square images needs --num_train_examples=none (all), as the refusal says.
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    for split, count in (("train", 5), ("test", 2)):
+        for name in ("a", "b"):
+            for index in range(count):
+                helpers.write_png(tmp_path / "images" / split / name / f"{index}.png",
+                                  rng.randint(0, 256, (8, 12, 3)))
+    flags = ["--preset=smoke", "--genotype=DARTS_V2", f"--dataset=folder:{tmp_path / 'images'}",
+             "--batch_size=4"]
+    refused = helpers.run_program("train", *flags, f"--output_dir={tmp_path / 'refused'}")
+    assert refused.returncode == 2
+    assert ("--num_train_examples=128: " in refused.stderr
+            and "has 10 training examples; pass at most that many, or none for all" in refused.stderr)
+    result = helpers.run_program("train", *flags, "--num_train_examples=none",
+                                 "--num_eval_examples=NONE", "--image_size=None",
+                                 f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "  num_train_examples=null\n" in result.stdout
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (saved["num_train_examples"], saved["num_eval_examples"], saved["image_size"]) == (
+        None, None, None)
+    assert "on 4 test images" in result.stdout
+    # Any other word is still refused by the flag's own type.
+    bad = helpers.run_program("train", *flags, "--num_train_examples=all",
+                              f"--output_dir={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "train.py: error: flag --num_train_examples=all: expected an integer or none, got 'all'")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "refused").exists()

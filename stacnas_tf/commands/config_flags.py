@@ -19,14 +19,36 @@ from stacnas_tf import files
 _NOT_FLAGS = ("groups", "genotype", "class_names")
 
 
-def _kind(field: dataclasses.Field) -> str:
-    """The flag type of a field, from its annotation (a string: the config
-    modules use `from __future__ import annotations`)."""
+def _kind(field: dataclasses.Field) -> tuple[str, bool]:
+    """The flag type of a field and whether None is one of its values, from its
+    annotation (a string: the config modules use `from __future__ import annotations`)."""
     annotation = str(field.type).replace(" ", "")
     for kind in ("bool", "int", "float", "str"):
         if annotation in (kind, f"{kind}|None"):
-            return kind
+            return kind, annotation != kind
     raise TypeError(f"no flag type for {field.name}: {field.type}")
+
+
+class _NoneOr(flags.ArgumentParser):
+    """`none` (any case) as None, anything else as `parser` reads it: without it a
+    preset's value of an optional field (8,192 training examples, a square image
+    size) could not be cleared from the command line."""
+
+    def __init__(self, parser: flags.ArgumentParser):
+        self._parser = parser
+        # What --help shows after the flag's text, as "(an integer or none)".
+        self.syntactic_help = f"{parser.syntactic_help or 'a string'} or none"
+
+    def parse(self, argument):
+        if isinstance(argument, str) and argument.strip().lower() == "none":
+            return None
+        try:
+            return self._parser.parse(argument)
+        except ValueError as e:
+            raise ValueError(f"expected {self.syntactic_help}, got {argument!r} ({e})") from e
+
+    def flag_type(self) -> str:
+        return f"{self._parser.flag_type()} or none"
 
 
 def define(config_class, help_texts: dict, skip: tuple = ()) -> dict:
@@ -36,8 +58,13 @@ def define(config_class, help_texts: dict, skip: tuple = ()) -> dict:
     for field in dataclasses.fields(config_class):
         if field.name in _NOT_FLAGS or field.name in skip:
             continue
-        kind = _kind(field)
+        kind, optional = _kind(field)
         text = help_texts.get(field.name, f"{config_class.__name__}.{field.name}.")
+        if optional and kind != "bool":
+            parser = {"int": flags.IntegerParser, "float": flags.FloatParser,
+                      "str": flags.ArgumentParser}[kind]()
+            holders[field.name] = flags.DEFINE(_NoneOr(parser), field.name, None, text)
+            continue
         define_flag = {"bool": flags.DEFINE_bool, "int": flags.DEFINE_integer,
                        "float": flags.DEFINE_float, "str": flags.DEFINE_string}[kind]
         holders[field.name] = define_flag(field.name, None, text)
@@ -72,8 +99,8 @@ def base_config(config_class, presets: dict, preset_flag):
 
 
 def overrides(holders: dict) -> dict:
-    """{field: value} of the flags the user set."""
-    return {name: holder.value for name, holder in holders.items() if holder.value is not None}
+    """{field: value} of the flags the user set (`--image_size=none` sets None)."""
+    return {name: holder.value for name, holder in holders.items() if holder.present}
 
 
 def describe(config) -> str:

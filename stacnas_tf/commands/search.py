@@ -42,9 +42,9 @@ _HELP = {
     "stage2_epochs": "Training epochs of stage 2.",
     "batch_size": "Global batch size at one replica (see --scaling_rule).",
     "channels": "Initial channels C of the supernet (paper: 16).",
-    "image_size": "Resize images to this square size.",
-    "num_train_examples": "Use only the first N training examples.",
-    "steps_per_epoch": "Steps of an epoch (default: one pass over the examples); epochs then "
+    "image_size": "Resize images to this square size (none: keep their own size).",
+    "num_train_examples": "Use only the first N training examples (none: all of them).",
+    "steps_per_epoch": "Steps of an epoch (none: one pass over the examples); epochs then "
                        "cut one reshuffled stream, so images stay fresh across them.",
     "arch_warmup_epochs": "Epochs at the start of each stage before alpha moves (the weights "
                           "train first; the paper: 0).",

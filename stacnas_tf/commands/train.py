@@ -32,9 +32,9 @@ _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Official archives to buil
 
 _HELP = {
     "dataset": "cifar10, cifar100, imagenet2012, fashion_mnist, digits or folder:PATH.",
-    "image_size": "Resize images to this square size.",
-    "num_train_examples": "Use only the first N training examples.",
-    "num_eval_examples": "Evaluate on the first N test examples.",
+    "image_size": "Resize images to this square size (none: keep their own size).",
+    "num_train_examples": "Use only the first N training examples (none: all of them).",
+    "num_eval_examples": "Evaluate on the first N test examples (none: all of them).",
     "network": "Stem: cifar (3x3 conv) or imagenet (two stride-2 convs, then a stride-2 cell).",
     "channels": "Initial channels C.",
     "num_cells": "Cells of the network.",
