@@ -804,3 +804,17 @@ def test_a_stale_staging_folder_removed_by_another_export_first_is_no_error(tmp_
     monkeypatch.setattr(export, "_process_alive", gone_meanwhile)
     export._remove_stale_partials(str(tmp_path), "out")
     assert not stale.exists()
+
+
+def test_asking_whether_an_exports_process_is_alive_does_not_signal_it(tmp_path):
+    # kill(pid, 0) checks for the process and sends nothing (kill(2)); any other signal
+    # (SIGHUP ends most programs) would stop the export it asks about.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert export._process_alive(child.pid) is True
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+    finally:
+        child.kill()
+        child.wait()
+    assert export._process_alive(child.pid) is False
