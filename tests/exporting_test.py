@@ -818,3 +818,23 @@ def test_asking_whether_an_exports_process_is_alive_does_not_signal_it(tmp_path)
         child.kill()
         child.wait()
     assert export._process_alive(child.pid) is False
+
+
+def test_relative_logit_error_of_logits_without_spread_is_finite():
+    # A network whose logits are equal on every class (zero-initialised classifier): an
+    # exact copy scores 0 and a different one a large finite number, never NaN or inf,
+    # which no bound would pass or fail sensibly.
+    flat = np.full((4, 10), 2.5, np.float32)
+    assert export.relative_logit_error(flat, flat) == 0.0
+    other = export.relative_logit_error(flat + 0.01, flat)
+    assert np.isfinite(other) and other > 1e6
+
+
+def test_files_an_export_did_not_write_are_named_three_at_most(tmp_path):
+    # The refusal names the first three in sorted order, then stops (a folder of
+    # thousands would otherwise fill the terminal).
+    (tmp_path / "export_report.json").write_text("{}")
+    for name in ("d.txt", "a.txt", "c.txt", "b.txt"):
+        (tmp_path / name).write_text("mine")
+    with pytest.raises(ValueError, match=r"did not write \(a.txt, b.txt, c.txt\); move them away"):
+        export.check_output_dir(str(tmp_path), overwrite=True)
