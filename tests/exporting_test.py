@@ -838,3 +838,17 @@ def test_files_an_export_did_not_write_are_named_three_at_most(tmp_path):
         (tmp_path / name).write_text("mine")
     with pytest.raises(ValueError, match=r"did not write \(a.txt, b.txt, c.txt\); move them away"):
         export.check_output_dir(str(tmp_path), overwrite=True)
+
+
+@pytest.mark.parametrize("side", [6, 12])
+def test_a_network_trained_at_another_size_is_checked_on_images_of_its_size(side):
+    # --image_size smaller or larger than the dataset's 8x8 images: the verification
+    # images are resized to what the network was trained on, either way.
+    rng = np.random.RandomState(0)
+    source = sources.from_arrays(rng.randint(0, 256, (16, 8, 8, 1)).astype(np.uint8),
+                                 np.arange(16) % 2)
+    network = network_lib.build(TINY.replace(deformable=False), G["DARTS_V2"], 2, (side, side, 1),
+                                auxiliary=False)
+    exportable = export.Exportable(network, G["DARTS_V2"], (side, side, 1), 2, (0.5,), (0.25,),
+                                   source)
+    assert export._sample_images(exportable, 4).shape == (4, side, side, 1)
