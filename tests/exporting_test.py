@@ -303,7 +303,8 @@ def test_export_options_defaults_bounds_and_frozen():
 
     defaults = export.ExportOptions()
     # An existing export is replaced only when asked; 0.15 is the quantized formats' bound
-    # (own choice: a trained digits network's int8 model scores about 0.03).
+    # (own choice: the TINY digits network of these tests, one epoch, scored 0.016 as int8
+    # on 2026-12-05).
     assert defaults.overwrite is False and defaults.max_quantized_relative_error == 0.15
     with pytest.raises(dataclasses.FrozenInstanceError):
         defaults.overwrite = True
@@ -670,16 +671,19 @@ def test_the_int8_runner_quantizes_with_the_models_own_input_scale(tmp_path):
     assert any(np.array_equal(logits, value) for value in decoded)
 
 
-def test_the_grouped_convolution_message_names_three_and_says_there_are_more():
+@pytest.mark.parametrize("count,shown", [
+    (4, r"\(grouped0, grouped1, grouped2, \.\.\.\): tf2onnx"),  # three named, and more
+    (3, r"\(grouped0, grouped1, grouped2\): tf2onnx"),  # exactly three: no "..."
+])
+def test_the_grouped_convolution_message_names_at_most_three(count, shown):
     import types
 
     inputs = keras.Input((8, 8, 4))
     x = inputs
-    for index in range(4):
+    for index in range(count):
         x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name=f"grouped{index}")(x)
     exportable = types.SimpleNamespace(network=keras.Model(inputs, x))
-    with pytest.raises(ValueError, match=r"convolution\(s\) \(grouped0, grouped1, grouped2, \.\.\.\): "
-                                         r"tf2onnx"):
+    with pytest.raises(ValueError, match=r"convolution\(s\) " + shown):
         export.check_formats(exportable, export.ExportOptions())
 
 
@@ -748,18 +752,6 @@ def test_int8_calibration_images_are_not_the_verification_images(tmp_path, monke
         calibration_samples=8, verify_samples=8, formats=("tflite_int8",)))
     assert seen[0].shape == (8, 8, 8, 1)
     assert not np.allclose(seen[0], export._sample_images(exportable, 8))
-
-
-def test_the_grouped_convolution_message_of_exactly_three_says_no_more():
-    import types
-
-    inputs = keras.Input((8, 8, 4))
-    x = inputs
-    for index in range(3):
-        x = keras.layers.Conv2D(4, 3, padding="same", groups=2, name=f"grouped{index}")(x)
-    exportable = types.SimpleNamespace(network=keras.Model(inputs, x))
-    with pytest.raises(ValueError, match=r"\(grouped0, grouped1, grouped2\): tf2onnx"):
-        export.check_formats(exportable, export.ExportOptions())
 
 
 def test_a_folder_that_recorded_no_class_names_exports_the_datasets(exported, tmp_path):
