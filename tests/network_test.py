@@ -378,3 +378,10 @@ def test_each_cell_sees_the_sides_and_widths_darts_gives_it(monkeypatch, stem, s
         expected.append((s0, s1, output))
         s0, s1 = s1, output
     assert seen == expected
+
+
+def test_defaults_are_darts_cifar_network():
+    # quark0/darts train.py: --init_channels 36, --layers 20, --auxiliary on (weight 0.4).
+    net = network.FinalNetwork(G["DARTS_V2"], 10)
+    assert (net.channels, net.num_cells, net.stem, net.auxiliary, net.deformable) == (
+        36, 20, "cifar", True, False)
