@@ -58,13 +58,17 @@ class AuxiliaryHead(keras.layers.Layer):
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
-        if height is None or width is None or height < 5 or width < 5:
+        # The 5x5 pool (no padding) must leave 2x2 for the 2x2 convolution: 8x8 under
+        # CIFAR's stride 3 (DARTS's head is written for 8x8), 7x7 under ImageNet's 2.
+        stride = self.pool.strides[0]
+        smallest = 5 + stride
+        if height is None or width is None or height < smallest or width < smallest:
             raise ValueError(
-                f"the auxiliary head needs a map of at least 5x5, got {height}x{width}: use "
-                "larger images or no auxiliary head (--aux_weight=0)."
+                f"the auxiliary head needs a map of at least {smallest}x{smallest} (the "
+                f"{self.stem} head), got {height}x{width}: use larger images or no auxiliary "
+                "head (--aux_weight=0)."
             )
         # Explicit, with the spatial size: the classifier's input width depends on it.
-        stride = self.pool.strides[0]
         pooled = ((height - 5) // stride + 1, (width - 5) // stride + 1)
         self.conv1.build((None, height, width, channels))
         self.bn1.build((None, None, None, 128))

@@ -106,7 +106,7 @@ def test_auxiliary_head_only_in_training():
     imagenet = _build(G["DARTS_V2"], 7, 4, 5, "imagenet", 224, auxiliary=True)
     logits, aux = imagenet(tf.zeros([1, 224, 224, 3]), training=True)
     assert logits.shape == (1, 7) and aux.shape == (1, 7)
-    with pytest.raises(ValueError, match="auxiliary head needs a map of at least 5x5"):
+    with pytest.raises(ValueError, match="auxiliary head needs a map of at least 8x8"):
         _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8, auxiliary=True)
 
 
@@ -213,7 +213,8 @@ def test_plot_model_shows_the_networks_input_and_output_shapes():
     from stacnas_tf import config as config_lib
 
     config = config_lib.TrainConfig(genotype="DARTS_V2", channels=4, num_cells=3, aux_weight=0.0)
-    net = network.build(config, G["DARTS_V2"], 10, (8, 8, 1))
+    net = network.build(config, G["DARTS_V2"], 10, (32, 32, 1))
+    assert net.auxiliary_head is not None
     dot = keras.utils.model_to_dot(net, show_shapes=True).to_string()
     assert "(None, 8, 8, 1)" in dot and "(None, 10)" in dot and "?" not in dot
 
@@ -291,11 +292,15 @@ def test_the_training_loss_adds_the_weighted_auxiliary_loss():
     assert logged == pytest.approx(main + 0.4 * aux, rel=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(4, 8), (8, 4), (None, 8), (8, None)])
-def test_auxiliary_head_refuses_a_map_below_5x5_on_either_side(shape):
-    head = network.AuxiliaryHead(10, "cifar")
-    with pytest.raises(ValueError, match=f"at least 5x5, got {shape[0]}x{shape[1]}"):
-        head.build((None, *shape, 16))
+@pytest.mark.parametrize("stem,smallest", [("cifar", 8), ("imagenet", 7)])
+def test_auxiliary_head_refuses_a_map_below_its_smallest_on_either_side(stem, smallest):
+    # Its 5x5 pool (stride 3 on CIFAR, 2 on ImageNet) must leave the 2x2 convolution a
+    # 2x2 map: (side - 5) // stride + 1 >= 2.
+    for shape in [(smallest - 1, 12), (12, smallest - 1), (None, 12), (12, None)]:
+        head = network.AuxiliaryHead(10, stem)
+        with pytest.raises(ValueError, match=rf"at least {smallest}x{smallest} \(the {stem} head\), "
+                                             rf"got {shape[0]}x{shape[1]}: use larger images"):
+            head.build((None, *shape, 16))
 
 
 @pytest.mark.parametrize("stem,side,features", [
@@ -385,3 +390,41 @@ def test_defaults_are_darts_cifar_network():
     net = network.FinalNetwork(G["DARTS_V2"], 10)
     assert (net.channels, net.num_cells, net.stem, net.auxiliary, net.deformable) == (
         36, 20, "cifar", True, False)
+
+
+@pytest.mark.parametrize("stem,shape", [
+    ("cifar", (8, 8)), ("cifar", (8, 12)), ("cifar", (12, 8)),
+    ("imagenet", (7, 7)), ("imagenet", (7, 9)), ("imagenet", (9, 7))])
+def test_auxiliary_head_takes_its_smallest_map_on_either_side(stem, shape):
+    head = network.AuxiliaryHead(10, stem)
+    head.build((None, *shape, 16))
+    assert head(tf.zeros((2, *shape, 16))).shape == (2, 10)
+
+
+def test_a_network_of_one_cell_builds():
+    net = _build(G["DARTS_V2"], 10, 4, 1, "cifar", 8)
+    assert len(net.derived_cells) == 1
+    assert net(tf.zeros((2, 8, 8, 3))).shape == (2, 10)
+
+
+def test_building_a_network_leaves_its_batch_statistics_at_their_start():
+    # The build call on a zero image is an inference call: BatchNorm's moving mean and
+    # variance stay 0 and 1 (Keras's initial values), as a freshly made PyTorch network's.
+    from stacnas_tf import config as config_lib
+
+    config = config_lib.TrainConfig(dataset="digits", channels=4, num_cells=3, aux_weight=0.4)
+    net = network.build(config, G["DARTS_V2"], 10, (32, 32, 1))
+    assert net.auxiliary_head is not None
+    moving = [v for v in net.variables if "moving_" in v.path]
+    assert moving and all(
+        np.all(v.numpy() == (1.0 if "variance" in v.path else 0.0)) for v in moving)
+
+
+def test_top5_counts_a_label_among_the_five_largest_logits():
+    # DARTS's utils.accuracy(topk=(1, 5)): a label ranked sixth is a top-5 miss.
+    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8)
+    net.compile(keras.optimizers.SGD(0.0))
+    top5 = [m for m in net.metrics if m.name == "compile_metrics"][0]
+    logits = np.arange(10, dtype=np.float32)[None].repeat(2, 0)  # class 9 largest, 4 sixth
+    top5.update_state(np.array([5, 4]), logits)
+    assert float(top5.result()["top5"]) == 0.5

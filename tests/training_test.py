@@ -290,8 +290,8 @@ def test_a_folder_in_use_by_another_training_is_refused(tmp_path):
 
 def test_a_failed_start_leaves_nothing_and_the_corrected_rerun_works(tmp_path):
     out = tmp_path / "run"
-    # The auxiliary head needs a 5x5 map: 8x8 digits are too small, found while building.
-    with pytest.raises(ValueError, match="auxiliary head needs a map of at least 5x5"):
+    # The auxiliary head needs an 8x8 map: 8x8 digits are too small, found while building.
+    with pytest.raises(ValueError, match="auxiliary head needs a map of at least 8x8"):
         train.run_training(TINY.replace(aux_weight=0.4, epochs=1), str(out), verbose=0)
     assert not out.exists()
     # The same genotype by file instead of by name is the same run.
