@@ -427,3 +427,8 @@ def test_top5_counts_a_label_among_the_five_largest_logits():
     logits = np.arange(10, dtype=np.float32)[None].repeat(2, 0)  # class 9 largest, 4 sixth
     top5.update_state(np.array([5, 4]), logits)
     assert float(top5.result()["top5"]) == 0.5
+
+
+def test_a_network_of_no_cells_is_refused():
+    with pytest.raises(ValueError, match="num_cells: expected a positive number of cells, got 0"):
+        network.FinalNetwork(G["DARTS_V2"], 10, num_cells=0)
