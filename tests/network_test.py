@@ -432,3 +432,53 @@ def test_top5_counts_a_label_among_the_five_largest_logits():
 def test_a_network_of_no_cells_is_refused():
     with pytest.raises(ValueError, match="num_cells: expected a positive number of cells, got 0"):
         network.FinalNetwork(G["DARTS_V2"], 10, num_cells=0)
+
+
+def test_compile_leaves_xla_off_unless_asked():
+    # Keras's "auto" would compile with XLA wherever there is a GPU; the programs ask for it
+    # by a flag (--jit_compile).
+    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8)
+    net.compile(keras.optimizers.SGD(0.01))
+    assert net.get_compile_config()["jit_compile"] is False
+
+
+def test_more_per_cell_genotypes_than_cells_are_refused():
+    with pytest.raises(ValueError, match="genotype has 3 per-cell genotypes; the network has 2 cells"):
+        network.FinalNetwork(helpers.per_cell_genotype(), 10, 4, 2)
+
+
+def test_drop_path_applies_in_training_only():
+    # The network's rate reaches its cells in training (DARTS: drop_prob in training only);
+    # at inference the rate changes nothing.
+    net = _build(G["DARTS_V2"], 10, 4, 3, "cifar", 8)
+    images = tf.constant(np.random.RandomState(0).uniform(0, 255, (4, 8, 8, 3)), tf.float32)
+    inference, training = {}, {}
+    for rate in (0.0, 0.5):  # before any training call, which moves BatchNorm's statistics
+        net.drop_path_rate.assign(rate)
+        inference[rate] = net(images, training=False).numpy()
+    for rate in (0.0, 0.5):
+        net.drop_path_rate.assign(rate)
+        training[rate] = net(images, training=True).numpy()
+    assert np.abs(training[0.0] - training[0.5]).max() > 1e-3
+    np.testing.assert_array_equal(inference[0.0], inference[0.5])
+
+
+def test_the_auxiliary_head_reads_the_cell_at_two_thirds_only(monkeypatch):
+    # DARTS's NetworkCIFAR: `if i == 2 * self._layers // 3`, one cell's output, once.
+    cell_outputs, head_inputs = [], []
+    cell_call, head_call = cells.DerivedCell.call, network.AuxiliaryHead.call
+
+    def cell_spy(self, *args, **kwargs):
+        cell_outputs.append(cell_call(self, *args, **kwargs))
+        return cell_outputs[-1]
+
+    def head_spy(self, inputs, *args, **kwargs):
+        head_inputs.append(inputs)
+        return head_call(self, inputs, *args, **kwargs)
+
+    net = _build(G["DARTS_V2"], 10, 4, 6, "cifar", 32, auxiliary=True)
+    monkeypatch.setattr(cells.DerivedCell, "call", cell_spy)
+    monkeypatch.setattr(network.AuxiliaryHead, "call", head_spy)
+    net(tf.zeros((2, 32, 32, 3)), training=True)
+    assert net.aux_position == 4 and len(head_inputs) == 1
+    np.testing.assert_array_equal(head_inputs[0].numpy(), cell_outputs[4].numpy())
