@@ -482,3 +482,10 @@ def test_the_auxiliary_head_reads_the_cell_at_two_thirds_only(monkeypatch):
     net(tf.zeros((2, 32, 32, 3)), training=True)
     assert net.aux_position == 4 and len(head_inputs) == 1
     np.testing.assert_array_equal(head_inputs[0].numpy(), cell_outputs[4].numpy())
+
+
+def test_cells_are_named_by_position_and_kind():
+    # Reductions at L // 3 and 2L // 3 (DARTS's NetworkCIFAR); checkpoints key the cells by name.
+    net = network.FinalNetwork(G["DARTS_V2"], 10, 4, 5)
+    assert [cell.name for cell in net.derived_cells] == [
+        "cell_0_normal", "cell_1_reduce", "cell_2_normal", "cell_3_reduce", "cell_4_normal"]
